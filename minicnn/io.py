@@ -1,0 +1,217 @@
+"""minicnn model files: one self-describing HDF5 file.
+
+Layout (format version 1)::
+
+    /  attrs: format = "minicnn-model", format_version = 1,
+              architecture = JSON [{"name", "type", "config"}, ...] (layer order),
+              preprocessing = JSON (see minicnn.preprocess), extra = JSON (free metadata)
+    /class_names          (num_classes,) UTF-8 strings (absent when there are none)
+    /weights/<layer>.<param>   float32 arrays in PyTorch layouts (conv OIHW, linear (out, in))
+
+``load`` validates everything before it returns; ``save`` writes a temporary file in the
+same folder and renames it over the target, so an interrupted save leaves no truncated
+model behind.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .backend import check_device, to_numpy
+from .layers import LAYER_TYPES
+from .net import Net
+from .preprocess import Preprocessing
+
+FORMAT_NAME = "minicnn-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and the problem."""
+
+
+def atomic_write(path, write, suffix=".tmp"):
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
+
+    The temporary file lives in the same folder (same file system, so the rename is
+    atomic) and is removed when ``write`` fails."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix,
+                               dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save(net, path, meta=None):
+    """Write ``net`` to ``path`` (HDF5). ``meta`` (optional) updates ``net.meta``:
+    ``preprocessing`` dict, ``class_names`` list, anything else goes to ``extra``."""
+    import h5py
+    meta = {**net.meta, **(meta or {})}
+    preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or {}).to_dict()
+    class_names = [str(c) for c in (meta.get("class_names") or [])]
+    extra = {k: v for k, v in meta.items() if k not in ("preprocessing", "class_names")}
+    state = net.state_dict()
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["architecture"] = json.dumps(net.architecture())
+            f.attrs["preprocessing"] = json.dumps(preprocessing)
+            f.attrs["extra"] = json.dumps(extra)
+            if class_names:
+                f.create_dataset("class_names", data=np.array(class_names, dtype=object),
+                                 dtype=h5py.string_dtype("utf-8"))
+            group = f.create_group("weights")
+            for key, value in state.items():
+                group.create_dataset(key, data=np.asarray(value, np.float32))
+
+    atomic_write(path, write)
+    return path
+
+
+def load(path, device="cpu"):
+    """Read a model file written by :func:`save` -> Net (on ``device``).
+
+    Raises ModelFileError with one message naming the problem: not a file, not HDF5,
+    not a minicnn model, wrong format version, bad architecture, unknown layer type,
+    missing / unexpected / mis-shaped / non-finite weights, bad metadata."""
+    check_device(device)
+    path = os.fspath(path)
+
+    def fail(msg):
+        return ModelFileError(f"{path}: {msg}")
+
+    if not os.path.exists(path):
+        raise fail("no such file")
+    if not os.path.isfile(path):
+        raise fail("not a file")
+    import h5py
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise fail(f"cannot read file ({exc})") from None
+    if not is_hdf5:
+        raise fail("not an HDF5 file (expected a minicnn model .h5 written by minicnn.save "
+                   "or tools/convert_weights.py)")
+    try:
+        with h5py.File(path, "r") as f:
+            net = _read(f, fail)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:   # corrupt HDF5 internals
+        raise fail(f"corrupt or unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
+    return net.to(device) if device != "cpu" else net
+
+
+def _json_attr(f, name, fail, default=None):
+    if name not in f.attrs:
+        if default is not None:
+            return default
+        raise fail(f"missing attribute {name!r}")
+    raw = f.attrs[name]
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        return json.loads(str(raw))
+    except ValueError as exc:
+        raise fail(f"attribute {name!r} is not valid JSON ({exc})") from None
+
+
+def _read(f, fail):
+    import h5py
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "replace")
+    if fmt != FORMAT_NAME:
+        raise fail(f"not a minicnn model file (format attribute {fmt!r}, expected "
+                   f"{FORMAT_NAME!r}); convert framework weights with tools/convert_weights.py")
+    version = f.attrs.get("format_version")
+    if version is None or int(version) != FORMAT_VERSION:
+        raise fail(f"unsupported format version {version!r} (this minicnn reads version "
+                   f"{FORMAT_VERSION})")
+
+    arch = _json_attr(f, "architecture", fail)
+    if not isinstance(arch, list) or not arch:
+        raise fail("architecture must be a non-empty list of layers")
+    layers = []
+    for i, entry in enumerate(arch):
+        if not isinstance(entry, dict) or not {"name", "type"} <= set(entry):
+            raise fail(f"architecture entry {i} needs 'name' and 'type', got {entry!r}")
+        kind, config = entry["type"], entry.get("config") or {}
+        if kind not in LAYER_TYPES:
+            raise fail(f"unknown layer type {kind!r} for layer {entry['name']!r} (known: "
+                       f"{', '.join(sorted(LAYER_TYPES))})")
+        if not isinstance(config, dict):
+            raise fail(f"layer {entry['name']!r}: config must be an object")
+        try:
+            layers.append((entry["name"], LAYER_TYPES[kind](**config)))
+        except (TypeError, ValueError) as exc:
+            raise fail(f"layer {entry['name']!r} ({kind}): bad config {config!r} ({exc})") from None
+    try:
+        net = Net(layers)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"bad architecture ({exc})") from None
+
+    try:
+        preprocessing = Preprocessing.from_dict(_json_attr(f, "preprocessing", fail)).to_dict()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    extra = _json_attr(f, "extra", fail, default={})
+    if not isinstance(extra, dict):
+        raise fail("attribute 'extra' must be a JSON object")
+
+    if "weights" not in f:
+        raise fail("missing group 'weights'")
+    group = f["weights"]
+    expected = {key: layer.params[p].shape for key, layer, p in net.parameters()}
+    missing = [k for k in expected if k not in group]
+    unexpected = [k for k in group if k not in expected]
+    if missing:
+        raise fail(f"missing weights: {', '.join(missing)}")
+    if unexpected:
+        raise fail(f"unexpected weights: {', '.join(unexpected)}")
+    state = {}
+    for key, shape in expected.items():
+        ds = group[key]
+        if not isinstance(ds, h5py.Dataset):
+            raise fail(f"weight {key!r} is not a dataset")
+        if tuple(ds.shape) != tuple(shape):
+            raise fail(f"weight {key!r} has shape {tuple(ds.shape)}, expected {tuple(shape)}")
+        if ds.dtype.kind != "f":
+            raise fail(f"weight {key!r} has dtype {ds.dtype}, expected float")
+        arr = np.asarray(ds[()], dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise fail(f"weight {key!r} contains NaN or infinite values")
+        state[key] = arr
+    net.load_state_dict(state, strict=True)
+
+    try:
+        shapes = net.shapes((_input_channels(net),) + tuple(preprocessing["input_size"]))
+    except ValueError as exc:
+        raise fail(f"architecture does not fit input size {preprocessing['input_size']}: {exc}") from None
+
+    class_names = []
+    if "class_names" in f:
+        class_names = [c.decode("utf-8") if isinstance(c, bytes) else str(c)
+                       for c in f["class_names"][()]]
+        out = list(shapes.values())[-1]
+        if len(out) != 1 or out[0] != len(class_names):
+            raise fail(f"{len(class_names)} class names but the network outputs shape {out}")
+    net.meta = {"preprocessing": preprocessing, "class_names": class_names, **extra}
+    return net
+
+
+def _input_channels(net):
+    for _, layer in net:
+        if hasattr(layer, "in_channels"):
+            return layer.in_channels
+    return 3

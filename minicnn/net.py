@@ -1,0 +1,226 @@
+"""Net: an ordered, named sequence of layers with explicit forward and backward passes."""
+import difflib
+from collections import OrderedDict
+
+import numpy as np
+
+from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
+from .functional import check_rule
+from .layers import Layer
+
+
+def unknown_name_error(kind, name, valid):
+    """ValueError naming the close matches (or all valid names when few)."""
+    valid = list(valid)
+    close = difflib.get_close_matches(str(name), valid, n=5, cutoff=0.5)
+    hint = (f"close matches: {', '.join(close)}" if close
+            else f"valid: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
+    return ValueError(f"unknown {kind} {name!r}; {hint}")
+
+
+class Net:
+    """Ordered, named layers, e.g. ``Net([("conv1", Conv2d(3, 8, 3)), ("relu1", ReLU())])``.
+
+    ``meta`` carries what a model file stores beside the weights: ``preprocessing``
+    (see :mod:`minicnn.preprocess`) and ``class_names``.
+    """
+
+    def __init__(self, layers, meta=None):
+        self.layers = OrderedDict()
+        for name, layer in (layers.items() if isinstance(layers, dict) else layers):
+            if not isinstance(name, str) or not name or "." in name or "/" in name:
+                raise ValueError(f"layer names must be non-empty strings without '.' or '/', "
+                                 f"got {name!r}")
+            if name in self.layers:
+                raise ValueError(f"duplicate layer name {name!r}")
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {name!r} is not a minicnn Layer: {layer!r}")
+            self.layers[name] = layer
+        if not self.layers:
+            raise ValueError("a Net needs at least one layer")
+        self.meta = dict(meta or {})
+        self.device = "cpu"
+        self._last_run = None   # (index of last layer run, output shape per layer)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def names(self):
+        return list(self.layers)
+
+    def __getitem__(self, name):
+        if name not in self.layers:
+            raise unknown_name_error("layer", name, self.layers)
+        return self.layers[name]
+
+    def __iter__(self):
+        return iter(self.layers.items())
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        rows = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
+        return f"Net(\n{rows}\n)"
+
+    def index(self, name):
+        if name not in self.layers:
+            raise unknown_name_error("layer", name, self.layers)
+        return self.names.index(name)
+
+    @property
+    def class_names(self):
+        return list(self.meta.get("class_names") or [])
+
+    @property
+    def preprocessing(self):
+        from .preprocess import Preprocessing
+        return Preprocessing.from_dict(self.meta.get("preprocessing") or {})
+
+    def preprocess(self, image):
+        """PIL image -> (C, H, W) float32 input, as the model's metadata says."""
+        return self.preprocessing.image_to_input(image)
+
+    # ------------------------------------------------------------------ shapes
+    def shapes(self, input_shape):
+        """Per-example output shape of each layer for an input of shape (C, H, W).
+
+        Returns an OrderedDict name -> shape; raises ValueError naming the first layer
+        that does not fit."""
+        shape, out = tuple(int(s) for s in input_shape), OrderedDict()
+        for name, layer in self.layers.items():
+            try:
+                shape = layer.output_shape(shape)
+            except ValueError as exc:
+                raise ValueError(f"layer {name!r}: {exc}") from None
+            out[name] = shape
+        return out
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, x, until=None):
+        """x: (N, C, H, W) float32 (preprocessed) -> output of the last layer (class
+        scores before any softmax) or of layer ``until``."""
+        stop = len(self.layers) - 1 if until is None else self.index(until)
+        xp = np if self.device == "cpu" else require_cupy()
+        if get_array_module(x) is not xp:
+            x = to_device(x, self.device)
+        if x.ndim != 4:
+            raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
+        x = x.astype(np.float32, copy=False)
+        shapes = []
+        for i, (name, layer) in enumerate(self.layers.items()):
+            if i > stop:
+                layer.cache = None   # stale caches must not pair with this forward
+                continue
+            try:
+                x = layer.forward(x)
+            except ValueError as exc:
+                raise ValueError(f"layer {name!r}: {exc}") from None
+            shapes.append(tuple(x.shape))
+        self._last_run = (stop, shapes)
+        return x
+
+    def backward(self, grad, rule="gradient", start=None, param_grads=False):
+        """Send ``grad`` (the signal at the output of layer ``start``, default the last
+        layer) back to the input with ``rule`` ("gradient", "deconvnet", "guided").
+
+        Returns the signal at the input, (N, C, H, W). Uses the caches of the last
+        forward. ``param_grads=True`` (gradient rule only) also fills each layer's
+        ``grads``."""
+        check_rule(rule)
+        if param_grads and rule != "gradient":
+            raise ValueError("param_grads=True needs rule='gradient'")
+        if self._last_run is None:
+            raise RuntimeError("backward called before forward: run net.forward(x) first")
+        last, shapes = self._last_run
+        begin = len(self.layers) - 1 if start is None else self.index(start)
+        if begin > last:
+            raise RuntimeError(f"backward from layer {self.names[begin]!r} but the last forward "
+                               f"stopped at {self.names[last]!r}")
+        xp = np if self.device == "cpu" else require_cupy()
+        if get_array_module(grad) is not xp:
+            grad = to_device(grad, self.device)
+        grad = grad.astype(np.float32, copy=False)
+        if tuple(grad.shape) != shapes[begin]:
+            raise ValueError(f"grad has shape {tuple(grad.shape)} but layer "
+                             f"{self.names[begin]!r} produced {shapes[begin]} in the last forward")
+        items = list(self.layers.items())[:begin + 1]
+        for name, layer in reversed(items):
+            grad = layer.backward(grad, rule, param_grads=param_grads)
+        return grad
+
+    # ------------------------------------------------------------------ modes / devices
+    def train(self, mode=True):
+        for layer in self.layers.values():
+            layer.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device):
+        """Move parameters to 'cpu' (NumPy) or 'cuda' (CuPy); returns self."""
+        check_device(device)
+        if device == "cuda":
+            require_cupy()
+        for layer in self.layers.values():
+            for key in layer.params:
+                layer.params[key] = to_device(layer.params[key], device)
+            layer.grads = {}
+            layer.cache = None
+        self._last_run = None
+        self.device = device
+        return self
+
+    # ------------------------------------------------------------------ parameters
+    def parameters(self):
+        """Yield (key, layer, param_name) for every parameter, in layer order."""
+        for name, layer in self.layers.items():
+            for pname in layer.param_names:
+                yield f"{name}.{pname}", layer, pname
+
+    def state_dict(self):
+        """OrderedDict "<layer>.weight" / "<layer>.bias" -> NumPy float32 array (copies)."""
+        return OrderedDict((key, to_numpy(layer.params[p]).copy())
+                           for key, layer, p in self.parameters())
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from ``state`` into the parameters (PyTorch layouts).
+
+        strict: every key must be present, none unexpected, every shape must match;
+        the error lists all problems at once. Non-strict loads the matching keys and
+        still refuses mis-shaped ones. Nothing is changed when an error is raised."""
+        expected = {key: (layer, p) for key, layer, p in self.parameters()}
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        bad_shape, converted = [], {}
+        for key, value in state.items():
+            if key not in expected:
+                continue
+            layer, p = expected[key]
+            arr = to_numpy(value)
+            want = tuple(layer.params[p].shape)
+            if tuple(arr.shape) != want:
+                bad_shape.append(f"{key}: expected {want}, got {tuple(arr.shape)}")
+                continue
+            converted[key] = arr.astype(np.float32)
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if bad_shape:
+            problems.append("shape mismatch: " + "; ".join(bad_shape))
+        if problems:
+            raise ValueError("load_state_dict: " + " | ".join(problems))
+        for key, arr in converted.items():
+            layer, p = expected[key]
+            layer.params[p] = to_device(arr, self.device)
+        return self
+
+    def num_parameters(self):
+        return int(sum(layer.params[p].size for _, layer, p in self.parameters()))
+
+    def architecture(self):
+        """JSON-able description: [{"name", "type", "config"}] in layer order."""
+        return [{"name": name, "type": layer.kind, "config": layer.config()}
+                for name, layer in self.layers.items()]

@@ -1,0 +1,153 @@
+"""Image <-> network input, as a model file's metadata says.
+
+A model's ``preprocessing`` metadata (all keys optional but ``input_size``)::
+
+    channel_order  "RGB" or "BGR"            (torchvision: RGB; Caffe/Keras: BGR)
+    input_scale    value of a white pixel     (1.0: pixels in [0, 1]; 255.0: 0-255)
+    mean, std      per channel, in the model's channel order and input_scale units
+    input_size     [H, W] of the network input
+    resize         shorter side before the centre crop (torchvision: 256); null: the
+                   image is resized straight to input_size
+"""
+from dataclasses import dataclass, field
+import os
+
+import numpy as np
+
+MAX_IMAGE_PIXELS = 64_000_000   # bigger files are refused (decompression bombs)
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Preprocessing:
+    input_size: tuple = (224, 224)
+    channel_order: str = "RGB"
+    input_scale: float = 1.0
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+    resize: object = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        try:
+            size = d.pop("input_size", (224, 224))
+            p = cls(input_size=(int(size[0]), int(size[1])),
+                    channel_order=str(d.pop("channel_order", "RGB")).upper(),
+                    input_scale=float(d.pop("input_scale", 1.0)),
+                    mean=tuple(float(v) for v in d.pop("mean", (0.0, 0.0, 0.0))),
+                    std=tuple(float(v) for v in d.pop("std", (1.0, 1.0, 1.0))),
+                    resize=d.pop("resize", None), extra=d)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"bad preprocessing metadata: {exc}") from None
+        p.validate()
+        return p
+
+    def to_dict(self):
+        d = {"input_size": list(self.input_size), "channel_order": self.channel_order,
+             "input_scale": self.input_scale, "mean": list(self.mean), "std": list(self.std),
+             "resize": self.resize}
+        d.update(self.extra)
+        return d
+
+    def validate(self):
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if min(self.input_size) < 1:
+            raise ValueError(f"input_size must be positive, got {self.input_size}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need 3 values (one per channel)")
+        if not all(np.isfinite(self.mean)) or not all(s > 0 for s in self.std):
+            raise ValueError("mean must be finite and std positive")
+        if not self.input_scale > 0:
+            raise ValueError(f"input_scale must be positive, got {self.input_scale}")
+        if self.resize is not None and (not isinstance(self.resize, int) or self.resize < 1):
+            raise ValueError(f"resize must be a positive integer or null, got {self.resize!r}")
+
+    # ------------------------------------------------------------------ image -> input
+    def fit_image(self, image):
+        """Resize / centre-crop a PIL image to the input size; returns an RGB PIL image."""
+        from PIL import Image
+        image = to_rgb(image)
+        h, w = self.input_size
+        if self.resize is None:
+            return image.resize((w, h), Image.BILINEAR)
+        scale = self.resize / min(image.size)
+        new = (max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale)))
+        image = image.resize(new, Image.BILINEAR)
+        left, top = (new[0] - w) // 2, (new[1] - h) // 2
+        return image.crop((left, top, left + w, top + h))
+
+    def array_to_input(self, rgb):
+        """(H, W, 3) uint8 RGB -> (3, H, W) float32 network input."""
+        x = rgb.astype(np.float32) * np.float32(self.input_scale / 255.0)
+        if self.channel_order == "BGR":
+            x = x[:, :, ::-1]
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+    def image_to_input(self, image):
+        """PIL image (any mode, any size) -> (3, H, W) float32 network input."""
+        return self.array_to_input(np.asarray(self.fit_image(image), dtype=np.uint8))
+
+    def input_to_array(self, x):
+        """(3, H, W) network input -> (H, W, 3) float RGB in 0-255 (not clipped)."""
+        x = np.asarray(x, np.float32).transpose(1, 2, 0)
+        x = x * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)
+        if self.channel_order == "BGR":
+            x = x[:, :, ::-1]
+        return x * np.float32(255.0 / self.input_scale)
+
+    def input_to_image(self, x):
+        """(3, H, W) network input -> (H, W, 3) uint8 RGB for display (clipped)."""
+        return np.clip(np.rint(self.input_to_array(x)), 0, 255).astype(np.uint8)
+
+
+def to_rgb(image):
+    """Any PIL mode -> RGB (alpha composited on white; 16-bit and float rescaled)."""
+    from PIL import Image
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path):
+    """Open an image file fully (PNG, JPEG, ...) -> RGB PIL image.
+
+    Raises ImageError naming the file for: a missing file, something that is not an
+    image, a truncated or corrupt file, a zero-sized or huge image."""
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w < 1 or h < 1:
+                raise ImageError(f"{path}: image has zero size ({w}x{h})")
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ImageError(f"{path}: image is too large ({w}x{h} pixels; at most "
+                                 f"{MAX_IMAGE_PIXELS} pixels)")
+            im.load()   # decode now: truncated files fail here, not later
+            return to_rgb(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: image is too large ({exc})") from None
+    except Exception as exc:   # UnidentifiedImageError, OSError (truncated), SyntaxError ...
+        kind = "not an image Pillow can read" if "identify" in str(exc) else "corrupt or truncated image"
+        raise ImageError(f"{path}: {kind} ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minicnn",
+    version="0.1.0",
+    description="From-scratch NumPy/CuPy ConvNet engine for seeing inside image classifiers "
+                "(Simonyan, Vedaldi & Zisserman 2013)",
+    packages=find_packages(include=["minicnn", "minicnn.*"]),
+    package_data={"minicnn": ["data/*"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.22",
+        "h5py>=3.0",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "scipy>=1.8",
+        "scikit-learn>=1.1",
+        "PyMaxflow>=1.3",
+        "matplotlib>=3.5",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.50"],
+        "gpu": ["cupy-cuda12x"],
+        "bench": ["threadpoolctl"],
+    },
+)
