@@ -1,0 +1,167 @@
+"""Shared command-line plumbing of the visualisation tools (tools/*.py).
+
+- :func:`parser`: argparse with one-line errors ("prog: error: ... (see --help)", exit 2);
+- :func:`add_model_args`, :func:`add_image_args`: --weights, --device, --image;
+- option types that refuse bad values with a clear message;
+- :func:`checked_output`: output paths validated before any work is done;
+- :func:`write_png`, :func:`write_npy`, :func:`write_json`: every output goes through
+  ``minicnn.io.atomic_write`` (a failed run leaves no partial file);
+- :func:`run`: runs a tool's main and turns any expected error into one line on stderr
+  and exit status 1.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from .. import assets
+from ..io import ModelFileError, atomic_write
+from ..preprocess import ImageError
+
+EXIT_ERROR = 1
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def parser(prog, description, epilog=None):
+    return Parser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
+
+
+# ----------------------------------------------------------------------------- option types
+
+def _typed(convert, test, what):
+    def parse(text):
+        try:
+            value = convert(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
+nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _typed(float, lambda v: np.isfinite(v) and v > 0, "a number > 0")
+nonneg_float = _typed(float, lambda v: np.isfinite(v) and v >= 0, "a number >= 0")
+fraction = _typed(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+unit_interval_open = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+percentile = _typed(float, lambda v: 0 <= v < 100, "a number in [0, 100)")
+
+
+# ----------------------------------------------------------------------------- common options
+
+def add_model_args(p):
+    p.add_argument("--weights", metavar="MODEL.h5", default=None,
+                   help="minicnn model file (default: the shipped model weights/fashion_vgg.h5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="run on the CPU (NumPy) or a GPU (CuPy)")
+
+
+def add_image_args(p, what="image"):
+    p.add_argument("--image", metavar="PATH", nargs="+", default=None,
+                   help=f"one or more {what} files: PNG/JPEG (any size; read with "
+                        "minicnn.load_image and the model's preprocessing) or .npy holding an "
+                        "already preprocessed (C, H, W) float tensor (default: the first "
+                        "shipped sample, weights/samples/)")
+
+
+def load_net(args):
+    from ..io import load
+    return load(args.weights if args.weights else assets.default_model(), device=args.device)
+
+
+def image_paths(args):
+    return list(args.image) if args.image else [assets.default_image()]
+
+
+def sample_entry(path):
+    """The shipped-sample record of ``path`` (label, name, box) or None."""
+    try:
+        entries = assets.samples()
+    except (FileNotFoundError, ValueError):
+        return None
+    target = os.path.realpath(path)
+    for e in entries:
+        if os.path.realpath(e["file"]) == target:
+            return e
+    return None
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def checked_output(path, extensions, option):
+    """Validate an output path before the work starts: known extension, existing folder,
+    not a folder itself. Returns the path."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in extensions:
+        raise ValueError(f"{option} {path}: expected a file name ending in {' or '.join(extensions)}")
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is a folder")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path}: folder {folder} does not exist")
+    return path
+
+
+def write_png(path, image):
+    """Write a PIL image as PNG through atomic_write."""
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path
+
+
+def write_npy(path, array):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array, np.float32))
+    atomic_write(path, write)
+    return path
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+    atomic_write(path, write)
+    return path
+
+
+def report(path, what):
+    print(f"wrote {what}: {os.path.abspath(path)}")
+
+
+# ----------------------------------------------------------------------------- errors
+
+EXPECTED_ERRORS = (ImageError, ModelFileError, FileNotFoundError, ValueError, RuntimeError,
+                   OSError, MemoryError)
+
+
+def run(main, prog, argv=None):
+    """Call ``main(argv)``; expected errors -> one line on stderr and exit status 1."""
+    try:
+        return main(argv) or 0
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except EXPECTED_ERRORS as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, MemoryError):
+            message = "out of memory (try fewer images or classes)"
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        return EXIT_ERROR
