@@ -83,12 +83,13 @@ class Preprocessing:
         return image.crop((left, top, left + w, top + h))
 
     def array_to_input(self, rgb):
-        """(H, W, 3) uint8 RGB -> (3, H, W) float32 network input."""
-        x = rgb.astype(np.float32) * np.float32(self.input_scale / 255.0)
+        """(H, W, 3) uint8 RGB -> (3, H, W) float32 network input; a batch
+        (N, H, W, 3) -> (N, 3, H, W)."""
+        x = np.asarray(rgb).astype(np.float32) * np.float32(self.input_scale / 255.0)
         if self.channel_order == "BGR":
-            x = x[:, :, ::-1]
+            x = x[..., ::-1]
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3), dtype=np.float32)
 
     def image_to_input(self, image):
         """PIL image (any mode, any size) -> (3, H, W) float32 network input."""

@@ -1,0 +1,76 @@
+"""Training on minicnn's own forward/backward: softmax cross-entropy, SGD with momentum."""
+import math
+
+import numpy as np
+
+from .backend import get_array_module, to_numpy
+
+
+def softmax_cross_entropy(logits, labels):
+    """logits (N, K), labels (N,) ints -> (mean loss, dloss/dlogits (N, K))."""
+    xp = get_array_module(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_z = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - log_z
+    n = logits.shape[0]
+    rows = xp.arange(n)
+    loss = -log_p[rows, labels].mean()
+    grad = xp.exp(log_p)
+    grad[rows, labels] -= 1.0
+    return float(loss), (grad / n).astype(logits.dtype)
+
+
+class SGD:
+    """Minibatch SGD with (heavy-ball) momentum and L2 weight decay on weights only.
+
+    v <- momentum * v + (grad + weight_decay * w);  w <- w - lr * v
+    """
+
+    def __init__(self, net, momentum=0.9, weight_decay=5e-4):
+        self.net, self.momentum, self.weight_decay = net, float(momentum), float(weight_decay)
+        self.velocity = {}
+
+    def step(self, lr):
+        for key, layer, p in self.net.parameters():
+            w, g = layer.params[p], layer.grads[p]
+            if p == "weight" and self.weight_decay:
+                g = g + self.weight_decay * w
+            v = self.velocity.get(key)
+            v = g if v is None else self.momentum * v + g
+            self.velocity[key] = v
+            layer.params[p] = w - lr * v
+
+    def state(self):
+        return {key: to_numpy(v) for key, v in self.velocity.items()}
+
+    def load_state(self, state):
+        xp = get_array_module(next(iter(self.net.parameters()))[1].params["weight"])
+        self.velocity = {key: xp.asarray(v) for key, v in state.items()}
+
+
+def learning_rate(step, total_steps, base_lr, warmup_steps):
+    """Linear warm-up to base_lr, then cosine decay to 0 at total_steps."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_step(net, optimizer, x, labels, lr):
+    """One SGD step on a batch x (N, C, H, W), labels (N,) -> (loss, correct count)."""
+    net.train()
+    logits = net.forward(x)
+    xp = get_array_module(logits)
+    labels = xp.asarray(labels)
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    net.backward(dlogits, "gradient", param_grads=True)
+    optimizer.step(lr)
+    correct = int((logits.argmax(axis=1) == labels).sum())
+    return loss, correct
+
+
+def predict(net, x, batch_size=256):
+    """Class scores for x (N, C, H, W) in batches, as a NumPy array (N, K)."""
+    net.eval()
+    out = [to_numpy(net.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out)

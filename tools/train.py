@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Train the shipped VGG-style model on cluttered Fashion-MNIST with minicnn's own engine.
+
+Minibatch SGD with momentum and weight decay, linear warm-up then cosine learning-rate
+decay, fresh canvases every epoch (the augmentation), dropout in the classifier.
+Deterministic from --seed: batch t of epoch e is the same on every run, so a run resumed
+from a checkpoint continues exactly where it stopped.
+
+Needs Fashion-MNIST: apt-get install dataset-fashion-mnist (or --data DIR).
+
+Example (the command that made weights/fashion_vgg.h5, see weights/README.md):
+    python tools/train.py --run-dir runs/fashion --out weights/fashion_vgg.h5
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minicnn  # noqa: E402
+from minicnn.datasets.cluttered import ClutteredFashion, test_split  # noqa: E402
+from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,  # noqa: E402
+                                            load_fashion_mnist)
+from minicnn.io import atomic_write  # noqa: E402
+from minicnn.preprocess import Preprocessing  # noqa: E402
+from minicnn.training import SGD, learning_rate, predict, train_step  # noqa: E402
+
+DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Train a VGG-style net on cluttered Fashion-MNIST (64x64 RGB canvases) "
+                    "with minicnn's own forward/backward passes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=DEFAULT_DIR,
+                   help="folder with the Fashion-MNIST IDX files (.gz or raw)")
+    p.add_argument("--out", default="weights/fashion_vgg.h5",
+                   help="where the final model file is written")
+    p.add_argument("--run-dir", default="runs/fashion",
+                   help="folder for checkpoints, the cached test canvases and log.jsonl")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="conv widths and M (2x2 max-pool), comma separated")
+    p.add_argument("--fc", default="256", help="hidden fully connected sizes, comma separated")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout after each hidden fc")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training items")
+    p.add_argument("--train-size", type=int, default=60000,
+                   help="canvases per epoch (each a fresh rendering of a training item)")
+    p.add_argument("--batch", type=int, default=64, help="minibatch size")
+    p.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (weights)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data and dropout")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine backend")
+    p.add_argument("--checkpoint-every", type=int, default=200,
+                   help="steps between checkpoints in --run-dir")
+    p.add_argument("--eval-size", type=int, default=2000,
+                   help="test canvases evaluated at the end of each epoch")
+    p.add_argument("--test-size", type=int, default=10000,
+                   help="test canvases for the final accuracy (one per test item)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start afresh even when --run-dir holds a checkpoint")
+    return p.parse_args(argv)
+
+
+def parse_config(text):
+    return [c.strip() if c.strip() == "M" else int(c) for c in text.split(",") if c.strip()]
+
+
+def channel_stats(gen, seed, count=512):
+    """Per-channel mean and std of training canvases in [0, 1] (the preprocessing)."""
+    images, _, _ = gen.batch(range(count), [(seed, 10**6, k) for k in range(count)])
+    x = images.reshape(-1, 3).astype(np.float64) / 255.0
+    return [round(float(v), 3) for v in x.mean(0)], [round(float(v), 3) for v in x.std(0)]
+
+
+class Batches:
+    """Deterministic batches: epoch e uses permutation(seed, e) of the training items and
+    renders position k with canvas seed (seed, e, k)."""
+
+    def __init__(self, gen, seed, train_size, batch):
+        self.gen, self.seed, self.batch = gen, seed, batch
+        self.train_size = min(train_size, len(gen))
+        self.steps_per_epoch = self.train_size // batch
+
+    def __call__(self, step):
+        epoch, k = divmod(step, self.steps_per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.gen))
+        positions = range(k * self.batch, (k + 1) * self.batch)
+        images, labels, _ = self.gen.batch([perm[i] for i in positions],
+                                           [(self.seed, epoch, i) for i in positions])
+        return images, labels
+
+
+def save_checkpoint(run_dir, net, optimizer, step, meta):
+    minicnn.save(net, os.path.join(run_dir, "checkpoint.h5"), meta)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, step=step, **{"v/" + k: v for k, v in optimizer.state().items()})
+    atomic_write(os.path.join(run_dir, "checkpoint_opt.npz"), write)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tqdm import tqdm
+    try:
+        train_images, train_labels = load_fashion_mnist("train", args.data)
+        test_images, test_labels = load_fashion_mnist("test", args.data)
+    except (DatasetMissing, ValueError) as exc:
+        print(f"train.py: {exc}", file=sys.stderr)
+        return 2
+    os.makedirs(args.run_dir, exist_ok=True)
+    gen = ClutteredFashion(train_images, train_labels)
+    batches = Batches(gen, args.seed, args.train_size, args.batch)
+    total_steps = batches.steps_per_epoch * args.epochs
+
+    ckpt = os.path.join(args.run_dir, "checkpoint.h5")
+    start = 0
+    if os.path.exists(ckpt) and not args.no_resume:
+        net = minicnn.load(ckpt)
+        optimizer = SGD(net, args.momentum, args.weight_decay)
+        with np.load(os.path.join(args.run_dir, "checkpoint_opt.npz")) as opt:
+            start = int(opt["step"])
+            optimizer.load_state({k[2:]: opt[k] for k in opt.files if k.startswith("v/")})
+        meta = dict(net.meta)
+        print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
+    else:
+        mean, std = channel_stats(gen, args.seed)
+        meta = {"class_names": CLASS_NAMES,
+                "preprocessing": {"input_size": [64, 64], "channel_order": "RGB",
+                                  "input_scale": 1.0, "mean": mean, "std": std, "resize": None}}
+        net = minicnn.vgg_from_config(parse_config(args.config), num_classes=10,
+                                      input_size=(64, 64),
+                                      fc_sizes=[int(v) for v in args.fc.split(",") if v],
+                                      dropout=args.dropout, seed=args.seed, meta=meta)
+        optimizer = SGD(net, args.momentum, args.weight_decay)
+    net.to(args.device)
+    if args.device != "cpu":
+        optimizer.load_state(optimizer.state())
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+
+    test_cache = os.path.join(args.run_dir, f"test_canvases_{args.test_size}.npz")
+    if os.path.exists(test_cache):
+        with np.load(test_cache) as d:
+            test_x_rgb, test_y = d["images"], d["labels"]
+    else:
+        print("rendering the test canvases ...", file=sys.stderr)
+        test_x_rgb, test_y, _ = test_split(test_images[:args.test_size], test_labels[:args.test_size])
+        np.savez(test_cache, images=test_x_rgb, labels=test_y)
+
+    def evaluate(count):
+        scores = predict(net, prep.array_to_input(test_x_rgb[:count]))
+        return float((scores.argmax(1) == test_y[:count]).mean())
+
+    log = open(os.path.join(args.run_dir, "log.jsonl"), "a")
+    layers_with_dropout = [layer for _, layer in net if layer.kind == "dropout"]
+    pool = ThreadPoolExecutor(max_workers=1)   # renders the next batch while this one trains
+    pending = pool.submit(batches, start) if start < total_steps else None
+    t0, run_loss, run_correct, run_seen = time.time(), 0.0, 0, 0
+    bar = tqdm(range(start, total_steps), initial=start, total=total_steps, unit="step",
+               dynamic_ncols=True, mininterval=5)
+    for step in bar:
+        images, labels = pending.result()
+        if step + 1 < total_steps:
+            pending = pool.submit(batches, step + 1)
+        for i, layer in enumerate(layers_with_dropout):   # dropout masks depend on the step only
+            layer.rng = np.random.default_rng([args.seed, step, i])
+        lr = learning_rate(step, total_steps, args.lr, args.warmup)
+        loss, correct = train_step(net, optimizer, prep.array_to_input(images), labels, lr)
+        if not np.isfinite(loss):
+            print(f"train.py: loss became {loss} at step {step}; lower --lr", file=sys.stderr)
+            return 1
+        run_loss, run_correct, run_seen = run_loss + loss * len(labels), run_correct + correct, run_seen + len(labels)
+        if (step + 1) % 20 == 0:
+            bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}",
+                            lr=f"{lr:.4f}")
+        end_of_epoch = (step + 1) % batches.steps_per_epoch == 0
+        if (step + 1) % args.checkpoint_every == 0 or end_of_epoch or step + 1 == total_steps:
+            record = {"step": step + 1, "epoch": (step + 1) / batches.steps_per_epoch,
+                      "train_loss": run_loss / run_seen, "train_acc": run_correct / run_seen,
+                      "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
+            if end_of_epoch:
+                record["test_acc_subset"] = evaluate(args.eval_size)
+                bar.write(f"epoch {record['epoch']:.0f}: test accuracy on {args.eval_size} "
+                          f"canvases {record['test_acc_subset']:.4f}")
+            save_checkpoint(args.run_dir, net, optimizer, step + 1, meta)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            run_loss, run_correct, run_seen = 0.0, 0, 0
+    bar.close()
+    pool.shutdown()
+
+    accuracy = evaluate(len(test_y))
+    print(f"test accuracy on {len(test_y)} cluttered test canvases: {accuracy:.4f}")
+    meta = dict(meta)
+    meta["training"] = {"command": "python tools/train.py " + " ".join(argv or sys.argv[1:]),
+                        "seed": args.seed, "epochs": args.epochs, "train_size": args.train_size,
+                        "batch": args.batch, "lr": args.lr, "steps": total_steps,
+                        "test_accuracy": accuracy, "test_canvases": int(len(test_y))}
+    minicnn.save(net.to("cpu"), args.out, meta)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
