@@ -68,9 +68,46 @@ def col2im(cols, x_shape, kh, kw, stride, pad):
     return xpad[:, :, pad:pad + h, pad:pad + w]
 
 
+def is_winograd_conv(weight_shape, stride, pad):
+    """True for the convs of every VGG: 3x3 kernel, stride 1, pad 1 (output size = input size)."""
+    return tuple(weight_shape[2:]) == (3, 3) and stride == 1 and pad == 1
+
+
 def conv2d(x, weight, bias, stride=1, pad=0):
     """Cross-correlation (as PyTorch/Caffe): x (N, C, H, W), weight (O, C, kh, kw),
-    bias (O,) or None -> (N, O, Ho, Wo)."""
+    bias (O,) or None -> (N, O, Ho, Wo). 3x3 stride-1 pad-1 convs take the Winograd path,
+    all others im2col + GEMM; both compute the same sums (up to rounding)."""
+    if is_winograd_conv(weight.shape, stride, pad):
+        return winograd_conv3x3(x, winograd_weight(weight, _dtype(x, weight)), bias)
+    return conv2d_im2col(x, weight, bias, stride, pad)
+
+
+def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0):
+    """Transposed convolution: dy (N, O, Ho, Wo) -> (N, C, H, W) = conv(dy, flip(K)).
+
+    The same for backprop, DeconvNet and guided backprop (PAPER.md Sect. 4)."""
+    if is_winograd_conv(weight.shape, stride, pad):
+        # a 3x3 pad-1 conv's transpose is the 3x3 pad-1 conv with the flipped, transposed kernel
+        u = winograd_weight_flipped(winograd_weight(weight, _dtype(dy, weight)))
+        return winograd_conv3x3(dy, u, None)
+    return conv2d_backward_input_col2im(dy, weight, x_shape, stride, pad)
+
+
+def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
+    """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
+    if is_winograd_conv(weight_shape, stride, pad):
+        return winograd_conv3x3_backward_params(dy, x)
+    return conv2d_backward_params_im2col(dy, x, weight_shape, stride, pad)
+
+
+def _dtype(*arrays):
+    return get_array_module(*arrays).result_type(*(a.dtype for a in arrays))
+
+
+# ------------------------------------------------------------------ conv: general path
+
+def conv2d_im2col(x, weight, bias, stride=1, pad=0):
+    """:func:`conv2d` for any kernel, stride and pad: one GEMM over im2col columns."""
     n = x.shape[0]
     o, c, kh, kw = weight.shape
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
@@ -80,18 +117,16 @@ def conv2d(x, weight, bias, stride=1, pad=0):
     return y.reshape(n, o, ho, wo)
 
 
-def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0):
-    """Transposed convolution: dy (N, O, Ho, Wo) -> (N, C, H, W) = conv(dy, flip(K)).
-
-    The same for backprop, DeconvNet and guided backprop (PAPER.md Sect. 4)."""
+def conv2d_backward_input_col2im(dy, weight, x_shape, stride=1, pad=0):
+    """:func:`conv2d_backward_input` for any kernel, stride and pad (GEMM + col2im)."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight.shape
     cols = weight.reshape(o, c * kh * kw).T @ dy.reshape(n, o, -1)       # (N, C*kh*kw, L)
     return col2im(cols, x_shape, kh, kw, stride, pad)
 
 
-def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
-    """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
+def conv2d_backward_params_im2col(dy, x, weight_shape, stride=1, pad=0):
+    """:func:`conv2d_backward_params` for any kernel, stride and pad."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight_shape
     cols = im2col(x, kh, kw, stride, pad)                                 # (N, CKK, L)
@@ -100,10 +135,250 @@ def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     return dw.reshape(weight_shape), dy3.sum(axis=(0, 2))
 
 
+# ------------------------------------------------------------------ conv: Winograd path
+#
+# Winograd F(2x2, 3x3) (Lavin & Gray 2015). The output is cut into 2x2 tiles; tile t
+# reads a 4x4 patch d of the padded input (patches overlap by 2) and, for a 3x3 kernel g,
+#
+#     Y_t = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, 4x4)
+#
+#     B^T = [[1, 0,-1, 0],     G = [[ 1,   0,   0 ],     A^T = [[1, 1, 1, 0],
+#            [0, 1, 1, 0],          [1/2, 1/2, 1/2],            [0, 1,-1,-1]]
+#            [0,-1, 1, 0],          [1/2,-1/2, 1/2],
+#            [0, 1, 0,-1]]          [ 0,   0,   1 ]]
+#
+# Summing over input channels turns the 16 elementwise products into 16 GEMMs
+# U[k] (O, C) @ V[k] (C, tiles), k = 4*i + j: 4 multiplies per output pixel and channel
+# pair instead of 9. Every transform is separable: a 1-D transform along the rows, then
+# the same along the columns, each a few whole-array adds on strided views (no loops
+# over pixels). Layouts: U (16, O, C), V (16, C, N*th*tw), M (16, O, N*th*tw), where
+# th = ceil(H / 2), tw = ceil(W / 2) tiles; odd sizes are padded by one zero row/column
+# and the extra output row/column is cropped.
+
+def _bt(d0, d1, d2, d3, out):
+    """B^T along one axis: (d0 - d2, d1 + d2, d2 - d1, d1 - d3) written into out[0..3]."""
+    xp = get_array_module(d0)
+    xp.subtract(d0, d2, out=out[0])
+    xp.add(d1, d2, out=out[1])
+    xp.subtract(d2, d1, out=out[2])
+    xp.subtract(d1, d3, out=out[3])
+
+
+def _at(m0, m1, m2, m3, out):
+    """A^T along one axis: (m0 + m1 + m2, m1 - m2 - m3) written into out[0..1]."""
+    xp = get_array_module(m0)
+    xp.add(m0, m1, out=out[0])
+    out[0] += m2
+    xp.subtract(m1, m2, out=out[1])
+    out[1] -= m3
+
+
+def _g(g0, g1, g2, out):
+    """G along one axis: (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2) into out[0..3]."""
+    xp = get_array_module(g0)
+    half = out.dtype.type(0.5)
+    xp.add(g0, g2, out=out[3])              # scratch: g0 + g2
+    xp.add(out[3], g1, out=out[1])
+    xp.subtract(out[3], g1, out=out[2])
+    out[1] *= half
+    out[2] *= half
+    out[0] = g0
+    out[3] = g2
+
+
+def _gt(u0, u1, u2, u3, out):
+    """G^T along one axis (adjoint of :func:`_g`): (u0 + (u1+u2)/2, (u1-u2)/2, (u1+u2)/2 + u3)."""
+    xp = get_array_module(u0)
+    half = out.dtype.type(0.5)
+    xp.add(u1, u2, out=out[1])              # scratch: u1 + u2
+    out[1] *= half
+    xp.add(out[1], u3, out=out[2])
+    xp.add(out[1], u0, out=out[0])
+    xp.subtract(u1, u2, out=out[1])
+    out[1] *= half
+
+
+def _a(d0, d1, out):
+    """A along one axis (adjoint of :func:`_at`): (d0, d0 + d1, d0 - d1, -d1) into out[0..3]."""
+    xp = get_array_module(d0)
+    out[0] = d0
+    xp.add(d0, d1, out=out[1])
+    xp.subtract(d0, d1, out=out[2])
+    xp.negative(d1, out=out[3])
+
+
+def _tiles(h, w):
+    return (h + 1) // 2, (w + 1) // 2
+
+
+def winograd_weight(weight, dtype=None):
+    """Kernel transform: weight (O, C, 3, 3) -> U (16, O, C), U[4i+j] = (G g G^T)[i, j]."""
+    xp = get_array_module(weight)
+    o, c = weight.shape[:2]
+    dtype = weight.dtype if dtype is None else dtype
+    g = xp.ascontiguousarray(weight.reshape(o * c, 9).T, dtype=dtype).reshape(3, 3, o * c)
+    rows = xp.empty((4, 3, o * c), dtype=dtype)        # G g: rows transformed
+    _g(g[0], g[1], g[2], out=rows)
+    u = xp.empty((4, 4, o * c), dtype=dtype)
+    for i in range(4):
+        _g(rows[i, 0], rows[i, 1], rows[i, 2], out=u[i])
+    return u.reshape(16, o, c)
+
+
+# G flip(g) G^T = P (G g G^T) P with P swapping rows 0 and 3: the flipped kernel's
+# transform is a permutation of the 16 matrices.
+_FLIP = [4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
+         for i in range(4) for j in range(4)]
+
+
+def winograd_weight_flipped(u):
+    """U (16, O, C) of a kernel -> U' (16, C, O) of its flipped, transposed kernel
+    (the kernel of the transposed convolution)."""
+    return u[_FLIP].transpose(0, 2, 1)
+
+
+def winograd_input(x):
+    """Input transform: x (N, C, H, W) -> V (16, C, N*th*tw), V[4i+j] = (B^T d B)[i, j]
+    for every 4x4 patch d (stride 2) of x zero-padded by 1 (one more on odd sides)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    th, tw = _tiles(h, w)
+    xpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    xpad[:, :, 1:h + 1, 1:w + 1] = x
+    cols = xp.empty((4, n, c, 2 * th + 2, tw), dtype=x.dtype)   # B^T along the columns
+    _bt(*(xpad[..., j:j + 2 * tw:2] for j in range(4)), out=cols)
+    v = xp.empty((4, 4, c, n, th, tw), dtype=x.dtype)           # then along the rows
+    for j in range(4):
+        _bt(*(cols[j][:, :, i:i + 2 * th:2] for i in range(4)),
+            out=[v[i, j].transpose(1, 0, 2, 3) for i in range(4)])
+    return v.reshape(16, c, n * th * tw)
+
+
+def winograd_output(m, n, h, w, bias=None):
+    """Output transform: M (16, O, N*th*tw) -> y (N, O, H, W), Y = A^T M A per tile,
+    plus bias (O,) when given (added through M[5], which reaches all four outputs)."""
+    xp = get_array_module(m)
+    o = m.shape[1]
+    th, tw = _tiles(h, w)
+    m = m.reshape(4, 4, o, n, th, tw)
+    if bias is not None:
+        m[1, 1] += bias.reshape(o, 1, 1, 1)
+    rows = xp.empty((2, 4, o, n, th, tw), dtype=m.dtype)        # A^T along the rows
+    for j in range(4):
+        _at(m[0, j], m[1, j], m[2, j], m[3, j], out=rows[:, j])
+    y = xp.empty((n, o, th, 2, tw, 2), dtype=m.dtype)           # then along the columns
+    for a in range(2):
+        _at(*rows[a], out=[y[:, :, :, a, :, b].transpose(1, 0, 2, 3) for b in range(2)])
+    y = y.reshape(n, o, 2 * th, 2 * tw)
+    if (2 * th, 2 * tw) != (h, w):
+        y = xp.ascontiguousarray(y[:, :, :h, :w])
+    return y
+
+
+def winograd_conv3x3(x, u, bias=None):
+    """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
+    (or a transposed view) -> (N, O, H, W)."""
+    xp = get_array_module(x)
+    n, _, h, w = x.shape
+    dtype = _dtype(x, u)
+    v = winograd_input(x.astype(dtype, copy=False))
+    m = xp.matmul(u.astype(dtype, copy=False), v)                  # 16 GEMMs (O, C) @ (C, T)
+    return winograd_output(m, n, h, w, bias)
+
+
+def winograd_conv3x3_backward_params(dy, x):
+    """Parameter gradients of a 3x3 stride-1 pad-1 conv, by the adjoint of the Winograd
+    forward: dU[k] = (A dY A^T)[k] (O, T) @ V[k]^T (T, C), dW = G^T dU G.
+
+    dy (N, O, H, W), x (N, C, H, W) -> dW (O, C, 3, 3), db (O,)."""
+    xp = get_array_module(dy, x)
+    n, o, h, w = dy.shape
+    c = x.shape[1]
+    dtype = _dtype(dy, x)
+    th, tw = _tiles(h, w)
+    dypad = xp.zeros((n, o, th, 2, tw, 2), dtype=dtype)
+    dypad.reshape(n, o, 2 * th, 2 * tw)[:, :, :h, :w] = dy
+    cols = xp.empty((4, 2, o, n, th, tw), dtype=dtype)           # A along the columns
+    for p in range(2):
+        _a(*(dypad[:, :, :, p, :, q].transpose(1, 0, 2, 3) for q in range(2)), out=cols[:, p])
+    dm = xp.empty((4, 4, o, n, th, tw), dtype=dtype)              # then along the rows
+    for j in range(4):
+        _a(cols[j, 0], cols[j, 1], out=dm[:, j])
+    v = winograd_input(x.astype(dtype, copy=False))
+    du = xp.matmul(dm.reshape(16, o, n * th * tw), v.transpose(0, 2, 1))   # (16, O, C)
+    du = du.reshape(4, 4, o * c)
+    rows = xp.empty((3, 4, o * c), dtype=dtype)                  # G^T along the rows
+    _gt(du[0], du[1], du[2], du[3], out=rows)
+    dw = xp.empty((3, 3, o * c), dtype=dtype)                    # then along the columns
+    for a in range(3):
+        _gt(*rows[a], out=dw[a])
+    dw = xp.ascontiguousarray(dw.reshape(9, o * c).T).reshape(o, c, 3, 3)
+    return dw, dy.sum(axis=(0, 2, 3))
+
+
 # ----------------------------------------------------------------------------- pooling
+
+def is_2x2_pool(kernel, stride, pad):
+    """True for the pools of every VGG: 2x2 windows, stride 2, no padding."""
+    return kernel == 2 and stride == 2 and pad == 0
+
 
 def maxpool2d(x, kernel, stride, pad=0):
     """Max-pool with switches.
+
+    x (N, C, H, W) -> (y (N, C, Ho, Wo), switches (N, C, Ho, Wo) uint8 or int32).
+    A switch is the raster index ``a*kernel + b`` of the winning offset inside its
+    window; ties go to the first in raster order. 2x2 stride-2 pools take a fast path
+    with the same results; see :func:`maxpool2d_general`.
+    """
+    if is_2x2_pool(kernel, stride, pad):
+        return maxpool2x2(x)
+    return maxpool2d_general(x, kernel, stride, pad)
+
+
+def unpool2d(dy, switches, x_shape, kernel, stride, pad=0):
+    """Route dy (N, C, Ho, Wo) to the switch positions -> (N, C, H, W).
+    Backprop and DeconvNet unpooling are this same function; see :func:`unpool2d_general`."""
+    if is_2x2_pool(kernel, stride, pad):
+        return unpool2x2(dy, switches, x_shape)
+    return unpool2d_general(dy, switches, x_shape, kernel, stride, pad)
+
+
+def maxpool2x2(x):
+    """2x2 stride-2 max-pool: the four offsets of every window are four strided views
+    (raster order 0 (0,0), 1 (0,1), 2 (1,0), 3 (1,1)); a window's switch is chosen by
+    three comparisons, each keeping the earlier offset on ties (like argmax). An odd last
+    row/column belongs to no window. x (N, C, H, W) -> (y, switches uint8), (N, C, H//2, W//2).
+    """
+    xp = get_array_module(x)
+    ho, wo = x.shape[2] // 2, x.shape[3] // 2
+    x00, x01 = x[:, :, 0:2 * ho:2, 0:2 * wo:2], x[:, :, 0:2 * ho:2, 1:2 * wo:2]
+    x10, x11 = x[:, :, 1:2 * ho:2, 0:2 * wo:2], x[:, :, 1:2 * ho:2, 1:2 * wo:2]
+    right_top = x01 > x00                   # strict: a tie keeps the earlier offset
+    right_bottom = x11 > x10
+    top = xp.where(right_top, x01, x00)
+    bottom = xp.where(right_bottom, x11, x10)
+    down = bottom > top
+    y = xp.where(down, bottom, top)
+    switches = xp.where(down, right_bottom.astype(xp.uint8) + xp.uint8(2),
+                        right_top.astype(xp.uint8))
+    return y, switches
+
+
+def unpool2x2(dy, switches, x_shape):
+    """Adjoint of :func:`maxpool2x2`: dy (N, C, Ho, Wo) goes to the offset its switch
+    names; offset k is written through its own strided view (windows do not overlap)."""
+    xp = get_array_module(dy)
+    n, c, h, w = x_shape
+    ho, wo = dy.shape[2:]
+    dx = xp.zeros((n, c, h, w), dtype=dy.dtype)
+    for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        xp.copyto(dx[:, :, a:2 * ho:2, b:2 * wo:2], dy, where=switches == k)
+    return dx
+
+
+def maxpool2d_general(x, kernel, stride, pad=0):
+    """Max-pool with switches, any kernel, stride and pad (the general path).
 
     x (N, C, H, W) -> (y (N, C, Ho, Wo), switches (N, C, Ho, Wo) uint8 or int32).
     A switch is the raster index ``a*kernel + b`` of the winning offset inside its
@@ -125,8 +400,8 @@ def maxpool2d(x, kernel, stride, pad=0):
     return y, switches
 
 
-def unpool2d(dy, switches, x_shape, kernel, stride, pad=0):
-    """Route dy (N, C, Ho, Wo) to the switch positions -> (N, C, H, W).
+def unpool2d_general(dy, switches, x_shape, kernel, stride, pad=0):
+    """Route dy (N, C, Ho, Wo) to the switch positions -> (N, C, H, W) (general path).
 
     Backprop and DeconvNet unpooling are this same function. Each kernel offset is
     written in its own pass, so overlapping windows (stride < kernel) add up and no
