@@ -93,7 +93,8 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=int(steps), desc="class model", unit="step", leave=False)
+        bar = tqdm(total=int(steps), desc="class model", unit="step", leave=False,
+                   disable=None)   # None: no bar when stderr is not a terminal
     for t in range(int(steps)):
         dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
         shifted = xp.roll(x, (dy, dx), axis=(2, 3)) if jitter else x
@@ -115,7 +116,7 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
             x = x * (norms >= cut.reshape(-1, 1, 1))[:, None].astype(xp.float32)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(score=f"{float(obj.mean()):.2f}")
+            bar.set_postfix(objective=f"{float(obj.mean()):.2f}", refresh=False)
     if bar is not None:
         bar.close()
     logits = to_numpy(net.forward(x)).astype(np.float64)

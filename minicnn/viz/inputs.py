@@ -210,3 +210,16 @@ def resolve_layer(net, name):
     """A layer name -> the same name; unknown names raise ValueError with close matches."""
     net.index(name)
     return name
+
+
+def load_views(net, paths, tencrop="auto"):
+    """Read several files. tencrop: "on", "off" or "auto" (on for an image larger than
+    the network input). Returns a list of (View, uses_tencrop)."""
+    if tencrop not in ("auto", "on", "off"):
+        raise ValueError(f"tencrop must be 'auto', 'on' or 'off', got {tencrop!r}")
+    out = []
+    for path in paths:
+        source = read_image(net, path)
+        use = tencrop == "on" or (tencrop == "auto" and is_larger(net, source))
+        out.append(((tencrop_view if use else network_view)(net, source, path), use))
+    return out

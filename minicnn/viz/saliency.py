@@ -160,3 +160,35 @@ def tencrop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=
                     map=(map_sum / count)[None].astype(np.float32),
                     classes=np.array([int(cls)]), scores=mean_logits[:, int(cls)],
                     probs=softmax(mean_logits)[:, int(cls)])
+
+
+def split(result):
+    """A batch Saliency -> list of N single-image Saliency objects."""
+    return [Saliency(signal=result.signal[i:i + 1], map=result.map[i:i + 1],
+                     classes=result.classes[i:i + 1], scores=result.scores[i:i + 1],
+                     probs=result.probs[i:i + 1]) for i in range(len(result.classes))]
+
+
+def saliency_of_views(net, views, classes=None, rule="gradient", smoothgrad=0, noise=0.15,
+                      seed=0):
+    """Saliency of ``views`` (list of (View, uses_tencrop) from ``load_views``).
+
+    classes: None (top-1 each) or one class index per view. Views at the input size run
+    as one batch; ten-crop views one by one. Returns one single-image Saliency per view,
+    in the view's own frame."""
+    classes = [None] * len(views) if classes is None else list(classes)
+    results = [None] * len(views)
+    batch = [i for i, (_, tc) in enumerate(views) if not tc]
+    if batch:
+        x = np.stack([views[i][0].x for i in batch]).astype(np.float32)
+        cls = None
+        if any(classes[i] is not None for i in batch):
+            logits = to_numpy(net.forward(x)).argmax(axis=1)
+            cls = [classes[i] if classes[i] is not None else int(logits[k])
+                   for k, i in enumerate(batch)]
+        for i, r in zip(batch, split(saliency(net, x, cls, rule, smoothgrad, noise, seed))):
+            results[i] = r
+    for i, (view, tc) in enumerate(views):
+        if tc:
+            results[i] = tencrop_saliency(net, view.x, classes[i], rule, smoothgrad, noise, seed)
+    return results
