@@ -1,0 +1,82 @@
+"""Class model visualisation: objective, its gradient, ascent, determinism."""
+import numpy as np
+import pytest
+
+from minicnn.viz import class_model, objective_and_gradient
+
+from conftest import linear_net, tiny_vgg
+
+
+def test_objective_and_l2_gradient_in_closed_form():
+    net = linear_net()
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    w, b = net["fc"].params["weight"], net["fc"].params["bias"]
+    lam = 0.3
+    obj, grad, scores = objective_and_gradient(net, x, [2, 0], lam)
+    s = np.array([w[2] @ x[0].ravel() + b[2], w[0] @ x[1].ravel() + b[0]])
+    np.testing.assert_allclose(scores, s, rtol=1e-5)
+    np.testing.assert_allclose(obj, s - lam * (x.astype(np.float64) ** 2).sum(axis=(1, 2, 3)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(grad, w[[2, 0]].reshape(x.shape) - 2 * lam * x, rtol=1e-5,
+                               atol=1e-6)
+    _, grad0, _ = objective_and_gradient(net, x, [2, 0], 0.0)
+    np.testing.assert_allclose(grad - grad0, -2 * lam * x, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_matches_centred_differences_on_a_relu_net():
+    net = tiny_vgg()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    lam, d = 0.05, rng.standard_normal(x.shape).astype(np.float32)
+    _, grad, _ = objective_and_gradient(net, x, [1], lam)
+    eps = 1e-3
+    up = objective_and_gradient(net, x + eps * d, [1], lam)[0]
+    down = objective_and_gradient(net, x - eps * d, [1], lam)[0]
+    numeric = (up - down) / (2 * eps)
+    np.testing.assert_allclose(numeric, [np.sum(grad * d)], rtol=2e-2)
+
+
+def test_plain_ascent_increases_the_objective_monotonically():
+    net = linear_net()
+    lam, step, steps = 0.5, 0.1, 30
+    res = class_model(net, [0, 1, 2], steps=steps, step=step, l2=lam, normalize=False)
+    assert res.x.shape == (3, 3, 4, 5)
+    assert (np.diff(res.history, axis=0) > 0).all()
+    # x_{t+1} = x_t + step (w - 2 lam x_t) from 0: x_t = w / (2 lam) (1 - (1 - 2 lam step)^t)
+    w = net["fc"].params["weight"].reshape(3, 3, 4, 5)
+    want = w / (2 * lam) * (1 - (1 - 2 * lam * step) ** steps)
+    np.testing.assert_allclose(res.x, want, rtol=1e-4, atol=1e-5)
+
+
+def test_regularised_ascent_raises_the_class_score_from_the_zero_image():
+    net = tiny_vgg()
+    zero = net.forward(np.zeros((1, 3, 16, 16), np.float32))[0]
+    res = class_model(net, [0, 2], steps=25, step=0.05, l2=0.01, jitter=1, blur_every=4,
+                      blur_sigma=0.5, decay=1e-3, norm_pct=5, seed=0)
+    assert (res.scores > zero[[0, 2]] + 1.0).all()
+    assert res.history.shape == (25, 2) and np.isfinite(res.x).all()
+
+
+def test_same_seed_same_image_other_seed_other_image():
+    net = tiny_vgg()
+    kw = dict(steps=8, step=0.1, l2=0.01, jitter=2, blur_every=2)
+    a = class_model(net, [1], seed=3, **kw).x
+    b = class_model(net, [1], seed=3, **kw).x
+    c = class_model(net, [1], seed=4, **kw).x
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_batch_equals_one_class_at_a_time_without_jitter():
+    net = tiny_vgg()
+    kw = dict(steps=5, step=0.1, l2=0.01, blur_every=2)
+    both = class_model(net, [0, 2], **kw).x
+    np.testing.assert_allclose(both[1], class_model(net, [2], **kw).x[0], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_options_are_refused():
+    net = linear_net()
+    with pytest.raises(ValueError, match="decay"):
+        class_model(net, [0], steps=1, decay=1.5)
+    with pytest.raises(ValueError, match="no classes"):
+        class_model(net, [], steps=1)
