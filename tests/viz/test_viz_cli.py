@@ -1,0 +1,149 @@
+"""The four tools end to end (subprocess) on a tiny model, and their error handling:
+one line on stderr, non-zero exit, no output file."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minicnn import assets
+
+from conftest import TOOLS, run_tool
+
+SHIPPED = assets.DEFAULT_MODEL.is_file() and assets.SAMPLES_INDEX.is_file()
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(TOOLS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def png_size(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_saliency_cli(model_file, image_files, tmp_path):
+    out, npy = tmp_path / "s.png", tmp_path / "s.npy"
+    r = run_tool("saliency", "--weights", model_file, "--image", image_files["small"],
+                 "--method", "guided", "--smoothgrad", "3", "--class", "stripe",
+                 "--out", out, "--npy", npy)
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and png_size(out)[0] > 16 * 3
+    sig = np.load(npy)
+    assert sig.shape == (3, 16, 16) and sig.dtype == np.float32
+    # two images, the larger one through ten crops (auto): one row each
+    r = run_tool("saliency", "--weights", model_file, "--image", image_files["small"],
+                 image_files["big"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "saliency.png").is_file()
+
+
+def test_deconv_cli(model_file, image_files, tmp_path):
+    r = run_tool("deconv", "--weights", model_file, "--image", image_files["small"],
+                 image_files["small"], "--layer", "conv2_1", "--channel", "top", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    png_size(tmp_path / "deconv.png")
+
+
+def test_localize_cli(model_file, image_files, tmp_path):
+    out, js = tmp_path / "l.png", tmp_path / "l.json"
+    r = run_tool("localize", "--weights", model_file, "--image", image_files["big"],
+                 "--out", out, "--json", js)
+    assert r.returncode == 0, r.stderr
+    png_size(out)
+    rec = json.loads(js.read_text())
+    assert set(rec) >= {"box", "class", "name", "score"}
+    x0, y0, x1, y1 = rec["box"]            # in the 40x40 file's pixels
+    assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40
+
+
+def test_class_model_cli(model_file, tmp_path):
+    out, npy = tmp_path / "c.png", tmp_path / "c.npy"
+    args = ("--weights", model_file, "--class", "square", "2", "--steps", "5", "--out", out,
+            "--npy", npy)
+    r = run_tool("class_model", *args)
+    assert r.returncode == 0, r.stderr
+    png_size(out)
+    x = np.load(npy)
+    assert x.shape == (2, 3, 16, 16)
+    r = run_tool("class_model", *args)        # same seed, same image
+    np.testing.assert_array_equal(np.load(npy), x)
+
+
+def _bad_files(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good = tmp_path / "ok.png"
+    noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(good)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    return {"text": text, "truncated": truncated, "empty": empty}
+
+
+CASES = [
+    ("saliency", ["--image", "{text}"], "not an image"),
+    ("saliency", ["--image", "{truncated}"], "truncated"),
+    ("saliency", ["--image", "{empty}"], "empty.png"),
+    ("saliency", ["--image", "{missing}"], "no such"),
+    ("saliency", ["--class", "sqare"], "close matches: square"),
+    ("saliency", ["--class", "7"], "out of range"),
+    ("saliency", ["--noise", "2"], "--noise"),
+    ("localize", ["--fg-quantile", "0.2", "--bg-quantile", "0.3"], "quantile"),
+    ("localize", ["--image", "{text}"], "not an image"),
+    ("deconv", ["--layer", "relu9_9"], "unknown layer"),
+    ("deconv", ["--channel", "x"], "--channel"),
+    ("deconv", ["--channel", "50", "--layer", "relu1_1"], "out of range"),
+    ("class_model", ["--class", "dott"], "close matches: dot"),
+    ("class_model", ["--steps", "-1"], "--steps"),
+]
+
+
+@pytest.mark.parametrize("tool,args,message", CASES)
+def test_bad_input_one_line_nonzero_no_output(tool, args, message, model_file, image_files,
+                                              tmp_path, capsys):
+    files = {k: str(v) for k, v in _bad_files(tmp_path).items()}
+    files["missing"] = str(tmp_path / "missing.png")
+    args = [a.format(**files) for a in args]
+    if "--image" not in args and tool != "class_model":
+        args += ["--image", image_files["small"]]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "result.png"
+    main = load_tool(tool)
+    try:
+        code = main.cli.run(main.main, main.PROG, ["--weights", model_file, "--out", str(out),
+                                                    *args])
+    except SystemExit as exc:          # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and "error:" in err and message in err, err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_bad_input_via_subprocess(model_file, tmp_path):
+    r = run_tool("deconv", "--weights", model_file, "--image", tmp_path / "nope.jpg",
+                 cwd=tmp_path)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "no such" in r.stderr
+    assert not (tmp_path / "deconv.png").exists()
+    r = run_tool("saliency", "--weights", tmp_path / "nope.h5", cwd=tmp_path)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "nope.h5" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not SHIPPED, reason="shipped model weights/fashion_vgg.h5 not present")
+@pytest.mark.parametrize("tool,extra", [("saliency", []), ("deconv", []), ("localize", []),
+                                        ("class_model", ["--steps", "3"])])
+def test_shipped_model_defaults(tool, extra, tmp_path):
+    r = run_tool(tool, *extra, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    png_size(tmp_path / f"{tool}.png")
