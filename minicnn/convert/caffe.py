@@ -40,9 +40,10 @@ SKIPPED = {"ReLU", "Dropout", "Softmax", "SoftmaxWithLoss", "Data", "ImageData",
 
 def looks_like_caffe(buf, limit=1_000_000):
     """True when ``buf`` parses as a NetParameter with at least one layer (top level only:
-    length-delimited layers are skipped, not parsed)."""
+    length-delimited layers are skipped, not parsed). Raises ConvertError for a file that
+    starts as one (a name and whole layers) but breaks off: a truncated .caffemodel."""
+    layers = 0
     try:
-        layers = 0
         for count, (field, wire, _, _) in enumerate(iter_fields(buf)):
             if field not in NET_FIELDS or count > limit:
                 return False
@@ -51,7 +52,10 @@ def looks_like_caffe(buf, limit=1_000_000):
                     return False
                 layers += 1
         return layers > 0
-    except WireError:
+    except WireError as exc:
+        if layers:
+            raise ConvertError(f"truncated or corrupt .caffemodel after {layers} layers: "
+                               f"{exc}") from None
         return False
 
 

@@ -40,18 +40,29 @@ def read_keras(path):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise ConvertError(f"cannot open as HDF5 ({exc}): truncated or corrupt file") from None
+    try:
+        return _read(f)
+    except (OSError, KeyError, RuntimeError) as exc:   # corrupt HDF5 internals
+        f.close()
+        raise ConvertError(f"cannot read the HDF5 file ({type(exc).__name__}: {exc}): "
+                           f"truncated or corrupt file") from None
+    except BaseException:
+        f.close()
+        raise
+
+
+def _read(f):
+    import h5py
     root = f
     if "layer_names" not in root.attrs and "model_weights" in root:
         root = root["model_weights"]
     names = _names(root.attrs, "layer_names")
     if names is None:
-        f.close()
         keys = ", ".join(list(root.keys())[:5]) or "nothing"
         raise ConvertError(f"HDF5 file without a 'layer_names' attribute: expected a Keras "
                            f"weights file (found groups {keys})")
     backend = _text(f.attrs.get("backend", root.attrs.get("backend", "")))
     if backend == "theano":
-        f.close()
         raise ConvertError("Keras file saved with the Theano backend (th_kernels: rotated "
                            "kernels): expected a tf_kernels file, e.g. "
                            "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
