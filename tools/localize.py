@@ -32,6 +32,17 @@ from minicnn.viz.saliency import saliency_of_views  # noqa: E402
 PROG = "localize.py"
 
 
+def iou(a, b):
+    """Intersection over union of two [x0, y0, x1, y1] boxes (0 when a is None)."""
+    if a is None:
+        return 0.0
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
 def build_parser():
     p = cli.parser(PROG, __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
     cli.add_model_args(p)
@@ -89,15 +100,19 @@ def main(argv=None):
         loc = localize_map(view.rgb, sal.map[0], args.fg_quantile, args.bg_quantile,
                            args.components, args.smoothness, args.seed)
         file_box = view.box_to_file(loc.box) if loc.box is not None else None
-        truth = None
+        truth, record = None, {}
         sample = cli.sample_entry(view.path)
-        if sample is not None and view.size == tuple(view.rgb.shape[1::-1]):
-            truth = sample["box"]           # same pixels as the view
-        rows.append(figures.localize_figure(net, view, sal, loc, file_box, truth))
+        if sample is not None:
+            record = {"truth_box": sample["box"], "truth_name": sample["name"],
+                      "iou": iou(file_box, sample["box"])}
+            if view.size == tuple(view.rgb.shape[1::-1]):
+                truth = sample["box"]           # same pixels as the view: draw it
+        rows.append(figures.localize_figure(net, view, sal, loc, file_box, truth,
+                                            record.get("truth_name", "")))
         cls = int(sal.classes[0])
         records.append({"image": view.path, "box": file_box, "class": cls,
                         "name": class_name(net, cls), "score": float(sal.scores[0]),
-                        "fallback": bool(loc.fallback)})
+                        "fallback": bool(loc.fallback), **record})
     picture = render.grid(rows, title="Weakly supervised localisation: saliency -> colour "
                                       "models -> GraphCut -> largest component (Simonyan et "
                                       "al. 2013, Sect. 3.2)")
@@ -107,8 +122,10 @@ def main(argv=None):
         cli.write_json(js, records[0] if len(records) == 1 else records)
         cli.report(js, "boxes")
     for r in records:
+        truth = (f"; truth {r['truth_name']} {r['truth_box']}, IoU {r['iou']:.2f}"
+                 if "iou" in r else "")
         print(f"{r['image']}: {r['name']} (class {r['class']}, score {r['score']:.3f}) "
-              f"box {r['box']}")
+              f"box {r['box']}{truth}")
     return 0
 
 

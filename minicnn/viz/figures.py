@@ -8,11 +8,13 @@ import numpy as np
 
 from . import render
 from .inputs import class_name
+from .localize import bounding_box
 
 RULE_TITLES = {"gradient": "gradient (backprop)", "deconvnet": "DeconvNet",
                "guided": "guided backprop"}
 PRED_COLOUR = (255, 40, 40)
 TRUTH_COLOUR = (40, 220, 40)
+SUPPORT_COLOUR = (255, 220, 0)
 
 
 def _label(net, cls, score, prob=None):
@@ -46,8 +48,14 @@ def deconv_figure(net, views, rec, layer):
     for i, view in enumerate(views):
         scale = render.upscale_factor(*view.rgb.shape[:2])
         where = "" if not rec.positions[i] else f" at {rec.positions[i]}"
+        support = np.zeros(view.rgb.shape[:2], bool)
+        for sig in rec.signals.values():
+            support |= np.abs(sig[i]).max(axis=0) > 0
+        box = bounding_box(support)
         top = [render.panel(view.rgb, f"{os.path.basename(view.path)}\n{layer} channel "
-                            f"{int(rec.channels[i])}{where}, value {rec.values[i]:.3g}", scale)]
+                            f"{int(rec.channels[i])}{where}, value {rec.values[i]:.3g}"
+                            + ("\nyellow: where the signal reaches" if box else ""), scale,
+                            boxes=[(box, SUPPORT_COLOUR)] if box else [])]
         bottom = [render.panel(np.full_like(view.rgb, 255), "max over channels of |signal|, "
                                "each panel scaled to its own maximum", scale)]
         for rule, sig in rec.signals.items():
@@ -62,7 +70,7 @@ def deconv_figure(net, views, rec, layer):
                                    "Sect. 4)")
 
 
-def localize_figure(net, view, sal, loc, file_box=None, truth=None):
+def localize_figure(net, view, sal, loc, file_box=None, truth=None, truth_name=""):
     """Image with the predicted box (red) and the ground truth (green) | saliency |
     seeds (red foreground, blue background) | GraphCut mask with the kept component."""
     m = sal.map[0]
@@ -74,7 +82,7 @@ def localize_figure(net, view, sal, loc, file_box=None, truth=None):
         boxes.append((loc.box, PRED_COLOUR))
     label = _label(net, sal.classes[0], float(sal.scores[0]), float(sal.probs[0]))
     where = f"box {file_box} (image pixels)" if file_box is not None else "no box"
-    legend = "red: predicted" + (", green: ground truth" if truth is not None else "")
+    legend = "red: predicted" + (f", green: truth {truth_name}" if truth is not None else "")
     seeds = (view.rgb.astype(np.float64) * 0.45).astype(np.uint8)
     seeds[loc.fg_seeds] = (255, 40, 40)
     seeds[loc.bg_seeds] = (60, 110, 255)
