@@ -59,6 +59,9 @@ def build_parser():
                    help="channel (feature map, or unit of a fully connected layer) to "
                         "reconstruct; 'top': per image the channel with the strongest "
                         "activation")
+    p.add_argument("--zoom", action="store_true",
+                   help="crop every panel to where the reconstruction reaches (the unit's "
+                        "effective receptive field), as Zeiler & Fergus show patches")
     p.add_argument("--out", metavar="PNG", default="deconv.png",
                    help="output picture: input | gradient | DeconvNet | guided")
     return p
@@ -71,7 +74,7 @@ def main(argv=None):
     layer = resolve_layer(net, args.layer) if args.layer else default_layer(net)
     views = [v for v, _ in load_views(net, cli.image_paths(args), "off")]
     rec = unit_reconstruction(net, stack(views), layer, args.channel)
-    cli.write_png(out, figures.deconv_figure(net, views, rec, layer))
+    cli.write_png(out, figures.deconv_figure(net, views, rec, layer, args.zoom))
     cli.report(out, "reconstruction picture")
     for view, k, pos, value in zip(views, rec.channels, rec.positions, rec.values):
         print(f"{view.path}: {layer} channel {int(k)} at {pos}: activation {value:.4g}"

@@ -40,26 +40,37 @@ def saliency_figure(net, views, results, rule="gradient", notes=None):
     return render.grid(rows, title="Image-specific class saliency (Simonyan et al. 2013, Sect. 3)")
 
 
-def deconv_figure(net, views, rec, layer):
+def deconv_figure(net, views, rec, layer, zoom=False):
     """Input | gradient | DeconvNet | guided: signed reconstructions (grey = 0) on top,
-    their max-over-channels magnitude below, one pair of rows per image."""
+    their max-over-channels magnitude below, one pair of rows per image. ``zoom``: crop
+    every panel to where the signal reaches (plus 2 pixels), as Zeiler & Fergus show
+    image patches."""
     order = net.preprocessing.channel_order
     rows = []
     for i, view in enumerate(views):
-        scale = render.upscale_factor(*view.rgb.shape[:2])
         where = "" if not rec.positions[i] else f" at {rec.positions[i]}"
         support = np.zeros(view.rgb.shape[:2], bool)
         for sig in rec.signals.values():
             support |= np.abs(sig[i]).max(axis=0) > 0
         box = bounding_box(support)
-        top = [render.panel(view.rgb, f"{os.path.basename(view.path)}\n{layer} channel "
+        crop = (slice(None), slice(None))
+        if zoom and box:
+            h, w = support.shape
+            x0, y0, x1, y1 = max(box[0] - 2, 0), max(box[1] - 2, 0), min(box[2] + 2, w), \
+                min(box[3] + 2, h)
+            crop = (slice(y0, y1), slice(x0, x1))
+            box = [box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]
+        rgb = view.rgb[crop]
+        scale = render.upscale_factor(*rgb.shape[:2])
+        top = [render.panel(rgb, f"{os.path.basename(view.path)}\n{layer} channel "
                             f"{int(rec.channels[i])}{where}, value {rec.values[i]:.3g}"
-                            + ("\nyellow: where the signal reaches" if box else ""), scale,
+                            + ("\nyellow: where the signal reaches" if box else "")
+                            + (" (zoomed)" if zoom and box else ""), scale,
                             boxes=[(box, SUPPORT_COLOUR)] if box else [])]
-        bottom = [render.panel(np.full_like(view.rgb, 255), "max over channels of |signal|, "
+        bottom = [render.panel(np.full_like(rgb, 255), "max over channels of |signal|, "
                                "each panel scaled to its own maximum", scale)]
         for rule, sig in rec.signals.items():
-            s = sig[i]
+            s = sig[i][(slice(None),) + crop]
             top.append(render.panel(render.signed_rgb(s, order),
                                     f"{RULE_TITLES[rule]}\nsigned, grey = 0", scale))
             bottom.append(render.panel(render.heatmap(np.abs(s).max(axis=0)),
