@@ -212,16 +212,20 @@ def _tiles(h, w):
 
 
 def winograd_weight(weight, dtype=None):
-    """Kernel transform: weight (O, C, 3, 3) -> U (16, O, C), U[4i+j] = (G g G^T)[i, j]."""
+    """Kernel transform: weight (O, C, 3, 3) -> U (16, O, C), U[4i+j] = (G g G^T)[i, j].
+    Done in blocks of output channels, each small enough to stay in cache."""
     xp = get_array_module(weight)
     o, c = weight.shape[:2]
     dtype = weight.dtype if dtype is None else dtype
-    g = xp.ascontiguousarray(weight.reshape(o * c, 9).T, dtype=dtype).reshape(3, 3, o * c)
-    rows = xp.empty((4, 3, o * c), dtype=dtype)        # G g: rows transformed
-    _g(g[0], g[1], g[2], out=rows)
-    u = xp.empty((4, 4, o * c), dtype=dtype)
-    for i in range(4):
-        _g(rows[i, 0], rows[i, 1], rows[i, 2], out=u[i])
+    u = xp.empty((4, 4, o, c), dtype=dtype)
+    step = max(1, (1 << 16) // c)
+    for o0 in range(0, o, step):
+        o1 = min(o, o0 + step)
+        g = xp.ascontiguousarray(weight[o0:o1].transpose(2, 3, 0, 1), dtype=dtype)
+        rows = xp.empty((4, 3, o1 - o0, c), dtype=dtype)         # G g: along the rows
+        _g(g[0], g[1], g[2], out=rows)
+        for i in range(4):                                       # then along the columns
+            _g(rows[i, 0], rows[i, 1], rows[i, 2], out=u[i, :, o0:o1])
     return u.reshape(16, o, c)
 
 
@@ -237,58 +241,101 @@ def winograd_weight_flipped(u):
     return u[_FLIP].transpose(0, 2, 1)
 
 
-def winograd_input(x):
-    """Input transform: x (N, C, H, W) -> V (16, C, N*th*tw), V[4i+j] = (B^T d B)[i, j]
-    for every 4x4 patch d (stride 2) of x zero-padded by 1 (one more on odd sides)."""
+def _phases(x, pad, hh, wh):
+    """Split x (N, C, H, W), zero-padded by ``pad`` at the top/left and with zeros up to
+    (2*hh, 2*wh), into its four even/odd row/column phases:
+    (2, 2, N, C, hh, wh) with out[p, q, ..., r, t] = xpad[..., 2r + p, 2t + q].
+
+    One strided pass over x; every later transform step then reads unit-stride rows."""
     xp = get_array_module(x)
-    n, c, h, w = x.shape
-    th, tw = _tiles(h, w)
-    xpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-    xpad[:, :, 1:h + 1, 1:w + 1] = x
-    cols = xp.empty((4, n, c, 2 * th + 2, tw), dtype=x.dtype)   # B^T along the columns
-    _bt(*(xpad[..., j:j + 2 * tw:2] for j in range(4)), out=cols)
-    v = xp.empty((4, 4, c, n, th, tw), dtype=x.dtype)           # then along the rows
+    n, c = x.shape[:2]
+    out = xp.zeros((2, 2, n, c, hh, wh), dtype=x.dtype)
+    for p in range(2):
+        for q in range(2):
+            # padded row 2r + p is input row 2r + p - pad: the phase starts at input row r0
+            r0, c0 = (p - pad) % 2, (q - pad) % 2
+            part = x[:, :, r0::2, c0::2]
+            rs, cs = (r0 + pad) // 2, (c0 + pad) // 2
+            out[p, q, :, :, rs:rs + part.shape[2], cs:cs + part.shape[3]] = part
+    return out
+
+
+def winograd_input(ph, r0, r1):
+    """Input transform of tile rows r0..r1-1: phases ph (2, 2, N, C, th+1, tw+1) of x
+    zero-padded by 1 (see :func:`_phases`) -> V (16, C, N*(r1-r0)*tw),
+    V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2).
+
+    Patch column q of tile column t is padded column 2t + q: phase q % 2, tile column
+    t + q // 2 (likewise for rows)."""
+    xp = get_array_module(ph)
+    n, c, tw = ph.shape[2], ph.shape[3], ph.shape[5] - 1
+    rows = r1 - r0
+    ph = ph[:, :, :, :, r0:r1 + 1]
+    cols = xp.empty((4, 2, n, c, rows + 1, tw), dtype=ph.dtype)  # B^T along the columns
+    _bt(*(ph[:, q % 2, :, :, :, q // 2:q // 2 + tw] for q in range(4)), out=cols)
+    v = xp.empty((4, 4, c, n, rows, tw), dtype=ph.dtype)         # then along the rows
     for j in range(4):
-        _bt(*(cols[j][:, :, i:i + 2 * th:2] for i in range(4)),
+        _bt(*(cols[j, p % 2, :, :, p // 2:p // 2 + rows] for p in range(4)),
             out=[v[i, j].transpose(1, 0, 2, 3) for i in range(4)])
-    return v.reshape(16, c, n * th * tw)
+    return v.reshape(16, c, n * rows * tw)
 
 
-def winograd_output(m, n, h, w, bias=None):
-    """Output transform: M (16, O, N*th*tw) -> y (N, O, H, W), Y = A^T M A per tile,
-    plus bias (O,) when given (added through M[5], which reaches all four outputs)."""
+def winograd_output(m, out, bias=None):
+    """Output transform: M (16, O, N*rows*tw) -> out (N, O, rows, 2, tw, 2) (a view of
+    the (N, O, 2*rows, 2*tw) output), Y = A^T M A per tile, plus bias (O,) when given
+    (added through M[5], which reaches all four outputs of a tile)."""
     xp = get_array_module(m)
-    o = m.shape[1]
-    th, tw = _tiles(h, w)
-    m = m.reshape(4, 4, o, n, th, tw)
+    n, o, rows, _, tw, _ = out.shape
+    m = m.reshape(4, 4, o, n, rows, tw)
     if bias is not None:
         m[1, 1] += bias.reshape(o, 1, 1, 1)
-    rows = xp.empty((2, 4, o, n, th, tw), dtype=m.dtype)        # A^T along the rows
+    half = xp.empty((2, 4, o, n, rows, tw), dtype=m.dtype)       # A^T along the rows
     for j in range(4):
-        _at(m[0, j], m[1, j], m[2, j], m[3, j], out=rows[:, j])
-    y = xp.empty((n, o, th, 2, tw, 2), dtype=m.dtype)           # then along the columns
+        _at(m[0, j], m[1, j], m[2, j], m[3, j], out=half[:, j])
+    quads = xp.empty((2, 2, o, n, rows, tw), dtype=m.dtype)      # then along the columns
     for a in range(2):
-        _at(*rows[a], out=[y[:, :, :, a, :, b].transpose(1, 0, 2, 3) for b in range(2)])
+        _at(*half[a], out=quads[a])
+    # quads[a, b] holds output pixel (2r + a, 2t + b) of every tile: interleave them
+    out[...] = quads.transpose(3, 2, 4, 0, 5, 1)
+
+
+# Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
+# that the transforms of one chunk work in cache and V and M (4x the size of the input
+# and output) never exist whole; but with at least WINOGRAD_MIN_TILES tiles (GEMM
+# columns), so that the GEMMs stay efficient.
+WINOGRAD_CHUNK = 1 << 20
+WINOGRAD_MIN_TILES = 512
+
+
+def _row_chunks(th, tiles_per_row, channels):
+    step = max(WINOGRAD_CHUNK // (16 * channels * tiles_per_row),
+               -(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
+    return [(r0, min(th, r0 + step)) for r0 in range(0, th, step)]
+
+
+def winograd_conv3x3(x, u, bias=None):
+    """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
+    (or :func:`winograd_weight_flipped`) -> (N, O, H, W)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    o = u.shape[1]
+    dtype = _dtype(x, u)
+    u = u.astype(dtype, copy=False)
+    th, tw = _tiles(h, w)
+    ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
+    y = xp.empty((n, o, th, 2, tw, 2), dtype=dtype)
+    for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
+        v = winograd_input(ph, r0, r1)
+        winograd_output(xp.matmul(u, v), y[:, :, r0:r1], bias)   # 16 GEMMs (O, C) @ (C, T)
     y = y.reshape(n, o, 2 * th, 2 * tw)
     if (2 * th, 2 * tw) != (h, w):
         y = xp.ascontiguousarray(y[:, :, :h, :w])
     return y
 
 
-def winograd_conv3x3(x, u, bias=None):
-    """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
-    (or a transposed view) -> (N, O, H, W)."""
-    xp = get_array_module(x)
-    n, _, h, w = x.shape
-    dtype = _dtype(x, u)
-    v = winograd_input(x.astype(dtype, copy=False))
-    m = xp.matmul(u.astype(dtype, copy=False), v)                  # 16 GEMMs (O, C) @ (C, T)
-    return winograd_output(m, n, h, w, bias)
-
-
 def winograd_conv3x3_backward_params(dy, x):
     """Parameter gradients of a 3x3 stride-1 pad-1 conv, by the adjoint of the Winograd
-    forward: dU[k] = (A dY A^T)[k] (O, T) @ V[k]^T (T, C), dW = G^T dU G.
+    forward: dU[k] = sum over tiles (A dY A^T)[k] (O, T) @ V[k]^T (T, C), dW = G^T dU G.
 
     dy (N, O, H, W), x (N, C, H, W) -> dW (O, C, 3, 3), db (O,)."""
     xp = get_array_module(dy, x)
@@ -296,22 +343,27 @@ def winograd_conv3x3_backward_params(dy, x):
     c = x.shape[1]
     dtype = _dtype(dy, x)
     th, tw = _tiles(h, w)
+    ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     dypad = xp.zeros((n, o, th, 2, tw, 2), dtype=dtype)
     dypad.reshape(n, o, 2 * th, 2 * tw)[:, :, :h, :w] = dy
-    cols = xp.empty((4, 2, o, n, th, tw), dtype=dtype)           # A along the columns
-    for p in range(2):
-        _a(*(dypad[:, :, :, p, :, q].transpose(1, 0, 2, 3) for q in range(2)), out=cols[:, p])
-    dm = xp.empty((4, 4, o, n, th, tw), dtype=dtype)              # then along the rows
-    for j in range(4):
-        _a(cols[j, 0], cols[j, 1], out=dm[:, j])
-    v = winograd_input(x.astype(dtype, copy=False))
-    du = xp.matmul(dm.reshape(16, o, n * th * tw), v.transpose(0, 2, 1))   # (16, O, C)
+    du = xp.zeros((16, o, c), dtype=dtype)
+    for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
+        rows = r1 - r0
+        d = dypad[:, :, r0:r1]
+        half = xp.empty((4, 2, o, n, rows, tw), dtype=dtype)     # A along the columns
+        for p in range(2):
+            _a(*(d[:, :, :, p, :, q].transpose(1, 0, 2, 3) for q in range(2)), out=half[:, p])
+        dm = xp.empty((4, 4, o, n, rows, tw), dtype=dtype)        # then along the rows
+        for j in range(4):
+            _a(half[j, 0], half[j, 1], out=dm[:, j])
+        v = winograd_input(ph, r0, r1)
+        du += xp.matmul(dm.reshape(16, o, n * rows * tw), v.transpose(0, 2, 1))
     du = du.reshape(4, 4, o * c)
-    rows = xp.empty((3, 4, o * c), dtype=dtype)                  # G^T along the rows
-    _gt(du[0], du[1], du[2], du[3], out=rows)
+    g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
+    _gt(du[0], du[1], du[2], du[3], out=g)
     dw = xp.empty((3, 3, o * c), dtype=dtype)                    # then along the columns
     for a in range(3):
-        _gt(*rows[a], out=dw[a])
+        _gt(*g[a], out=dw[a])
     dw = xp.ascontiguousarray(dw.reshape(9, o * c).T).reshape(o, c, 3, 3)
     return dw, dy.sum(axis=(0, 2, 3))
 
