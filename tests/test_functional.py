@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minicnn.functional as F
-from oracles import (conv2d_naive, conv_out, conv_param_grads_naive, conv_transpose_naive,
+from oracles import (conv2d_naive, conv2d_offsets, conv_geometry, conv_out, conv_param_grads_naive, conv_transpose_naive,
                      maxpool_naive, on, relu_rule, to_np, unpool_naive)
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)   # float64, sums of at most ~100 terms of size ~1
@@ -19,7 +19,7 @@ TIGHT = dict(rtol=1e-12, atol=1e-12)   # float64, sums of at most ~100 terms of 
 @st.composite
 def conv_cases(draw, max_hw=8):
     n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    k, s, p = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(0, 3))
+    k, s, p = draw(conv_geometry(max_pad=3))
     h = draw(st.integers(max(1, k - 2 * p), max_hw))
     w = draw(st.integers(max(1, k - 2 * p), max_hw))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -172,3 +172,34 @@ def test_relu_backward_is_the_table_formula(backend, rule, seed):
 def test_relu_backward_rejects_unknown_rule():
     with pytest.raises(ValueError, match="deconvnet"):
         F.relu_backward(np.ones(3), np.ones(3, bool), "deconv")
+
+
+@pytest.mark.parametrize("shape,o", [((1, 64, 71, 66), 64), ((2, 5, 33, 17), 3)])
+@pytest.mark.parametrize("ksp", [(3, 1, 1), (3, 2, 1), (2, 1, 0)])
+def test_conv_on_larger_inputs_against_offset_sums(shape, o, ksp):
+    """Large, odd-sized inputs (any tiling/chunking of a fast path is crossed): forward,
+    transposed conv (adjoint identity) and weight gradient against float64 offset sums."""
+    k, s, p = ksp
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((o, shape[1], k, k)) / np.sqrt(shape[1] * k * k)
+    b = rng.standard_normal(o)
+    y = F.conv2d(x, w, b, s, p)
+    y_ref = conv2d_offsets(x, w, b, s, p)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y_ref.shape)
+    dx = F.conv2d_backward_input(dy, w, x.shape, s, p)
+    assert dx.shape == x.shape
+    lhs = float(np.sum((y_ref - b.reshape(1, o, 1, 1)) * dy))
+    assert abs(lhs - float(np.sum(x * dx))) <= 1e-10 * np.abs(x * dx).sum()
+    dw, db = F.conv2d_backward_params(dy, x, w.shape, s, p)
+    # dW[o, c, a, q] = sum over positions of dy * shifted x: the offset oracle with x as weights
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    ho, wo = dy.shape[2:]
+    dw_ref = np.empty(w.shape)
+    for a in range(k):
+        for q in range(k):
+            patch = xp[:, :, a:a + s * (ho - 1) + 1:s, q:q + s * (wo - 1) + 1:s]
+            dw_ref[:, :, a, q] = np.einsum("nohw,nchw->oc", dy, patch)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-9, atol=1e-9 * np.abs(dw_ref).max())
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
-from oracles import (RULES, conv2d_naive, conv_out, conv_param_grads_naive,
+from oracles import (RULES, conv2d_naive, conv_geometry, conv_out, conv_param_grads_naive,
                      conv_transpose_naive, linear_naive, maxpool_naive, on, relu_rule, to_np,
                      unpool_naive)
 
@@ -24,7 +24,7 @@ def conv_layer(rng, c, o, k, s, p, dtype=np.float64, device="cpu"):
 @st.composite
 def conv_setups(draw):
     c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    k, s, p = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    k, s, p = draw(conv_geometry())
     h = draw(st.integers(max(1, k - 2 * p), 9))
     w = draw(st.integers(max(1, k - 2 * p), 9))     # non-square allowed
     n = draw(st.integers(1, 3))
