@@ -148,7 +148,10 @@ def report(path, what):
 
 # ----------------------------------------------------------------------------- errors
 
-EXPECTED_ERRORS = (ImageError, ModelFileError, FileNotFoundError, ValueError, RuntimeError,
+PIP_NAMES = {"maxflow": "PyMaxflow", "sklearn": "scikit-learn", "cupy": "cupy-cuda12x",
+             "cupyx": "cupy-cuda12x", "PIL": "pillow"}
+
+EXPECTED_ERRORS = (ImportError, ImageError, ModelFileError, FileNotFoundError, ValueError, RuntimeError,
                    OSError, MemoryError)
 
 
@@ -163,5 +166,9 @@ def run(main, prog, argv=None):
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, MemoryError):
             message = "out of memory (try fewer images or classes)"
+        elif isinstance(exc, ImportError) and exc.name:
+            top = exc.name.split(".")[0]
+            message = (f"missing Python package {top!r} (pip install "
+                       f"{PIP_NAMES.get(top, top)}): {message}")
         sys.stderr.write(f"{prog}: error: {message}\n")
         return EXIT_ERROR

@@ -147,3 +147,22 @@ def test_shipped_model_defaults(tool, extra, tmp_path):
     r = run_tool(tool, *extra, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     png_size(tmp_path / f"{tool}.png")
+
+
+def test_missing_dependency_is_one_line(model_file, image_files, tmp_path, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_maxflow(name, *args, **kwargs):
+        if name == "maxflow":
+            raise ModuleNotFoundError("No module named 'maxflow'", name="maxflow")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_maxflow)
+    main = load_tool("localize")
+    out = tmp_path / "l.png"
+    code = main.cli.run(main.main, main.PROG, ["--weights", model_file, "--image",
+                                               image_files["small"], "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "pip install PyMaxflow" in err, err
+    assert not out.exists()
