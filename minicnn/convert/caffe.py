@@ -119,7 +119,8 @@ def _squeeze_leading(shape, ndim, where):
 
 
 def _source(data, shape, name):
-    return Source(shape, lambda: data.reshape(shape), name=name)
+    # copy out of the memory map: parameters must be writable and outlive the file
+    return Source(shape, lambda: np.array(data.reshape(shape), dtype=np.float32), name=name)
 
 
 def read_caffe(buf):

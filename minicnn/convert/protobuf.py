@@ -31,9 +31,9 @@ def read_varint(buf, pos, end):
 
 
 def iter_fields(buf, start=0, end=None):
-    """Yield (field number, wire type, value, start, end) for each field of a message in
-    ``buf[start:end]``. Varint / fixed values are ints; length-delimited values are given
-    as the (start, end) byte range, not copied."""
+    """Yield (field number, wire type, value, stop) for each field of the message in
+    ``buf[start:end]``: varints as (n, 0, int, None), fixed32/64 as (n, w, raw bytes, None),
+    length-delimited fields as (n, 2, first byte, end byte): a range, never a copy."""
     end = len(buf) if end is None else end
     pos = start
     while pos < end:

@@ -47,7 +47,13 @@ def test_fixture_logits_match_pytorch(name, container, order):
 def test_all_formats_hold_identical_weights():
     ref = convert(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), progress=True)[0].state_dict()
     for name, _, _ in FILES[1:]:
-        sd = convert(os.path.join(FIXTURES, name), progress=True)[0].state_dict()
+        net = convert(os.path.join(FIXTURES, name), progress=True)[0]
+        for _, layer in net:   # owned, writable copies, not views of the file's memory map
+            for p in layer.params.values():
+                while isinstance(p.base, np.ndarray):
+                    p = p.base
+                assert p.flags.writeable and p.base is None and p.dtype == np.float32
+        sd = net.state_dict()
         assert list(sd) == list(ref)
         for key in ref:
             np.testing.assert_array_equal(sd[key], ref[key], err_msg=f"{name} {key}")

@@ -270,3 +270,12 @@ def test_pickle_state_helper_is_sound(tmp_path):
     write_zip(tmp_path / "x.pt", pkl, storages)
     sd = convert(tmp_path / "x.pt", progress=True)[0].state_dict()
     np.testing.assert_array_equal(sd["conv1_1.weight"], state["features.0.weight"])
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_protobuf_varint_round_trip(value):
+    from minicnn.convert.protobuf import read_varint, varint
+    raw = varint(value)
+    assert read_varint(raw, 0, len(raw)) == (value, len(raw))
+    with pytest.raises(Exception, match="past the end"):
+        read_varint(raw[:-1], 0, len(raw) - 1)
