@@ -16,14 +16,15 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from collections import deque
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import minicnn  # noqa: E402
-from minicnn.datasets.cluttered import ClutteredFashion, test_split  # noqa: E402
+from minicnn.datasets.cluttered import ClutteredFashion, evaluation_split  # noqa: E402
 from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,  # noqa: E402
                                             load_fashion_mnist)
 from minicnn.io import atomic_write  # noqa: E402
@@ -64,6 +65,8 @@ def parse_args(argv=None):
                    help="test canvases evaluated at the end of each epoch")
     p.add_argument("--test-size", type=int, default=10000,
                    help="test canvases for the final accuracy (one per test item)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes rendering canvases ahead of the training step")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh even when --run-dir holds a checkpoint")
     return p.parse_args(argv)
@@ -98,6 +101,13 @@ class Batches:
         return images, labels
 
 
+_BATCHES = None   # set before the worker pool forks; workers render from their copy
+
+
+def _render_batch(step):
+    return _BATCHES(step)
+
+
 def save_checkpoint(run_dir, net, optimizer, step, meta):
     minicnn.save(net, os.path.join(run_dir, "checkpoint.h5"), meta)
 
@@ -120,6 +130,11 @@ def main(argv=None):
     gen = ClutteredFashion(train_images, train_labels)
     batches = Batches(gen, args.seed, args.train_size, args.batch)
     total_steps = batches.steps_per_epoch * args.epochs
+    global _BATCHES
+    _BATCHES = batches
+    # worker processes render the next batches while the engine trains (a bounded window);
+    # forked before any GPU context exists
+    pool = multiprocessing.get_context("fork").Pool(max(1, args.workers))
 
     ckpt = os.path.join(args.run_dir, "checkpoint.h5")
     start = 0
@@ -152,7 +167,7 @@ def main(argv=None):
             test_x_rgb, test_y = d["images"], d["labels"]
     else:
         print("rendering the test canvases ...", file=sys.stderr)
-        test_x_rgb, test_y, _ = test_split(test_images[:args.test_size], test_labels[:args.test_size])
+        test_x_rgb, test_y, _ = evaluation_split(test_images[:args.test_size], test_labels[:args.test_size])
         np.savez(test_cache, images=test_x_rgb, labels=test_y)
 
     def evaluate(count):
@@ -161,15 +176,15 @@ def main(argv=None):
 
     log = open(os.path.join(args.run_dir, "log.jsonl"), "a")
     layers_with_dropout = [layer for _, layer in net if layer.kind == "dropout"]
-    pool = ThreadPoolExecutor(max_workers=1)   # renders the next batch while this one trains
-    pending = pool.submit(batches, start) if start < total_steps else None
+    pending = deque(pool.apply_async(_render_batch, (s,))
+                    for s in range(start, min(total_steps, start + 2 * max(1, args.workers))))
     t0, run_loss, run_correct, run_seen = time.time(), 0.0, 0, 0
     bar = tqdm(range(start, total_steps), initial=start, total=total_steps, unit="step",
                dynamic_ncols=True, mininterval=5)
     for step in bar:
-        images, labels = pending.result()
-        if step + 1 < total_steps:
-            pending = pool.submit(batches, step + 1)
+        images, labels = pending.popleft().get()
+        if step + len(pending) + 1 < total_steps:
+            pending.append(pool.apply_async(_render_batch, (step + len(pending) + 1,)))
         for i, layer in enumerate(layers_with_dropout):   # dropout masks depend on the step only
             layer.rng = np.random.default_rng([args.seed, step, i])
         lr = learning_rate(step, total_steps, args.lr, args.warmup)
@@ -195,7 +210,7 @@ def main(argv=None):
             log.flush()
             run_loss, run_correct, run_seen = 0.0, 0, 0
     bar.close()
-    pool.shutdown()
+    pool.close()
 
     accuracy = evaluate(len(test_y))
     print(f"test accuracy on {len(test_y)} cluttered test canvases: {accuracy:.4f}")

@@ -110,7 +110,7 @@ class ClutteredFashion:
                 np.array([o["box"] for o in out]))
 
 
-def test_split(images, labels, seed=1234, **kwargs):
+def evaluation_split(images, labels, seed=1234, **kwargs):
     """The fixed evaluation set: one canvas per test image, canvas k from seed (seed, k)."""
     gen = ClutteredFashion(images, labels, **kwargs)
     return gen.batch(range(len(gen)), [(seed, k) for k in range(len(gen))])

@@ -1,0 +1,65 @@
+"""Loss, optimiser and one real training step."""
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.training import SGD, learning_rate, softmax_cross_entropy, train_step
+
+
+def test_softmax_cross_entropy_against_formula_and_finite_differences():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 4)) * 3
+    labels = np.array([0, 3, 1, 1, 2])
+    loss, grad = softmax_cross_entropy(logits, labels)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert loss == pytest.approx(-np.log(p[np.arange(5), labels]).mean(), rel=1e-12)
+    eps, numeric = 1e-6, np.zeros_like(logits)
+    for idx in np.ndindex(*logits.shape):
+        d = np.zeros_like(logits)
+        d[idx] = eps
+        numeric[idx] = (softmax_cross_entropy(logits + d, labels)[0]
+                        - softmax_cross_entropy(logits - d, labels)[0]) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits():
+    loss, grad = softmax_cross_entropy(np.array([[1e4, 0.0, -1e4]], np.float32), np.array([1]))
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert loss == pytest.approx(1e4, rel=1e-6)
+
+
+def test_sgd_update_rule():
+    net = minicnn.Net([("fc", minicnn.Linear(2, 1))])
+    w0 = np.array([[1.0, -2.0]], np.float32)
+    net["fc"].params["weight"] = w0.copy()
+    opt = SGD(net, momentum=0.5, weight_decay=0.1)
+    g = np.array([[0.5, 0.5]], np.float32)
+    for _ in range(2):
+        net["fc"].grads = {"weight": g, "bias": np.zeros(1, np.float32)}
+        opt.step(lr=0.1)
+    # by hand: v1 = g + 0.1 w0; w1 = w0 - 0.1 v1; v2 = 0.5 v1 + g + 0.1 w1; w2 = w1 - 0.1 v2
+    v1 = g + 0.1 * w0
+    w1 = w0 - 0.1 * v1
+    v2 = 0.5 * v1 + g + 0.1 * w1
+    np.testing.assert_allclose(net["fc"].params["weight"], w1 - 0.1 * v2, rtol=1e-6)
+    assert np.all(net["fc"].params["bias"] == 0)   # no decay on biases, zero grads
+
+
+def test_learning_rate_schedule():
+    lrs = [learning_rate(s, 100, 1.0, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))      # cosine decays
+    assert learning_rate(100, 100, 1.0, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+    net = minicnn.vgg_from_config([8, "M", 16, "M"], num_classes=4, input_size=(16, 16),
+                                  fc_sizes=(32,), dropout=0.0, seed=1)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 3, 16, 16)).astype(np.float32)
+    labels = rng.integers(0, 4, 16)
+    before = softmax_cross_entropy(net.forward(x), labels)[0]
+    opt = SGD(net, momentum=0.0, weight_decay=0.0)
+    train_step(net, opt, x, labels, lr=1e-3)
+    after = softmax_cross_entropy(net.forward(x), labels)[0]
+    assert after < before
