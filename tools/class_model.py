@@ -12,8 +12,9 @@ ascent step of --step in input units per pixel (the gradient is divided by its R
 image, so the step size does not depend on the model's score scale), weight decay
 (--decay), a Gaussian blur every --blur-every steps (--blur-sigma pixels), and zeroing
 of the pixels whose norm is below the --norm-pct percentile (Yosinski et al. 2015).
-The paper gives no values; the defaults below were chosen on the shipped model so that
-its class models are recognisable. Same --seed, same picture.
+The paper gives no values. The defaults below are a provisional starting point, tried
+on stand-in networks only (the shipped model was still training when they were set):
+check them on weights/fashion_vgg.h5 and adjust. Same --seed, same picture.
 
 Examples:
     python tools/class_model.py                               # all classes, shipped model
@@ -37,7 +38,7 @@ DEFAULTS = dict(steps=200, step=0.1, lam=0.002, jitter=2, blur_every=4, blur_sig
 
 
 def build_parser():
-    p = cli.parser(PROG, "\n\n".join(__doc__.split("\n\n")[:3]))
+    p = cli.parser(PROG, __doc__)
     cli.add_model_args(p)
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
                    help="class indices or names (case-insensitive), several at once "

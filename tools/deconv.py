@@ -49,7 +49,7 @@ def default_layer(net):
 
 
 def build_parser():
-    p = cli.parser(PROG, __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+    p = cli.parser(PROG, __doc__)
     cli.add_model_args(p)
     cli.add_image_args(p)
     p.add_argument("--layer", default=None,

@@ -44,7 +44,7 @@ def iou(a, b):
 
 
 def build_parser():
-    p = cli.parser(PROG, __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+    p = cli.parser(PROG, __doc__)
     cli.add_model_args(p)
     cli.add_image_args(p)
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,

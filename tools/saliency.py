@@ -33,7 +33,7 @@ PROG = "saliency.py"
 
 
 def build_parser():
-    p = cli.parser(PROG, __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[2])
+    p = cli.parser(PROG, __doc__)
     cli.add_model_args(p)
     cli.add_image_args(p)
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,

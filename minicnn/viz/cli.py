@@ -29,8 +29,16 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout; appends "(default: X)" where there is one to say."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("(default" not in text and action.option_strings and default is not None
+                and default is not False and default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def parser(prog, description, epilog=None):
