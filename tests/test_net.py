@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, Net, ReLU
-from oracles import (RULES, build_layers, draw_input, draw_upstream, layers_to, net_specs,
-                     on, to_np)
+from oracles import RULES, build_layers, draw_input, draw_upstream, net_specs, to_np
 
 
 def tiny_net(seed=0):
@@ -31,8 +30,8 @@ X = np.random.default_rng(1).standard_normal((2, 2, 6, 8)).astype(np.float32)
 @given(spec=net_specs(relu="random", batch=(1, 2)), data=st.data())
 def test_forward_until_and_backward_start_equal_the_sub_net(backend, spec, data):
     cut = data.draw(st.integers(0, len(spec.layers) - 1))
-    net = Net(layers_to(build_layers(spec), backend)).eval()
-    sub = Net(layers_to(build_layers(spec)[:cut + 1], backend)).eval()  # same weights
+    net = Net(build_layers(spec)).eval().to(backend)
+    sub = Net(build_layers(spec)[:cut + 1]).eval().to(backend)   # same weights
     name = net.names[cut]
     x = draw_input(spec)
     y_until = to_np(net.forward(x, until=name))
