@@ -107,11 +107,11 @@ def blob_new(arr):
     return field_bytes(7, field_packed_varints(1, arr.shape)) + field_packed_floats(5, arr.ravel())
 
 
-def write_caffe(path, layers, new):
+def write_caffe(path, layers, new, side=16):
     # V1 enum: CONVOLUTION 4, RELU 18, POOLING 17, INNER_PRODUCT 14, DROPOUT 6, SOFTMAX 20
     msg = [field_bytes(1, "TINY_VGG")]
     if not new:
-        msg += [field_bytes(3, "data")] + [field_varint(4, d) for d in (10, 3, 16, 16)]
+        msg += [field_bytes(3, "data")] + [field_varint(4, d) for d in (10, 3, side, side)]
     bottom = "data"
     n_fc = sum(1 for l in layers if l[0] == "fc")
 

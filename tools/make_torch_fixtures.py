@@ -49,7 +49,7 @@ class TinyVGG(nn.Module):
                 layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
                 channels = item
         self.features = nn.Sequential(*layers)
-        side = SIDE // 8
+        side = SIDE // 2 ** CONFIG.count("M")
         self.avgpool = nn.AdaptiveAvgPool2d((side, side))
         self.classifier = nn.Sequential(
             nn.Linear(channels * side * side, HIDDEN), nn.ReLU(True), nn.Dropout(),
