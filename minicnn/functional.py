@@ -68,9 +68,18 @@ def col2im(cols, x_shape, kh, kw, stride, pad):
     return xpad[:, :, pad:pad + h, pad:pad + w]
 
 
+# Winograd trades GEMM work (~C*O per pixel) for transforms of the input and output
+# (~C + O per pixel): it pays off once both channel counts are at least this. The first
+# conv of an RGB network (C = 3) and its transpose stay on im2col.
+WINOGRAD_MIN_CHANNELS = 16
+
+
 def is_winograd_conv(weight_shape, stride, pad):
-    """True for the convs of every VGG: 3x3 kernel, stride 1, pad 1 (output size = input size)."""
-    return tuple(weight_shape[2:]) == (3, 3) and stride == 1 and pad == 1
+    """True for the convs of every VGG (3x3 kernel, stride 1, pad 1: output size = input
+    size) with at least WINOGRAD_MIN_CHANNELS input and output channels."""
+    o, c, kh, kw = weight_shape
+    return ((kh, kw) == (3, 3) and stride == 1 and pad == 1
+            and min(o, c) >= WINOGRAD_MIN_CHANNELS)
 
 
 def conv2d(x, weight, bias, stride=1, pad=0):
@@ -78,7 +87,7 @@ def conv2d(x, weight, bias, stride=1, pad=0):
     bias (O,) or None -> (N, O, Ho, Wo). 3x3 stride-1 pad-1 convs take the Winograd path,
     all others im2col + GEMM; both compute the same sums (up to rounding)."""
     if is_winograd_conv(weight.shape, stride, pad):
-        return winograd_conv3x3(x, winograd_weight(weight, _dtype(x, weight)), bias)
+        return conv2d_winograd(x, weight, bias)
     return conv2d_im2col(x, weight, bias, stride, pad)
 
 
@@ -87,17 +96,32 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0):
 
     The same for backprop, DeconvNet and guided backprop (PAPER.md Sect. 4)."""
     if is_winograd_conv(weight.shape, stride, pad):
-        # a 3x3 pad-1 conv's transpose is the 3x3 pad-1 conv with the flipped, transposed kernel
-        u = winograd_weight_flipped(winograd_weight(weight, _dtype(dy, weight)))
-        return winograd_conv3x3(dy, u, None)
+        return conv2d_backward_input_winograd(dy, weight)
     return conv2d_backward_input_col2im(dy, weight, x_shape, stride, pad)
 
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
     if is_winograd_conv(weight_shape, stride, pad):
-        return winograd_conv3x3_backward_params(dy, x)
+        return conv2d_backward_params_winograd(dy, x)
     return conv2d_backward_params_im2col(dy, x, weight_shape, stride, pad)
+
+
+def conv2d_winograd(x, weight, bias):
+    """:func:`conv2d` of a 3x3 stride-1 pad-1 conv by Winograd F(2x2, 3x3)."""
+    return winograd_conv3x3(x, winograd_weight(weight, _dtype(x, weight)), bias)
+
+
+def conv2d_backward_input_winograd(dy, weight):
+    """:func:`conv2d_backward_input` of a 3x3 stride-1 pad-1 conv: the 3x3 pad-1 conv of
+    dy with the flipped, transposed kernel, by Winograd."""
+    u = winograd_weight_flipped(winograd_weight(weight, _dtype(dy, weight)))
+    return winograd_conv3x3(dy, u, None)
+
+
+def conv2d_backward_params_winograd(dy, x):
+    """:func:`conv2d_backward_params` of a 3x3 stride-1 pad-1 conv, by Winograd."""
+    return winograd_conv3x3_backward_params(dy, x)
 
 
 def _dtype(*arrays):
@@ -304,7 +328,7 @@ def winograd_output(m, out, bias=None):
 # and output) never exist whole; but with at least WINOGRAD_MIN_TILES tiles (GEMM
 # columns), so that the GEMMs stay efficient.
 WINOGRAD_CHUNK = 1 << 20
-WINOGRAD_MIN_TILES = 512
+WINOGRAD_MIN_TILES = 1024
 
 
 def _row_chunks(th, tiles_per_row, channels):

@@ -30,10 +30,13 @@ conv_shapes = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6),
 
 
 def test_dispatch_rules():
-    assert F.is_winograd_conv((4, 3, 3, 3), 1, 1)
-    assert not F.is_winograd_conv((4, 3, 3, 3), 2, 1)
-    assert not F.is_winograd_conv((4, 3, 3, 3), 1, 0)
-    assert not F.is_winograd_conv((4, 3, 5, 5), 1, 1)
+    big = F.WINOGRAD_MIN_CHANNELS
+    assert F.is_winograd_conv((big, big, 3, 3), 1, 1)
+    assert not F.is_winograd_conv((big, 3, 3, 3), 1, 1)       # RGB input: im2col
+    assert not F.is_winograd_conv((3, big, 3, 3), 1, 1)
+    assert not F.is_winograd_conv((big, big, 3, 3), 2, 1)
+    assert not F.is_winograd_conv((big, big, 3, 3), 1, 0)
+    assert not F.is_winograd_conv((big, big, 5, 5), 1, 1)
     assert F.is_2x2_pool(2, 2, 0)
     assert not F.is_2x2_pool(2, 1, 0)
     assert not F.is_2x2_pool(3, 2, 1)
@@ -51,19 +54,19 @@ def test_winograd_conv_matches_general_and_naive(xp, dtype, shape, seed, with_bi
     xd, wd, dyd = _to(xp, x), _to(xp, weight), _to(xp, dy)
     bd = None if bias is None else _to(xp, bias)
 
-    y = F.conv2d(xd, wd, bd, 1, 1)
+    y = F.conv2d_winograd(xd, wd, bd)
     assert y.dtype == dtype and y.shape == (n, o, h, w)
     np.testing.assert_allclose(_np(y), _np(F.conv2d_im2col(xd, wd, bd, 1, 1)), **TOL[dtype])
     np.testing.assert_allclose(_np(y), oracles.conv2d_naive(x, weight, bias, 1, 1), **TOL[dtype])
 
-    dx = F.conv2d_backward_input(dyd, wd, x.shape, 1, 1)
+    dx = F.conv2d_backward_input_winograd(dyd, wd)
     assert dx.dtype == dtype and dx.shape == x.shape
     np.testing.assert_allclose(_np(dx), _np(F.conv2d_backward_input_col2im(dyd, wd, x.shape, 1, 1)),
                                **TOL[dtype])
     np.testing.assert_allclose(_np(dx), oracles.conv_transpose_naive(dy, weight, x.shape, 1, 1),
                                **TOL[dtype])
 
-    dw, db = F.conv2d_backward_params(dyd, xd, weight.shape, 1, 1)
+    dw, db = F.conv2d_backward_params_winograd(dyd, xd)
     assert dw.dtype == dtype and dw.shape == weight.shape
     dw_ref, db_ref = oracles.conv_param_grads_naive(dy, x, weight.shape, 1, 1)
     np.testing.assert_allclose(_np(dw), dw_ref, **TOL[dtype])
@@ -79,8 +82,8 @@ def test_winograd_backward_is_the_exact_adjoint_in_float64(xp, shape, seed):
     rng = np.random.default_rng(seed)
     x, dy = rng.standard_normal((n, c, h, w)), rng.standard_normal((n, o, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
-    y = F.conv2d(_to(xp, x), _to(xp, weight), None, 1, 1)
-    dx = F.conv2d_backward_input(_to(xp, dy), _to(xp, weight), x.shape, 1, 1)
+    y = F.conv2d_winograd(_to(xp, x), _to(xp, weight), None)
+    dx = F.conv2d_backward_input_winograd(_to(xp, dy), _to(xp, weight))
     lhs, rhs = float((_np(y) * dy).sum()), float((x * _np(dx)).sum())
     assert abs(lhs - rhs) <= 1e-10 * (1 + abs(lhs))
 
@@ -92,13 +95,14 @@ def test_winograd_chunks_cover_every_tile_row(xp, monkeypatch):
     weight = rng.standard_normal((4, 5, 3, 3))
     dy = rng.standard_normal((2, 4, 11, 7))
     args = (_to(xp, x), _to(xp, weight), _to(xp, dy))
-    whole = [_np(F.conv2d(args[0], args[1], None, 1, 1)),
-             _np(F.conv2d_backward_params(args[2], args[0], weight.shape, 1, 1)[0])]
+    whole = [_np(F.conv2d_winograd(args[0], args[1], None)),
+             _np(F.conv2d_backward_params_winograd(args[2], args[0])[0])]
     monkeypatch.setattr(F, "WINOGRAD_CHUNK", 1)
     monkeypatch.setattr(F, "WINOGRAD_MIN_TILES", 1)
     assert len(F._row_chunks(6, 4, 5)) == 6
-    np.testing.assert_allclose(_np(F.conv2d(args[0], args[1], None, 1, 1)), whole[0], rtol=1e-12)
-    np.testing.assert_allclose(_np(F.conv2d_backward_params(args[2], args[0], weight.shape, 1, 1)[0]),
+    np.testing.assert_allclose(_np(F.conv2d_winograd(args[0], args[1], None)), whole[0],
+                               rtol=1e-12)
+    np.testing.assert_allclose(_np(F.conv2d_backward_params_winograd(args[2], args[0])[0]),
                                whole[1], rtol=1e-12)
 
 
@@ -106,7 +110,7 @@ def test_winograd_mixed_dtypes_promote_like_the_general_path(xp):
     rng = np.random.default_rng(4)
     x = _to(xp, rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
     weight = _to(xp, rng.standard_normal((3, 2, 3, 3)))        # float64
-    assert F.conv2d(x, weight, None, 1, 1).dtype == F.conv2d_im2col(x, weight, None, 1, 1).dtype
+    assert F.conv2d_winograd(x, weight, None).dtype == F.conv2d_im2col(x, weight, None, 1, 1).dtype
 
 
 pool_shapes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9))
@@ -145,6 +149,29 @@ def test_pool2x2_all_equal_window_picks_offset_zero(xp):
     x = _to(xp, np.ones((1, 1, 4, 4), np.float32))
     _, sw = F.maxpool2d(x, 2, 2, 0)
     assert (_np(sw) == 0).all()
+
+
+def test_dispatch_reaches_the_winograd_path_and_agrees(xp):
+    """A conv wide enough for Winograd, through the public functions and the layer."""
+    k = F.WINOGRAD_MIN_CHANNELS
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, k, 5, 6))
+    weight, bias = rng.standard_normal((k, k, 3, 3)), rng.standard_normal(k)
+    dy = rng.standard_normal((2, k, 5, 6))
+    xd, wd, bd, dyd = (_to(xp, a) for a in (x, weight, bias, dy))
+    np.testing.assert_allclose(_np(F.conv2d(xd, wd, bd, 1, 1)),
+                               _np(F.conv2d_im2col(xd, wd, bd, 1, 1)), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(_np(F.conv2d_backward_input(dyd, wd, x.shape, 1, 1)),
+                               _np(F.conv2d_backward_input_col2im(dyd, wd, x.shape, 1, 1)),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(_np(F.conv2d_backward_params(dyd, xd, weight.shape, 1, 1)[0]),
+                               _np(F.conv2d_backward_params_im2col(dyd, xd, weight.shape, 1, 1)[0]),
+                               rtol=1e-10, atol=1e-10)
+    conv = Conv2d(k, k, 3, 1, 1)
+    conv.params = {"weight": wd, "bias": bd}
+    np.testing.assert_allclose(_np(conv.forward(xd)), _np(F.conv2d_im2col(xd, wd, bd, 1, 1)),
+                               rtol=1e-10, atol=1e-10)
+    assert set(conv.cache) == {"x"}     # the same named cache on every path and backend
 
 
 def test_layers_use_the_fast_paths_with_the_same_caches(xp):
