@@ -81,15 +81,37 @@ class Conv2d(Layer):
     def forward(self, x):
         self.output_shape(x.shape[1:])
         self.cache = {"x": x}
-        return F.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.pad)
+        weight, bias = self.params["weight"], self.params["bias"]
+        if F.is_winograd_conv(weight.shape, self.stride, self.pad):
+            return F.winograd_conv3x3(x, self._winograd_weight(x.dtype), bias)
+        return F.conv2d(x, weight, bias, self.stride, self.pad)
 
     def backward(self, grad, rule="gradient", param_grads=False):
         x = self._cached()["x"]
+        weight = self.params["weight"]
         if param_grads:
             self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
-                grad, x, self.params["weight"].shape, self.stride, self.pad)
-        return F.conv2d_backward_input(grad, self.params["weight"], x.shape,
-                                       self.stride, self.pad)
+                grad, x, weight.shape, self.stride, self.pad)
+        if F.is_winograd_conv(weight.shape, self.stride, self.pad):
+            u = F.winograd_weight_flipped(self._winograd_weight(grad.dtype))
+            return F.winograd_conv3x3(grad, u, None)
+        return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad)
+
+    def _winograd_weight(self, dtype):
+        """The kernel transform U of the current weight (F.winograd_weight), remembered
+        between calls: visualisation runs hundreds of passes with fixed weights. Reused
+        only while ``params["weight"]`` is the same array with the same values (so
+        replacing or editing the weight in place is always seen)."""
+        weight = self.params["weight"]
+        xp = get_array_module(weight)
+        dtype = xp.result_type(dtype, weight.dtype)
+        memo = getattr(self, "_winograd_memo", None)
+        if (memo is not None and memo["weight"] is weight and memo["u"].dtype == dtype
+                and bool(xp.array_equal(memo["values"], weight))):
+            return memo["u"]
+        u = F.winograd_weight(weight, dtype)
+        self._winograd_memo = {"weight": weight, "values": weight.copy(), "u": u}
+        return u
 
 
 class Linear(Layer):

@@ -186,3 +186,29 @@ def test_layers_use_the_fast_paths_with_the_same_caches(xp):
     pool = MaxPool2d(2)
     pool.forward(x)
     assert set(pool.cache) == {"switches", "x_shape"}
+
+
+def test_conv_layer_sees_weight_changes_through_its_kernel_transform_memo(xp):
+    """The layer remembers U between passes, but a replaced or in-place edited weight
+    (or another input dtype) is always used."""
+    k = F.WINOGRAD_MIN_CHANNELS
+    rng = np.random.default_rng(7)
+    conv = Conv2d(k, k, 3, 1, 1)
+    conv.params = {"weight": _to(xp, rng.standard_normal((k, k, 3, 3)).astype(np.float32)),
+                   "bias": _to(xp, np.zeros(k, np.float32))}
+    x = _to(xp, rng.standard_normal((1, k, 4, 4)).astype(np.float32))
+
+    def check(inp):
+        ref = F.conv2d_im2col(inp, conv.params["weight"], conv.params["bias"], 1, 1)
+        np.testing.assert_allclose(_np(conv.forward(inp)), _np(ref), rtol=1e-4, atol=1e-4)
+        dy = xp.ones(ref.shape, dtype=ref.dtype)
+        ref_dx = F.conv2d_backward_input_col2im(dy, conv.params["weight"], inp.shape, 1, 1)
+        np.testing.assert_allclose(_np(conv.backward(dy)), _np(ref_dx), rtol=1e-4, atol=1e-4)
+
+    check(x)
+    check(x)                                         # memo reused
+    conv.params["weight"][0, 0, 1, 1] += 5           # edited in place
+    check(x)
+    conv.params["weight"] = conv.params["weight"] * 2   # replaced
+    check(x)
+    check(x.astype(np.float64))                      # float64 input: float64 transform
