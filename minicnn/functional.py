@@ -1,8 +1,15 @@
 """The layer math as pure functions on (N, C, H, W) arrays.
 
 Everything here works on NumPy and CuPy arrays alike (``xp = get_array_module(x)``).
-Loops run over kernel offsets (at most kh*kw iterations), never over pixels; the
-multiply-adds go through BLAS matrix products.
+Loops run over kernel offsets, transform rows or chunks of tile rows, never over
+pixels; the multiply-adds go through BLAS matrix products.
+
+Two fast paths cover every layer of a VGG, chosen by shape alone:
+- 3x3, stride 1, pad 1 convs with >= WINOGRAD_MIN_CHANNELS channels in and out:
+  Winograd F(2x2, 3x3) (forward, transposed conv, weight gradient);
+- 2x2, stride 2 max-pools: four strided views, switches by three comparisons.
+Everything else takes the general path (im2col + GEMM, k*k-offset pooling), which the
+tests (tests/test_fast_paths.py) use, with naive loops, as the oracle for the fast one.
 
 Output size of a convolution or pooling window along one axis::
 
