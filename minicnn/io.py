@@ -135,7 +135,7 @@ def _read(f, fail):
         raise fail(f"not a minicnn model file (format attribute {fmt!r}, expected "
                    f"{FORMAT_NAME!r}); convert framework weights with tools/convert_weights.py")
     version = f.attrs.get("format_version")
-    if version is None or int(version) != FORMAT_VERSION:
+    if not (isinstance(version, (int, np.integer)) and int(version) == FORMAT_VERSION):
         raise fail(f"unsupported format version {version!r} (this minicnn reads version "
                    f"{FORMAT_VERSION})")
 

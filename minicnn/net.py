@@ -106,6 +106,7 @@ class Net:
         if x.ndim != 4:
             raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
         x = x.astype(np.float32, copy=False)
+        self._last_run = None   # a forward that fails part-way leaves nothing to backward
         shapes = []
         for i, (name, layer) in enumerate(self.layers.items()):
             if i > stop:
@@ -114,6 +115,8 @@ class Net:
             try:
                 x = layer.forward(x)
             except ValueError as exc:
+                for later in list(self.layers.values())[i:]:
+                    later.cache = None
                 raise ValueError(f"layer {name!r}: {exc}") from None
             shapes.append(tuple(x.shape))
         self._last_run = (stop, shapes)

@@ -33,6 +33,8 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocessing must be an object, got {type(d).__name__}")
         d = dict(d)
         try:
             size = d.pop("input_size", (224, 224))
@@ -131,7 +133,6 @@ def load_image(path):
     Raises ImageError naming the file for: a missing file, something that is not an
     image, a truncated or corrupt file, a zero-sized or huge image."""
     from PIL import Image
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(f"{path}: no such image file")

@@ -94,15 +94,8 @@ def test_hdf5_without_format_attribute(tmp_path):
     assert "not a minicnn model" in load_error(path)
 
 
-BUG_VERSION = ("engine bug: io._read checks int(format_version) == 1 unguarded: 1.5 "
-               "passes as version 1, and a non-numeric version raises a plain ValueError "
-               "instead of ModelFileError")
-
-
 @pytest.mark.parametrize("version", [
-    2, 0, -1,
-    pytest.param(1.5, marks=pytest.mark.xfail(strict=True, reason=BUG_VERSION)),
-    pytest.param("one", marks=pytest.mark.xfail(strict=True, reason=BUG_VERSION)),
+    2, 0, -1, 1.5, "one",
 ])
 def test_wrong_format_version(saved, version):
     _, path = saved
@@ -226,9 +219,6 @@ def test_bad_preprocessing_metadata(saved):
     assert "channel_order" in load_error(path)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Preprocessing.from_dict(non-dict JSON) "
-                   "raises TypeError from dict(...) outside its try; io.load lets it escape "
-                   "instead of raising ModelFileError")
 def test_preprocessing_that_is_not_an_object(saved):
     _, path = saved
     rewrite(path, lambda f: f.attrs.__setitem__("preprocessing", "[1, 2]"))

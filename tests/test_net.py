@@ -77,9 +77,6 @@ def test_backward_with_a_wrongly_shaped_grad_names_both_shapes():
         net.backward(np.ones((1, 4), np.float32))      # wrong batch size
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a forward that fails part-way keeps the "
-                   "previous forward's _last_run while the layers before the failure already "
-                   "cached the failed input, so backward mixes two inputs (net.py Net.forward)")
 def test_backward_after_a_failed_forward_is_a_clear_error():
     net = Net([("relu", ReLU()), ("flatten", Flatten()), ("fc", Linear(36, 4))])
     net.forward(np.ones((2, 1, 6, 6), np.float32))
