@@ -26,13 +26,29 @@ class SGD:
     v <- momentum * v + (grad + weight_decay * w);  w <- w - lr * v
     """
 
-    def __init__(self, net, momentum=0.9, weight_decay=5e-4):
+    def __init__(self, net, momentum=0.9, weight_decay=5e-4, clip_norm=None):
         self.net, self.momentum, self.weight_decay = net, float(momentum), float(weight_decay)
+        self.clip_norm = clip_norm
         self.velocity = {}
 
+    def grad_norm(self):
+        """Global L2 norm of all parameter gradients."""
+        total = sum(float((layer.grads[p].astype("float64") ** 2).sum())
+                    for _, layer, p in self.net.parameters())
+        return math.sqrt(total)
+
     def step(self, lr):
+        # clipping the global gradient norm keeps an early large step from killing the
+        # ReLUs of a net without normalisation layers
+        scale = 1.0
+        if self.clip_norm:
+            norm = self.grad_norm()
+            if norm > self.clip_norm:
+                scale = self.clip_norm / norm
         for key, layer, p in self.net.parameters():
             w, g = layer.params[p], layer.grads[p]
+            if scale != 1.0:
+                g = g * scale
             if p == "weight" and self.weight_decay:
                 g = g + self.weight_decay * w
             v = self.velocity.get(key)

@@ -53,10 +53,15 @@ def parse_args(argv=None):
     p.add_argument("--train-size", type=int, default=60000,
                    help="canvases per epoch (each a fresh rendering of a training item)")
     p.add_argument("--batch", type=int, default=64, help="minibatch size")
-    p.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
+    p.add_argument("--final-init-std", type=float, default=0.01,
+                   help="std of the last layer's initial weights (He init elsewhere); small, "
+                        "so the first loss is about ln(10) instead of exploding logits")
     p.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (weights)")
+    p.add_argument("--clip", type=float, default=5.0,
+                   help="clip the global gradient norm to this (0: no clipping)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data and dropout")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine backend")
     p.add_argument("--checkpoint-every", type=int, default=200,
@@ -140,7 +145,7 @@ def main(argv=None):
     start = 0
     if os.path.exists(ckpt) and not args.no_resume:
         net = minicnn.load(ckpt)
-        optimizer = SGD(net, args.momentum, args.weight_decay)
+        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
         with np.load(os.path.join(args.run_dir, "checkpoint_opt.npz")) as opt:
             start = int(opt["step"])
             optimizer.load_state({k[2:]: opt[k] for k in opt.files if k.startswith("v/")})
@@ -155,7 +160,10 @@ def main(argv=None):
                                       input_size=(64, 64),
                                       fc_sizes=[int(v) for v in args.fc.split(",") if v],
                                       dropout=args.dropout, seed=args.seed, meta=meta)
-        optimizer = SGD(net, args.momentum, args.weight_decay)
+        last = net[net.names[-1]]
+        last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
+            last.params["weight"].shape) * args.final_init_std).astype(np.float32)
+        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
     net.to(args.device)
     if args.device != "cpu":
         optimizer.load_state(optimizer.state())
