@@ -15,6 +15,8 @@ Output size of a convolution or pooling window along one axis::
 
     out = (size + 2 * pad - kernel) // stride + 1
 """
+import numpy
+
 from .backend import get_array_module
 
 RULES = ("gradient", "deconvnet", "guided")
@@ -89,11 +91,17 @@ def is_winograd_conv(weight_shape, stride, pad):
             and min(o, c) >= WINOGRAD_MIN_CHANNELS)
 
 
+def use_winograd(x, weight_shape, stride, pad):
+    """Winograd on the CPU only. On a GPU, im2col + one large cuBLAS GEMM per conv beats
+    Winograd's many small GEMMs and elementwise transforms (each a kernel launch)."""
+    return get_array_module(x) is numpy and is_winograd_conv(weight_shape, stride, pad)
+
+
 def conv2d(x, weight, bias, stride=1, pad=0):
     """Cross-correlation (as PyTorch/Caffe): x (N, C, H, W), weight (O, C, kh, kw),
     bias (O,) or None -> (N, O, Ho, Wo). 3x3 stride-1 pad-1 convs take the Winograd path,
     all others im2col + GEMM; both compute the same sums (up to rounding)."""
-    if is_winograd_conv(weight.shape, stride, pad):
+    if use_winograd(x, weight.shape, stride, pad):
         return conv2d_winograd(x, weight, bias)
     return conv2d_im2col(x, weight, bias, stride, pad)
 
@@ -102,14 +110,14 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0):
     """Transposed convolution: dy (N, O, Ho, Wo) -> (N, C, H, W) = conv(dy, flip(K)).
 
     The same for backprop, DeconvNet and guided backprop (PAPER.md Sect. 4)."""
-    if is_winograd_conv(weight.shape, stride, pad):
+    if use_winograd(dy, weight.shape, stride, pad):
         return conv2d_backward_input_winograd(dy, weight)
     return conv2d_backward_input_col2im(dy, weight, x_shape, stride, pad)
 
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
-    if is_winograd_conv(weight_shape, stride, pad):
+    if use_winograd(x, weight_shape, stride, pad):
         return conv2d_backward_params_winograd(dy, x)
     return conv2d_backward_params_im2col(dy, x, weight_shape, stride, pad)
 

@@ -82,7 +82,7 @@ class Conv2d(Layer):
         self.output_shape(x.shape[1:])
         self.cache = {"x": x}
         weight, bias = self.params["weight"], self.params["bias"]
-        if F.is_winograd_conv(weight.shape, self.stride, self.pad):
+        if F.use_winograd(x, weight.shape, self.stride, self.pad):
             return F.winograd_conv3x3(x, self._winograd_weight(x.dtype), bias)
         return F.conv2d(x, weight, bias, self.stride, self.pad)
 
@@ -92,7 +92,7 @@ class Conv2d(Layer):
         if param_grads:
             self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
                 grad, x, weight.shape, self.stride, self.pad)
-        if F.is_winograd_conv(weight.shape, self.stride, self.pad):
+        if F.use_winograd(grad, weight.shape, self.stride, self.pad):
             u = F.winograd_weight_flipped(self._winograd_weight(grad.dtype))
             return F.winograd_conv3x3(grad, u, None)
         return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad)

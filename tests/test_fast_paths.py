@@ -5,6 +5,8 @@ Shapes come from hypothesis and include odd sizes, 1x1 and 2x2 images, N > 1 and
 for pooling, small integer values so that ties are common.
 """
 import numpy as np
+
+import minicnn
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -37,6 +39,12 @@ def test_dispatch_rules():
     assert not F.is_winograd_conv((big, big, 3, 3), 2, 1)
     assert not F.is_winograd_conv((big, big, 3, 3), 1, 0)
     assert not F.is_winograd_conv((big, big, 5, 5), 1, 1)
+    x = np.zeros((1, big, 4, 4), np.float32)
+    assert F.use_winograd(x, (big, big, 3, 3), 1, 1)          # CPU: Winograd
+    assert not F.use_winograd(x, (big, big, 3, 3), 2, 1)
+    if minicnn.cuda_available():                              # GPU: one cuBLAS GEMM
+        import cupy
+        assert not F.use_winograd(cupy.asarray(x), (big, big, 3, 3), 1, 1)
     assert F.is_2x2_pool(2, 2, 0)
     assert not F.is_2x2_pool(2, 1, 0)
     assert not F.is_2x2_pool(3, 2, 1)
