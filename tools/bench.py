@@ -354,6 +354,10 @@ def main(argv=None):
     threads, blas = blas_threads()
     if torch is not None:
         torch.set_num_threads(threads)
+        # float32 against float32: PyTorch's cuDNN convs default to TF32 on Ampere and
+        # later, which would compare 10-bit-mantissa products with our full float32
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if args.device == "cuda":
         net_device = "cuda"
         import cupy as xp
