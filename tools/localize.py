@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from minicnn.functional import RULES  # noqa: E402
 from minicnn.viz import cli, figures, render  # noqa: E402
-from minicnn.viz.inputs import class_name, load_views, resolve_classes  # noqa: E402
+from minicnn.viz.inputs import class_name, classes_per_image, load_views  # noqa: E402
 from minicnn.viz.localize import localize_map  # noqa: E402
 from minicnn.viz.saliency import saliency_of_views  # noqa: E402
 
@@ -85,13 +85,7 @@ def main(argv=None):
     js = cli.checked_output(args.json, (".json",), "--json")
     net = cli.load_net(args)
     paths = cli.image_paths(args)
-    classes = None
-    if args.classes:
-        if len(args.classes) not in (1, len(paths)):
-            raise ValueError(f"--class: give one class or one per image ({len(paths)}), got "
-                             f"{len(args.classes)}")
-        classes = resolve_classes(net, args.classes)
-        classes = classes * len(paths) if len(classes) == 1 else classes
+    classes = classes_per_image(net, args.classes, len(paths))
     views = load_views(net, paths, args.tencrop)
     sals = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
                              args.seed)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from minicnn.functional import RULES  # noqa: E402
 from minicnn.viz import cli, figures  # noqa: E402
-from minicnn.viz.inputs import load_views, resolve_classes  # noqa: E402
+from minicnn.viz.inputs import classes_per_image, load_views  # noqa: E402
 from minicnn.viz.saliency import saliency_of_views  # noqa: E402
 
 PROG = "saliency.py"
@@ -66,13 +66,7 @@ def main(argv=None):
     npy = cli.checked_output(args.npy, (".npy",), "--npy")
     net = cli.load_net(args)
     paths = cli.image_paths(args)
-    classes = None
-    if args.classes:
-        if len(args.classes) not in (1, len(paths)):
-            raise ValueError(f"--class: give one class or one per image ({len(paths)}), got "
-                             f"{len(args.classes)}")
-        classes = resolve_classes(net, args.classes)
-        classes = classes * len(paths) if len(classes) == 1 else classes
+    classes = classes_per_image(net, args.classes, len(paths))
     views = load_views(net, paths, args.tencrop)
     if npy and len({v.x.shape for v, _ in views}) > 1:
         raise ValueError("--npy with several images needs images of equal size (after "

@@ -197,6 +197,18 @@ def resolve_classes(net, specs):
     return [resolve_class(net, s) for s in specs]
 
 
+def classes_per_image(net, specs, count):
+    """--class values for ``count`` images: none (None: each image's top-1), one for
+    all, or one per image -> list of ``count`` indices or None."""
+    if not specs:
+        return None
+    if len(specs) not in (1, count):
+        raise ValueError(f"--class: give one class or one per image ({count}), got "
+                         f"{len(specs)}")
+    classes = resolve_classes(net, specs)
+    return classes * count if len(classes) == 1 else classes
+
+
 def class_name(net, index):
     names = net.class_names
     return names[index] if index < len(names) else f"class {index}"
