@@ -14,21 +14,27 @@ def vgg_from_config(config, num_classes=1000, in_channels=3, input_size=(224, 22
                     fc_sizes=(4096, 4096), dropout=0.5, seed=0, meta=None):
     """Build a VGG-style Net.
 
-    config: conv widths and "M" (2x2 stride-2 max-pool); each width is a 3x3, stride 1,
+    config: conv widths and "M" (2x2 stride-2 max-pool) or "G" (global max-pool: one
+    window over the whole remaining square map, which makes the classifier's input
+    independent of where in the image a feature fired); each width is a 3x3, stride 1,
     pad 1 conv followed by ReLU. Blocks are separated by pools and named conv{b}_{i},
     relu{b}_{i}, pool{b}. Then flatten, fully connected layers fc6, fc7, ... (with relu
     and drop between them) for ``fc_sizes``, and a final fc of ``num_classes`` outputs.
     Weights: He normal (std sqrt(2 / fan_in)) from ``seed``, biases zero.
     """
-    if not config or any(not (c == "M" or (isinstance(c, int) and c > 0)) for c in config):
-        raise ValueError(f"config must list positive conv widths and 'M', got {config!r}")
+    if not config or any(not (c in ("M", "G") or (isinstance(c, int) and c > 0))
+                         for c in config):
+        raise ValueError(f"config must list positive conv widths, 'M' and 'G', got {config!r}")
     rng = np.random.default_rng(seed)
     layers, channels, block, conv_in_block = [], in_channels, 1, 0
     h, w = input_size
     for item in config:
-        if item == "M":
-            layers.append((f"pool{block}", MaxPool2d(2, 2)))
-            h, w = h // 2, w // 2
+        if item in ("M", "G"):
+            if item == "G" and h != w:
+                raise ValueError(f"global pool 'G' needs a square map, got {h}x{w}")
+            size = 2 if item == "M" else h
+            layers.append((f"pool{block}", MaxPool2d(size, size)))
+            h, w = h // size, w // size
             block, conv_in_block = block + 1, 0
             continue
         conv_in_block += 1

@@ -109,3 +109,17 @@ def test_vgg_from_config_without_dropout_and_fc():
 def test_vgg_from_config_rejects_bad_configs(cfg):
     with pytest.raises(ValueError, match="config"):
         minicnn.vgg_from_config(cfg)
+
+
+def test_global_pool_token():
+    net = minicnn.vgg_from_config([4, "M", 8, "G"], num_classes=3, input_size=(12, 12),
+                                  fc_sizes=(5,))
+    pool = net["pool2"]
+    assert (pool.kernel_size, pool.stride) == (6, 6)
+    assert net.shapes((3, 12, 12))["pool2"] == (8, 1, 1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    # the global pool output is the max over the whole relu2_1 map
+    feature = net.forward(x, until="relu2_1")
+    np.testing.assert_array_equal(net.forward(x, until="pool2")[:, :, 0, 0], feature.max(axis=(2, 3)))
+    with pytest.raises(ValueError, match="square"):
+        minicnn.vgg_from_config([4, "G"], num_classes=3, input_size=(12, 10))

@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", default="runs/fashion",
                    help="folder for checkpoints, the cached test canvases and log.jsonl")
     p.add_argument("--config", default=DEFAULT_CONFIG,
-                   help="conv widths and M (2x2 max-pool), comma separated")
+                   help="conv widths, M (2x2 max-pool) and G (global max-pool), comma separated")
     p.add_argument("--fc", default="256", help="hidden fully connected sizes, comma separated")
     p.add_argument("--dropout", type=float, default=0.5, help="dropout after each hidden fc")
     p.add_argument("--epochs", type=int, default=3, help="passes over the training items")
@@ -78,7 +78,7 @@ def parse_args(argv=None):
 
 
 def parse_config(text):
-    return [c.strip() if c.strip() == "M" else int(c) for c in text.split(",") if c.strip()]
+    return [c.strip() if c.strip() in ("M", "G") else int(c) for c in text.split(",") if c.strip()]
 
 
 def channel_stats(gen, seed, count=512):
