@@ -72,6 +72,9 @@ def parse_args(argv=None):
                    help="test canvases for the final accuracy (one per test item)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes rendering canvases ahead of the training step")
+    p.add_argument("--init", metavar="MODEL.h5", default=None,
+                   help="start from this model's weights and metadata (fine-tuning; fresh "
+                        "momentum) instead of a random initialisation")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh even when --run-dir holds a checkpoint")
     return p.parse_args(argv)
@@ -151,6 +154,13 @@ def main(argv=None):
             optimizer.load_state({k[2:]: opt[k] for k in opt.files if k.startswith("v/")})
         meta = dict(net.meta)
         print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
+    elif args.init:
+        net = minicnn.load(args.init)
+        meta = {k: v for k, v in net.meta.items() if k in ("class_names", "preprocessing")}
+        meta["init"] = {"model": os.path.basename(args.init),
+                        "training": net.meta.get("training")}
+        net.meta = dict(meta)
+        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
     else:
         mean, std = channel_stats(gen, args.seed)
         meta = {"class_names": CLASS_NAMES,
