@@ -12,9 +12,11 @@ ascent step of --step in input units per pixel (the gradient is divided by its R
 image, so the step size does not depend on the model's score scale), weight decay
 (--decay), a Gaussian blur every --blur-every steps (--blur-sigma pixels), and zeroing
 of the pixels whose norm is below the --norm-pct percentile (Yosinski et al. 2015).
-The paper gives no values. The defaults below are a provisional starting point, tried
-on stand-in networks only (the shipped model was still training when they were set):
-check them on weights/fashion_vgg.h5 and adjust. Same --seed, same picture.
+The paper gives no values. The defaults were chosen by looking at the shipped model's
+class models (weights/fashion_vgg.h5): with them each class shows one recognisable item
+(lambda 0.002 and blur 0.5 give several smaller copies per tile instead). The start is
+the zero image plus a little seeded noise (--init-noise; see there why). Same --seed,
+same picture.
 
 Examples:
     python tools/class_model.py                               # all classes, shipped model
@@ -33,8 +35,8 @@ from minicnn.viz.inputs import num_classes, resolve_classes  # noqa: E402
 
 PROG = "class_model.py"
 
-DEFAULTS = dict(steps=200, step=0.1, lam=0.002, jitter=2, blur_every=4, blur_sigma=0.5,
-                decay=0.0, norm_pct=0.0)
+DEFAULTS = dict(steps=300, step=0.1, lam=0.01, jitter=2, blur_every=4, blur_sigma=1.0,
+                decay=0.0, norm_pct=0.0, init_noise=0.01)
 
 
 def build_parser():
@@ -63,7 +65,12 @@ def build_parser():
                    help="x *= (1 - decay) each step (0: off)")
     p.add_argument("--norm-pct", type=cli.percentile, default=DEFAULTS["norm_pct"],
                    help="zero pixels whose norm is below this percentile each step (0: off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
+    p.add_argument("--init-noise", type=cli.nonneg_float, default=DEFAULTS["init_noise"],
+                   help="start from the zero image plus Gaussian noise of this std (input "
+                        "units). 0 is the paper's exact start, but the zero image can be a "
+                        "dead point: when all first-layer biases are negative (as in the "
+                        "shipped model) the gradient there is exactly zero")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter and start noise")
     p.add_argument("--display", choices=("rescale", "clip"), default="rescale",
                    help="rescale each tile's min..max to 0-255 (the paper) or clip to 0-255")
     p.add_argument("--columns", type=cli.positive_int, default=5, help="tiles per row")
@@ -87,11 +94,11 @@ def main(argv=None):
                          normalize=not args.raw_step, jitter=args.jitter,
                          blur_every=args.blur_every, blur_sigma=args.blur_sigma,
                          decay=args.decay, norm_pct=args.norm_pct, seed=args.seed,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, init_noise=args.init_noise)
     title = (f"Class models: argmax_I S_c(I) - {args.lam:g} ||I||^2, {args.steps} steps of "
              f"{args.step:g}{' (raw)' if args.raw_step else ''}, jitter {args.jitter}, blur "
              f"{args.blur_sigma:g} every {args.blur_every}, decay {args.decay:g}, norm pct "
-             f"{args.norm_pct:g}, seed {args.seed}")
+             f"{args.norm_pct:g}, start noise {args.init_noise:g}, seed {args.seed}")
     cli.write_png(out, figures.class_model_figure(net, result, args.display, args.columns, title))
     cli.report(out, f"class models of {len(classes)} classes")
     if npy:

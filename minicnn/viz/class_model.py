@@ -16,6 +16,11 @@ Each step, in this order (Yosinski et al. 2015 for the optional regularisers):
 
 The stationary points of steps 2-3 are those of the paper's objective; the regularisers
 are off when set to 0. Same seed, same result.
+
+``init_noise`` (default 0: the paper's zero image) starts from zero plus seeded Gaussian
+noise of that standard deviation. The zero image can be a dead point: when every
+first-layer bias is negative (as in the shipped model), every ReLU of the first layer is
+off at the zero image and the gradient there is exactly zero, so plain ascent never moves.
 """
 from dataclasses import dataclass
 
@@ -67,7 +72,7 @@ def gaussian_blur(x, sigma):
 
 def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitter=0,
                 blur_every=0, blur_sigma=0.5, decay=0.0, norm_pct=0.0, seed=0,
-                progress=False):
+                progress=False, init_noise=0.0):
     """Optimise one input per class in ``classes`` (indices), as one batch.
 
     See the module docstring for the algorithm and options. ``progress``: show a tqdm
@@ -89,6 +94,8 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
         from ..backend import require_cupy
         xp = require_cupy()
     x = xp.zeros(shape, dtype=xp.float32)
+    if init_noise:
+        x += xp.asarray(rng.standard_normal(shape, dtype=np.float32) * np.float32(init_noise))
     history = np.zeros((int(steps), len(classes)))
     bar = None
     if progress:

@@ -80,3 +80,17 @@ def test_bad_options_are_refused():
         class_model(net, [0], steps=1, decay=1.5)
     with pytest.raises(ValueError, match="no classes"):
         class_model(net, [], steps=1)
+
+
+def test_start_noise_escapes_a_dead_zero_image():
+    """All first-layer biases negative: every first ReLU is off at the zero image, the
+    gradient there is exactly zero and plain ascent never moves; seeded start noise
+    breaks the tie and the class score rises."""
+    net = tiny_vgg()
+    net["conv1_1"].params["bias"] = -np.abs(net["conv1_1"].params["bias"]) - 0.05
+    stuck = class_model(net, [1], steps=5, step=0.1, l2=0.01)
+    assert not stuck.x.any() and np.all(stuck.history == stuck.history[0])
+    moved = class_model(net, [1], steps=30, step=0.1, l2=0.01, init_noise=0.01, seed=3)
+    assert moved.history[-1, 0] > moved.history[0, 0]
+    again = class_model(net, [1], steps=30, step=0.1, l2=0.01, init_noise=0.01, seed=3)
+    np.testing.assert_array_equal(moved.x, again.x)
