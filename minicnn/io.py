@@ -43,6 +43,10 @@ def atomic_write(path, write, suffix=".tmp"):
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp creates 0600; give the file the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

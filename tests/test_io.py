@@ -281,3 +281,15 @@ def test_save_overwrites_atomically(saved):
     assert sorted(os.listdir(path.parent)) == ["model.h5"]
     np.testing.assert_array_equal(minicnn.load(path).state_dict()["fc7.weight"],
                                   other.state_dict()["fc7.weight"])
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    """atomic_write's temporary file is private (0600); the result must not be."""
+    import os
+    import stat
+    from minicnn.io import atomic_write
+    target = tmp_path / "out.txt"
+    atomic_write(target, lambda tmp: open(tmp, "w").write("x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~umask
