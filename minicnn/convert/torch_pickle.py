@@ -226,6 +226,18 @@ def _typed(value, types, what):
     return value
 
 
+def _check_storage_id(stype, key, location, numel):
+    """Validate the common fields of a persistent storage id (zip and legacy files)."""
+    if not isinstance(stype, StorageType):
+        raise UnsafePickleError(f"persistent id: expected a torch storage type, found "
+                                f"{stype!r:.100}")
+    _typed(key, str, "storage key")
+    _typed(location, str, "location")
+    _typed(numel, int, "numel")
+    if numel < 0:
+        raise ConvertError(f"storage {key!r}: negative element count {numel}")
+
+
 # ---------------------------------------------------------------------- containers
 def open_map(path):
     """Read-only memory map of the whole file (no copy of the weights in memory)."""
@@ -282,14 +294,7 @@ def read_zip(path, mm):
                 raise UnsafePickleError(f"persistent id: expected ('storage', type, key, location,"
                                         f" numel), found {pid!r:.200}")
             _, stype, key, location, numel = pid
-            if not isinstance(stype, StorageType):
-                raise UnsafePickleError(f"persistent id: expected a torch storage type, found "
-                                        f"{stype!r:.100}")
-            _typed(key, str, "storage key")
-            _typed(location, str, "location")
-            _typed(numel, int, "numel")
-            if numel < 0:
-                raise ConvertError(f"storage {key!r}: negative element count {numel}")
+            _check_storage_id(stype, key, location, numel)
             if key in storages:
                 ref = storages[key]
                 if ref.stype.name != stype.name or ref.numel != numel:
@@ -347,14 +352,7 @@ def read_legacy(path, mm):
                 raise UnsafePickleError(f"persistent id: expected ('storage', type, key, location,"
                                         f" numel, view), found {pid!r:.200}")
             _, stype, key, location, numel, view = pid
-            if not isinstance(stype, StorageType):
-                raise UnsafePickleError(f"persistent id: expected a torch storage type, found "
-                                        f"{stype!r:.100}")
-            _typed(key, str, "storage key")
-            _typed(location, str, "location")
-            _typed(numel, int, "numel")
-            if numel < 0:
-                raise ConvertError(f"storage {key!r}: negative element count {numel}")
+            _check_storage_id(stype, key, location, numel)
             root = storages.get(key)
             if root is None:
                 root = storages[key] = StorageRef(key, stype, numel)
