@@ -523,10 +523,10 @@ def relu_backward(grad, positive_input, rule):
     """
     xp = get_array_module(grad)
     check_rule(rule)
+    zero = xp.zeros((), dtype=grad.dtype)
     if rule == "gradient":
-        keep = positive_input
-    elif rule == "deconvnet":
-        keep = grad > 0
-    else:
-        keep = positive_input & (grad > 0)
-    return xp.where(keep, grad, xp.zeros((), dtype=grad.dtype))
+        return xp.where(positive_input, grad, zero)
+    # R * 1[R > 0] is max(R, 0): one pass over the signal, no mask array to build
+    if rule == "deconvnet":
+        return xp.maximum(grad, zero)
+    return xp.where(positive_input, xp.maximum(grad, zero), zero)
