@@ -93,25 +93,29 @@ class Conv2d(Layer):
             self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
                 grad, x, weight.shape, self.stride, self.pad)
         if F.use_winograd(grad, weight.shape, self.stride, self.pad):
-            u = F.winograd_weight_flipped(self._winograd_weight(grad.dtype))
-            return F.winograd_conv3x3(grad, u, None)
+            return F.winograd_conv3x3(grad, self._winograd_weight(grad.dtype, flipped=True), None)
         return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad)
 
-    def _winograd_weight(self, dtype):
-        """The kernel transform U of the current weight (F.winograd_weight), remembered
-        between calls: visualisation runs hundreds of passes with fixed weights. Reused
-        only while ``params["weight"]`` is the same array with the same values (so
-        replacing or editing the weight in place is always seen)."""
+    def _winograd_weight(self, dtype, flipped=False):
+        """The kernel transform U of the current weight (F.winograd_weight), or of the
+        flipped, transposed kernel for the backward pass, remembered between calls:
+        visualisation runs hundreds of passes with fixed weights. Reused only while
+        ``params["weight"]`` is the same array with the same values (so replacing or
+        editing the weight in place is always seen)."""
         weight = self.params["weight"]
         xp = get_array_module(weight)
         dtype = xp.result_type(dtype, weight.dtype)
         memo = getattr(self, "_winograd_memo", None)
-        if (memo is not None and memo["weight"] is weight and memo["u"].dtype == dtype
+        if not (memo is not None and memo["weight"] is weight and memo["u"].dtype == dtype
                 and bool(xp.array_equal(memo["values"], weight))):
+            memo = {"weight": weight, "values": weight.copy(),
+                    "u": F.winograd_weight(weight, dtype), "u_flipped": None}
+            self._winograd_memo = memo
+        if not flipped:
             return memo["u"]
-        u = F.winograd_weight(weight, dtype)
-        self._winograd_memo = {"weight": weight, "values": weight.copy(), "u": u}
-        return u
+        if memo["u_flipped"] is None:
+            memo["u_flipped"] = F.winograd_weight_flipped(memo["u"])
+        return memo["u_flipped"]
 
 
 class Linear(Layer):
