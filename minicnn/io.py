@@ -199,7 +199,7 @@ def _read(f, fail):
     net.load_state_dict(state, strict=True)
 
     try:
-        shapes = net.shapes((_input_channels(net),) + tuple(preprocessing["input_size"]))
+        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
     except ValueError as exc:
         raise fail(f"architecture does not fit input size {preprocessing['input_size']}: {exc}") from None
 
@@ -213,9 +213,3 @@ def _read(f, fail):
     net.meta = {"preprocessing": preprocessing, "class_names": class_names, **extra}
     return net
 
-
-def _input_channels(net):
-    for _, layer in net:
-        if hasattr(layer, "in_channels"):
-            return layer.in_channels
-    return 3

@@ -68,6 +68,24 @@ class Net:
         return self.names.index(name)
 
     @property
+    def input_channels(self):
+        """Channels of the input: the first conv's in_channels (3 when there is none)."""
+        for layer in self.layers.values():
+            if hasattr(layer, "in_channels"):
+                return layer.in_channels
+        return 3
+
+    @property
+    def input_shape(self):
+        """(C, H, W) the network takes, from its preprocessing's input_size."""
+        return (self.input_channels,) + tuple(self.preprocessing.input_size)
+
+    @property
+    def num_classes(self):
+        """Number of outputs of the last layer for ``input_shape``."""
+        return int(list(self.shapes(self.input_shape).values())[-1][0])
+
+    @property
     def class_names(self):
         return list(self.meta.get("class_names") or [])
 

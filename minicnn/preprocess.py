@@ -71,18 +71,30 @@ class Preprocessing:
             raise ValueError(f"resize must be a positive integer or null, got {self.resize!r}")
 
     # ------------------------------------------------------------------ image -> input
+    def _resized(self, size):
+        """Image (width, height) -> (resized (width, height), crop (left, top))."""
+        h, w = self.input_size
+        if self.resize is None:
+            return (w, h), (0, 0)
+        scale = self.resize / min(size)
+        new = (max(w, round(size[0] * scale)), max(h, round(size[1] * scale)))
+        return new, ((new[0] - w) // 2, (new[1] - h) // 2)
+
     def fit_image(self, image):
         """Resize / centre-crop a PIL image to the input size; returns an RGB PIL image."""
         from PIL import Image
         image = to_rgb(image)
         h, w = self.input_size
-        if self.resize is None:
-            return image.resize((w, h), Image.BILINEAR)
-        scale = self.resize / min(image.size)
-        new = (max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale)))
+        new, (left, top) = self._resized(image.size)
         image = image.resize(new, Image.BILINEAR)
-        left, top = (new[0] - w) // 2, (new[1] - h) // 2
-        return image.crop((left, top, left + w, top + h))
+        return image if new == (w, h) else image.crop((left, top, left + w, top + h))
+
+    def fit_geometry(self, size):
+        """Where :meth:`fit_image` puts an image of ``size`` (width, height): returns
+        ((sx, sy), (ox, oy)) with image pixel = input pixel * s + o."""
+        new, (left, top) = self._resized(size)
+        sx, sy = size[0] / new[0], size[1] / new[1]
+        return (sx, sy), (left * sx, top * sy)
 
     def array_to_input(self, rgb):
         """(H, W, 3) uint8 RGB -> (3, H, W) float32 network input; a batch

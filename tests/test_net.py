@@ -263,3 +263,14 @@ def test_dropout_identity_in_eval_and_active_in_train():
 def test_to_unknown_device_is_an_error():
     with pytest.raises(ValueError, match="cpu"):
         tiny_net().to("tpu")
+
+
+def test_input_shape_and_num_classes_come_from_the_layers_and_metadata():
+    net = minicnn.vgg_from_config([4, "M"], num_classes=7, in_channels=1, input_size=(10, 12),
+                                  fc_sizes=())
+    assert net.input_channels == 1
+    assert net.input_shape == (1, 10, 12)
+    assert net.num_classes == 7
+    fc_only = Net([("flatten", Flatten()), ("fc", Linear(3 * 2 * 2, 5))],
+                  meta={"preprocessing": {"input_size": [2, 2]}})
+    assert fc_only.input_shape == (3, 2, 2) and fc_only.num_classes == 5

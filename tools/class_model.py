@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from minicnn.viz import cli, figures  # noqa: E402
 from minicnn.viz.class_model import class_model  # noqa: E402
-from minicnn.viz.inputs import num_classes, resolve_classes  # noqa: E402
+from minicnn.viz.inputs import resolve_classes  # noqa: E402
 
 PROG = "class_model.py"
 
@@ -89,7 +89,7 @@ def main(argv=None):
     npy = cli.checked_output(args.npy, (".npy",), "--npy")
     net = cli.load_net(args)
     classes = (resolve_classes(net, args.classes) if args.classes
-               else list(range(num_classes(net))))
+               else list(range(net.num_classes)))
     result = class_model(net, classes, steps=args.steps, step=args.step, l2=args.lam,
                          normalize=not args.raw_step, jitter=args.jitter,
                          blur_every=args.blur_every, blur_sigma=args.blur_sigma,

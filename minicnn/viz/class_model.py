@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
-from .inputs import input_shape
 
 
 @dataclass
@@ -88,7 +87,7 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
     if not 0.0 <= norm_pct < 100.0:
         raise ValueError(f"norm_pct must be in [0, 100), got {norm_pct}")
     rng = np.random.default_rng(seed)
-    shape = (len(classes),) + input_shape(net)
+    shape = (len(classes),) + net.input_shape
     xp = np
     if net.device == "cuda":
         from ..backend import require_cupy

@@ -50,34 +50,12 @@ class View:
                 int(min(max(math.ceil(y1 * sy + oy - 1e-6), 0), h))]
 
 
-def input_shape(net):
-    """(C, H, W) the network takes."""
-    h, w = net.preprocessing.input_size
-    for _, layer in net:
-        if hasattr(layer, "in_channels"):
-            return (layer.in_channels, h, w)
-    return (3, h, w)
-
-
-def fit_geometry(preprocessing, size):
-    """Where ``Preprocessing.fit_image`` puts an image of ``size`` (width, height):
-    returns (scale, offset) mapping input pixels to the image's pixels."""
-    (w0, h0), (h, w) = size, preprocessing.input_size
-    if preprocessing.resize is None:
-        return (w0 / w, h0 / h), (0.0, 0.0)
-    s = preprocessing.resize / min(w0, h0)
-    new = (max(w, round(w0 * s)), max(h, round(h0 * s)))
-    left, top = (new[0] - w) // 2, (new[1] - h) // 2
-    sx, sy = w0 / new[0], h0 / new[1]
-    return (sx, sy), (left * sx, top * sy)
-
-
 def _read_npy(path, net):
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:   # ValueError, OSError, EOFError, UnpicklingError
         raise ImageError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
-    c = input_shape(net)[0]
+    c = net.input_channels
     if arr.ndim != 3 or arr.shape[0] != c:
         raise ImageError(f"{path}: expected a preprocessed ({c}, H, W) tensor, got shape "
                          f"{arr.shape}")
@@ -123,7 +101,7 @@ def network_view(net, source, path=""):
         scale, offset, size = (1.0, 1.0), (0.0, 0.0), (w, h)
     else:
         x = net.preprocess(data)
-        scale, offset = fit_geometry(p, data.size)
+        scale, offset = p.fit_geometry(data.size)
         size = data.size
     return View(x=x, rgb=p.input_to_image(x), scale=scale, offset=offset, size=tuple(size),
                 path=str(path))
@@ -177,7 +155,7 @@ def resolve_class(net, spec):
     """A class given as an index (int or digit string) or a name (case-insensitive) ->
     index. Unknown names raise ValueError listing the close matches."""
     names = net.class_names
-    num = num_classes(net)
+    num = net.num_classes
     if isinstance(spec, (int, np.integer)) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
         index = int(spec)
         if not 0 <= index < num:
@@ -212,10 +190,6 @@ def classes_per_image(net, specs, count):
 def class_name(net, index):
     names = net.class_names
     return names[index] if index < len(names) else f"class {index}"
-
-
-def num_classes(net):
-    return int(list(net.shapes(input_shape(net)).values())[-1][0])
 
 
 def resolve_layer(net, name):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minicnn.viz.inputs import View, fit_geometry
+from minicnn.viz.inputs import View
 from minicnn.viz.localize import bounding_box, largest_component, localize_map, seeds
 from minicnn.preprocess import Preprocessing
 
@@ -56,7 +56,7 @@ def test_largest_component_and_box():
 
 def test_boxes_map_back_to_the_file_pixels():
     p = Preprocessing(input_size=(64, 64))
-    scale, offset = fit_geometry(p, (128, 192))          # plain resize
+    scale, offset = p.fit_geometry((128, 192))          # plain resize
     v = View(x=None, rgb=None, scale=scale, offset=offset, size=(128, 192), path="")
     assert v.box_to_file([10, 10, 20, 30]) == [20, 30, 40, 90]
     # torchvision-style resize + centre crop: check against fit_image with a marker
@@ -66,6 +66,6 @@ def test_boxes_map_back_to_the_file_pixels():
     arr[20:40, 40:60] = 255
     fitted = np.asarray(p.fit_image(Image.fromarray(arr)))[..., 0] > 128
     box = bounding_box(fitted)
-    scale, offset = fit_geometry(p, (80, 60))
+    scale, offset = p.fit_geometry((80, 60))
     v = View(x=None, rgb=None, scale=scale, offset=offset, size=(80, 60), path="")
     assert np.abs(np.array(v.box_to_file(box)) - [40, 20, 60, 40]).max() <= 2
