@@ -205,8 +205,11 @@ def _read(f, fail):
 
     class_names = []
     if "class_names" in f:
-        class_names = [c.decode("utf-8") if isinstance(c, bytes) else str(c)
-                       for c in f["class_names"][()]]
+        ds = f["class_names"]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
+            raise fail("class_names must be a 1-D dataset of strings")
+        class_names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
+                       for c in ds[()]]
         out = list(shapes.values())[-1]
         if len(out) != 1 or out[0] != len(class_names):
             raise fail(f"{len(class_names)} class names but the network outputs shape {out}")

@@ -41,8 +41,6 @@ def vgg_from_config(config, num_classes=1000, in_channels=3, input_size=(224, 22
         layers.append((f"conv{block}_{conv_in_block}", Conv2d(channels, item, 3, 1, 1)))
         layers.append((f"relu{block}_{conv_in_block}", ReLU()))
         channels = item
-    if conv_in_block:   # convs after the last pool still form a block
-        block += 1
     layers.append(("flatten", Flatten()))
     features = channels * h * w
     number = 6

@@ -18,7 +18,7 @@ def summarize(net, input_shape):
     """net, input_shape (C, H, W) -> list of OrderedDict rows, one per layer, with keys
     name, type, output_shape, params, macs, rf_size (None: the whole input), rf_jump."""
     shapes = net.shapes(tuple(int(s) for s in input_shape))
-    rows, size, jump, in_shape = [], 1, 1, tuple(input_shape)
+    rows, size, jump = [], 1, 1
     for name, layer in net:
         out = shapes[name]
         params = int(sum(p.size for p in layer.params.values()))
@@ -36,7 +36,6 @@ def summarize(net, input_shape):
         rows.append(OrderedDict(name=name, type=layer.kind, output_shape=tuple(out),
                                 params=params, macs=int(macs), rf_size=size,
                                 rf_jump=jump if size is not None else None))
-        in_shape = out
     return rows
 
 

@@ -293,3 +293,20 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("bad", ["group", "numbers", "matrix"])
+def test_class_names_that_are_not_a_list_of_strings(saved, bad):
+    _, path = saved
+
+    def damage(f):
+        del f["class_names"]
+        if bad == "group":
+            f.create_group("class_names")
+        elif bad == "numbers":
+            f.create_dataset("class_names", data=np.arange(3))
+        else:
+            f.create_dataset("class_names", data=np.array([["a", "b"]], dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
+    rewrite(path, damage)
+    assert "class_names must be a 1-D dataset of strings" in load_error(path)

@@ -40,8 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 import minicnn  # noqa: E402
 from minicnn.backend import get_array_module, to_numpy  # noqa: E402
+from minicnn.io import atomic_write  # noqa: E402
+from minicnn.summary import summarize, totals  # noqa: E402
 
-SMALL_CONFIG = [32, "M", 64, 64, "M", 128, 128, "M", 256, "M"]
+sys.path.insert(0, str(ROOT / "tools"))
+from train import DEFAULT_CONFIG, parse_config  # noqa: E402
+
+SMALL_CONFIG = parse_config(DEFAULT_CONFIG)   # the shipped model's layout
 GEMM_SHAPE = (512, 4608, 3136)
 
 
@@ -79,25 +84,13 @@ def synchronizer(device, torch):
 
 def conv_flops(net, input_shape):
     """Multiply-adds x 2 of the convs and linears of one forward pass per example."""
-    flops, shape = 0, tuple(input_shape)
-    for _, layer in net:
-        out = layer.output_shape(shape)
-        if layer.kind == "conv2d":
-            o, c, kh, kw = layer.params["weight"].shape
-            flops += 2 * o * c * kh * kw * out[1] * out[2]
-        elif layer.kind == "linear":
-            flops += 2 * layer.in_features * layer.out_features
-        shape = out
-    return flops
+    return 2 * totals(summarize(net, input_shape))["macs"]
 
 
 def first_conv_flops(net, input_shape):
-    for _, layer in net:
-        if layer.kind == "conv2d":
-            o, c, kh, kw = layer.params["weight"].shape
-            out = layer.output_shape(tuple(input_shape))
-            return 2 * o * c * kh * kw * out[1] * out[2]
-    return 0
+    """FLOPs of the first conv (its transposed conv is the one a gradient pass skips)."""
+    rows = summarize(net, input_shape)
+    return 2 * next((r["macs"] for r in rows if r["type"] == "conv2d"), 0)
 
 
 def small_model():
@@ -199,16 +192,8 @@ def torch_workloads(model, x_np, cls, torch, device, sync):
 
 def train_workloads(net, tmodel, batch, torch, device, sync, xp):
     rng = np.random.default_rng(0)
-    c, h, w = 3, 64, 64
-    pre = net.meta.get("preprocessing") or {}
-    if "input_size" in pre:
-        h, w = pre["input_size"]
-    for _, layer in net:
-        if layer.kind == "conv2d":
-            c = layer.in_channels
-            break
-    x = rng.standard_normal((batch, c, h, w), dtype=np.float32)
-    out_shape = net.shapes((c, h, w))[net.names[-1]]
+    x = rng.standard_normal((batch,) + net.input_shape, dtype=np.float32)
+    out_shape = net.shapes(net.input_shape)[net.names[-1]]
     g = rng.standard_normal((batch,) + tuple(out_shape), dtype=np.float32)
     xd, gd = xp.asarray(x), xp.asarray(g)
     net.train()   # dropout on, as in training
@@ -459,8 +444,8 @@ def main(argv=None):
     print(text)
     if args.out:
         base = Path(args.out).with_suffix("")
-        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-        base.with_suffix(".md").write_text(text + "\n")
+        for suffix, content in ((".json", json.dumps(results, indent=2)), (".md", text + "\n")):
+            atomic_write(base.with_suffix(suffix), lambda tmp, c=content: Path(tmp).write_text(c))
 
 
 if __name__ == "__main__":

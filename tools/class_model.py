@@ -21,7 +21,8 @@ same picture.
 Examples:
     python tools/class_model.py                               # all classes, shipped model
     python tools/class_model.py --class Sneaker "Ankle boot" 3 --steps 500 --npy cm.npy
-    python tools/class_model.py --jitter 0 --blur-every 0 --lam 0.01   # the paper's bare objective
+    python tools/class_model.py --jitter 0 --blur-every 0 --init-noise 0 --raw-step   # the paper's
+        # bare procedure; on the shipped model it does not move (zero gradient at zero)
 Python: minicnn.viz.class_model(net, classes, steps, step, l2, ...) -> ClassModel.
 """
 import os

@@ -25,8 +25,7 @@ def main(argv=None):
         print(f"info: error: {exc}", file=sys.stderr)
         return 1
     pre = net.preprocessing
-    channels = next((layer.in_channels for _, layer in net if hasattr(layer, "in_channels")), 3)
-    input_shape = (channels, *pre.input_size)
+    input_shape = net.input_shape
     rows = summarize(net, input_shape)
     t = totals(rows)
     print(f"{args.model}: {len(net)} layers, input {'x'.join(map(str, input_shape))}")

@@ -49,7 +49,10 @@ def main(argv=None):
                             "box": canvas["box"], "source": "fashion-mnist test", "index": source,
                             "seed": [args.seed, source]})
     index = os.path.join(args.out, "samples.json")
-    atomic_write(index, lambda tmp: open(tmp, "w").write(json.dumps(entries, indent=1) + "\n"))
+    def write_index(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(entries, indent=1) + "\n")
+    atomic_write(index, write_index)
     print(f"wrote {len(entries)} samples and {index}")
     return 0
 

@@ -134,9 +134,8 @@ def convert(path, fmt="auto", arch="auto", classes=None, progress=None):
         class_names = common.class_names_for(ops, classes)
 
         net, assign = common.build_net(ops)
-        first = next(layer for _, layer in net if layer.kind == "conv2d")
         try:
-            net.shapes((first.in_channels, *input_size))
+            net.shapes((net.input_channels, *input_size))
         except ValueError as exc:
             raise ConvertError(f"the layers do not fit a {input_size} input: {exc}") from None
         common.fill_weights(net, assign, progress)

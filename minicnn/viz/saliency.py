@@ -62,14 +62,19 @@ def class_signal(net, x, classes, rule="gradient"):
     logits = net.forward(x)
     xp = get_array_module(logits)
     logits_np = to_numpy(logits).astype(np.float64)
-    if classes is None:
-        classes = logits_np.argmax(axis=1)
-    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-    if classes.shape[0] != logits.shape[0]:
-        raise ValueError(f"{classes.shape[0]} classes for a batch of {logits.shape[0]} images")
+    classes = _classes_for(logits_np, classes)
     seed = xp.zeros(logits.shape, dtype=xp.float32)
     seed[xp.arange(logits.shape[0]), xp.asarray(classes)] = 1.0
     return net.backward(seed, rule=rule), logits_np, classes
+
+
+def _classes_for(logits, classes):
+    """classes (N,) ints, or None for the top-1 of each row of logits (N, K)."""
+    classes = logits.argmax(axis=1) if classes is None else classes
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if classes.shape[0] != logits.shape[0]:
+        raise ValueError(f"{classes.shape[0]} classes for a batch of {logits.shape[0]} images")
+    return classes
 
 
 def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
@@ -104,10 +109,13 @@ def saliency(net, x, classes=None, rule="gradient", smoothgrad=0, noise=0.15, se
     x = np.asarray(to_numpy(x), np.float32)
     if x.ndim != 4:
         raise ValueError(f"saliency expects a (N, C, H, W) batch, got shape {x.shape}")
-    signal, logits, classes = class_signal(net, x, classes, rule)
-    signal = to_numpy(signal).astype(np.float32)
-    if smoothgrad:
+    if smoothgrad:   # the clean image gives the scores and classes; only noisy copies go back
+        logits = to_numpy(net.forward(x)).astype(np.float64)
+        classes = _classes_for(logits, classes)
         signal = smooth_signal(net, x, classes, rule, smoothgrad, noise, seed)
+    else:
+        signal, logits, classes = class_signal(net, x, classes, rule)
+        signal = to_numpy(signal).astype(np.float32)
     idx = np.arange(len(classes))
     return Saliency(signal=signal, map=to_numpy(saliency_map(signal)).astype(np.float32),
                     classes=classes, scores=logits[idx, classes],
