@@ -44,7 +44,7 @@ def main(argv=None):
         if not os.path.isdir(os.path.dirname(os.path.abspath(args.dst))):
             raise ConvertError(f"{args.dst}: its folder does not exist")
         net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
-                                 progress=True if args.quiet else None)
+                                 quiet=args.quiet)
     except (ConvertError, ValueError, OSError) as exc:
         print(f"convert_weights: error: {exc}", file=sys.stderr)
         return 1

@@ -75,13 +75,13 @@ FAMILY = {"torch-zip": "torchvision", "torch-legacy": "torchvision", "torch-tar"
           "keras": "keras", "caffe": "caffe"}
 
 
-def convert(path, fmt="auto", arch="auto", classes=None, progress=None):
+def convert(path, fmt="auto", arch="auto", classes=None, quiet=False):
     """Read a weights file -> (Net with the weights, meta for minicnn.save).
 
     fmt: 'auto' (detect from content), 'torchvision', 'keras' or 'caffe' (must agree with
     the content). arch: 'auto', 'vgg16', 'vgg19' or a config like '64,64,M,128,M'.
-    classes: optional file of class names, one per line. progress: None shows a tqdm bar
-    on a terminal, True hides it."""
+    classes: optional file of class names, one per line. quiet: no progress bar (by
+    default a tqdm bar shows on a terminal)."""
     from . import common
     if fmt not in FORMATS:
         raise ConvertError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
@@ -138,7 +138,7 @@ def convert(path, fmt="auto", arch="auto", classes=None, progress=None):
             net.shapes((net.input_channels, *input_size))
         except ValueError as exc:
             raise ConvertError(f"the layers do not fit a {input_size} input: {exc}") from None
-        common.fill_weights(net, assign, progress)
+        common.fill_weights(net, assign, quiet)
     finally:
         if handle is not None:
             handle.close()
@@ -149,9 +149,9 @@ def convert(path, fmt="auto", arch="auto", classes=None, progress=None):
     return net, meta
 
 
-def convert_file(src, dst, fmt="auto", arch="auto", classes=None, progress=None):
+def convert_file(src, dst, fmt="auto", arch="auto", classes=None, quiet=False):
     """convert() then minicnn.save (atomic: no partial output on any failure)."""
     from ..io import save
-    net, meta = convert(src, fmt, arch, classes, progress)
+    net, meta = convert(src, fmt, arch, classes, quiet)
     save(net, dst, meta)
     return net, meta

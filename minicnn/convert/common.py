@@ -221,13 +221,13 @@ def build_net(ops, dropout=0.5):
     return Net(layers), assign
 
 
-def fill_weights(net, assign, progress=None):
+def fill_weights(net, assign, quiet=False):
     """Load each Source into its parameter, one at a time (peak memory: the weights plus
     one tensor's temporaries). Refuses non-finite values."""
     from tqdm import tqdm
     expected = {key: layer.params[p].shape for key, layer, p in net.parameters()}
     total = sum(src.nbytes for _, src in assign)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=progress,
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=True if quiet else None,
                leave=False)
     try:
         for key, src in assign:

@@ -97,10 +97,10 @@ def test_peak_memory_about_twice_the_weights(tmp_path):
     assert weights > 8e6
     del state
     # warm up: imports (h5py, tqdm) allocate once and must not count
-    convert_file(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), tmp_path / "warm.h5", progress=True)
+    convert_file(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), tmp_path / "warm.h5", quiet=True)
     tracemalloc.start()
     try:
-        convert_file(src, tmp_path / "big.h5", progress=True)
+        convert_file(src, tmp_path / "big.h5", quiet=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

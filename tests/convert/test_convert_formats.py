@@ -32,7 +32,7 @@ def close(a, b):
 def test_fixture_logits_match_pytorch(name, container, order):
     path = os.path.join(FIXTURES, name)
     assert detect_format(path) == container
-    net, meta = convert(path, progress=True)
+    net, meta = convert(path, quiet=True)
     close(net.forward(X), LOGITS)
     assert net.names[-1] == "fc8" and "pool3" in net.names and "conv3_2" in net.names
     assert meta["class_names"][0] == "tench" and meta["class_names"][-1] == "toilet tissue"
@@ -48,9 +48,9 @@ def test_fixture_logits_match_pytorch(name, container, order):
 
 
 def test_all_formats_hold_identical_weights():
-    ref = convert(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), progress=True)[0].state_dict()
+    ref = convert(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), quiet=True)[0].state_dict()
     for name, _, _ in FILES[1:]:
-        net = convert(os.path.join(FIXTURES, name), progress=True)[0]
+        net = convert(os.path.join(FIXTURES, name), quiet=True)[0]
         for _, layer in net:   # owned, writable copies, not views of the file's memory map
             for p in layer.params.values():
                 while isinstance(p.base, np.ndarray):
@@ -65,7 +65,7 @@ def test_all_formats_hold_identical_weights():
 def test_keras_notop_is_conv_only_and_round_trips(tmp_path):
     src = os.path.join(FIXTURES, "tiny_vgg_keras_notop.h5")
     dst = tmp_path / "notop.h5"
-    net, meta = convert_file(src, dst, progress=True)
+    net, meta = convert_file(src, dst, quiet=True)
     assert net.names[-1] == "pool3" and meta["class_names"] == []
     close(net.forward(X), FEATURES)
     back = minicnn.load(dst)
@@ -76,7 +76,7 @@ def test_keras_notop_is_conv_only_and_round_trips(tmp_path):
 
 def test_saved_file_round_trips_through_minicnn_load(tmp_path):
     dst = tmp_path / "m.h5"
-    convert_file(os.path.join(FIXTURES, "tiny_vgg_legacy.pt"), dst, progress=True)
+    convert_file(os.path.join(FIXTURES, "tiny_vgg_legacy.pt"), dst, quiet=True)
     net = minicnn.load(dst)
     close(net.forward(X), LOGITS)
     assert len(net.class_names) == 1000
@@ -86,8 +86,8 @@ def test_saved_file_round_trips_through_minicnn_load(tmp_path):
 
 def test_arch_option_and_gap_inference_agree():
     path = os.path.join(FIXTURES, "tiny_vgg_zip.pt")
-    a = convert(path, arch="auto", progress=True)[0]
-    b = convert(path, arch="8,8,M,16,M,16,16,M", progress=True)[0]
+    a = convert(path, arch="auto", quiet=True)[0]
+    b = convert(path, arch="8,8,M,16,M,16,16,M", quiet=True)[0]
     assert a.names == b.names
 
 
@@ -97,25 +97,25 @@ def test_vgg16_layout_maps_to_vgg16_names(tmp_path):
     config = [c if c == "M" else 2 for c in VGG16_CONFIG]
     state = tiny_state(config=config, side=32, fc=(4, 4, 1000))
     path = write_torch(tmp_path / "thin16.pt", state, "legacy")
-    net, meta = convert(path, progress=True)
+    net, meta = convert(path, quiet=True)
     ref = minicnn.vgg_from_config(config, num_classes=1000, input_size=(32, 32), fc_sizes=(4, 4))
     assert net.names == ref.names
     assert [n for n in net.names if n.startswith("pool")] == [f"pool{b}" for b in range(1, 6)]
     assert meta["preprocessing"]["input_size"] == [32, 32]
     assert meta["preprocessing"]["resize"] == 37
-    same, _ = convert(path, arch=",".join(map(str, config)), progress=True)
+    same, _ = convert(path, arch=",".join(map(str, config)), quiet=True)
     assert same.names == net.names
     with pytest.raises(ConvertError, match="--arch vgg16 expects layers 64,64,M"):
-        convert(path, arch="vgg16", progress=True)   # the real VGG16 has other widths
+        convert(path, arch="vgg16", quiet=True)   # the real VGG16 has other widths
     with pytest.raises(ConvertError, match="--arch vgg19 expects conv layers at features"):
-        convert(path, arch="vgg19", progress=True)
+        convert(path, arch="vgg19", quiet=True)
 
 
 def test_other_class_counts_and_classes_file(tmp_path):
     state = tiny_state(fc=(6, 3))
     path = write_torch(tmp_path / "three.pt", state)
-    assert convert(path, progress=True)[1]["class_names"] == ["class_0", "class_1", "class_2"]
+    assert convert(path, quiet=True)[1]["class_names"] == ["class_0", "class_1", "class_2"]
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\nbird\n")
-    assert convert(path, classes=str(names), progress=True)[1]["class_names"] == \
+    assert convert(path, classes=str(names), quiet=True)[1]["class_names"] == \
         ["cat", "dog", "bird"]

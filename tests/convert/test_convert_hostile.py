@@ -28,7 +28,7 @@ class Evil:
 
 def fails(path, match, **kw):
     with pytest.raises(ConvertError, match=match) as info:
-        convert(path, progress=True, **kw)
+        convert(path, quiet=True, **kw)
     assert "\n" not in str(info.value)
     return str(info.value)
 
@@ -67,7 +67,7 @@ def test_unknown_globals_are_refused_by_name(tmp_path, module, name):
     pkl = b"\x80\x02" + g(module, name) + tup(s("1+1")) + b"R."
     write_zip(tmp_path / "x.pt", pkl, {})
     with pytest.raises(UnsafePickleError, match=f"global {module}.{name}"):
-        convert(tmp_path / "x.pt", progress=True)
+        convert(tmp_path / "x.pt", quiet=True)
 
 
 def test_calling_an_allowed_storage_type_is_refused(tmp_path):
@@ -254,12 +254,12 @@ def test_no_output_left_behind(tmp_path):
     raw = open(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), "rb").read()
     src.write_bytes(raw[:len(raw) // 3])
     with pytest.raises(ConvertError):
-        convert_file(src, tmp_path / "out.h5", progress=True)
+        convert_file(src, tmp_path / "out.h5", quiet=True)
     assert sorted(os.listdir(tmp_path)) == ["bad.pt"]
     shutil.copy(os.path.join(FIXTURES, "tiny_vgg_zip.pt"), tmp_path / "ok.pt")
     with pytest.raises(ConvertError):
         convert_file(tmp_path / "ok.pt", tmp_path / "out.h5", classes=str(tmp_path / "none.txt"),
-                     progress=True)
+                     quiet=True)
     assert sorted(os.listdir(tmp_path)) == ["bad.pt", "ok.pt"]
 
 
@@ -268,7 +268,7 @@ def test_pickle_state_helper_is_sound(tmp_path):
     state = tiny_state()
     pkl, storages = pickle_state(state)
     write_zip(tmp_path / "x.pt", pkl, storages)
-    sd = convert(tmp_path / "x.pt", progress=True)[0].state_dict()
+    sd = convert(tmp_path / "x.pt", quiet=True)[0].state_dict()
     np.testing.assert_array_equal(sd["conv1_1.weight"], state["features.0.weight"])
 
 
