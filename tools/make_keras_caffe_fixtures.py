@@ -63,25 +63,35 @@ def keras_kernel(kind, w, first_fc, channels):
     return w.T
 
 
+def keras_weights(layers):
+    """Yield (kind, keras name, kernel, bias) in Keras layouts for the conv and fc layers."""
+    channels, first_fc = None, True
+    for kind, kname, _, w, b in layers:
+        if kind == "pool":
+            continue
+        kernel = keras_kernel(kind, w, kind == "fc" and first_fc, channels)
+        if kind == "conv":
+            channels = w.shape[0]
+        else:
+            first_fc = False
+        yield kind, kname, kernel, b
+
+
 def write_keras(path, layers, keras2=False, top=True):
     with h5py.File(path, "w") as f:
         names = ["input_1"]
-        channels, first_fc = None, True
+        weights = {kname: (kernel, b) for _, kname, kernel, b in keras_weights(layers)}
         for kind, kname, _, w, b in layers:
             if kind == "fc" and not top:
                 continue
-            if kind == "fc" and first_fc:
+            if kind == "fc" and "flatten" not in names:
                 names.append("flatten")
             names.append(kname)
             g = f.create_group(kname)
             if kind == "pool":
                 g.attrs["weight_names"] = np.array([], dtype="S1")
                 continue
-            kernel = keras_kernel(kind, w, kind == "fc" and first_fc, channels)
-            if kind == "conv":
-                channels = w.shape[0]
-            else:
-                first_fc = False
+            kernel, b = weights[kname]
             if keras2:
                 wn = [f"{kname}/kernel:0", f"{kname}/bias:0"]
             else:

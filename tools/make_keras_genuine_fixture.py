@@ -15,7 +15,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_keras_caffe_fixtures import CONFIG, keras_kernel, layers_from_state  # noqa: E402
+from make_keras_caffe_fixtures import CONFIG, keras_weights, layers_from_state  # noqa: E402
 
 FIXTURES = os.path.join(HERE, "..", "tests", "convert", "fixtures")
 
@@ -40,15 +40,7 @@ def main():
             last = name == fcs[-1][1]
             model.add(keras.layers.Dense(w.shape[0], activation=None if last else "relu",
                                          name=name))
-    channels, first_fc = None, True
-    for kind, name, _, w, b in layers:
-        if kind == "pool":
-            continue
-        kernel = keras_kernel(kind, w, kind == "fc" and first_fc, channels)
-        if kind == "conv":
-            channels = w.shape[0]
-        else:
-            first_fc = False
+    for _, name, kernel, b in keras_weights(layers):
         model.get_layer(name).set_weights([kernel, b])
     keras_logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
     err = float(np.abs(keras_logits - torch_logits).max())
