@@ -20,6 +20,9 @@ FILES = [("tiny_vgg_zip.pt", "torch-zip", "RGB"), ("tiny_vgg_legacy.pt", "torch-
          # written by real Keras (tf_keras 2.21 save_weights, legacy HDF5), whose own
          # forward pass reproduced PyTorch's logits to 6e-8 before saving
          ("tiny_vgg_keras_genuine.h5", "keras", "BGR"),
+         # encoded by Google's protobuf library (caffe.proto field numbers), not our writer
+         ("tiny_vgg_v1_protobuf.caffemodel", "caffe", "BGR"),
+         ("tiny_vgg_new_protobuf.caffemodel", "caffe", "BGR"),
          ("tiny_vgg_v1.caffemodel", "caffe", "BGR"), ("tiny_vgg_new.caffemodel", "caffe", "BGR")]
 
 
