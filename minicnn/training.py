@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module, to_device, to_numpy
 
 
 def softmax_cross_entropy(logits, labels):
@@ -60,8 +60,8 @@ class SGD:
         return {key: to_numpy(v) for key, v in self.velocity.items()}
 
     def load_state(self, state):
-        xp = get_array_module(next(iter(self.net.parameters()))[1].params["weight"])
-        self.velocity = {key: xp.asarray(v) for key, v in state.items()}
+        """Momentum buffers from :meth:`state`, moved to the net's device."""
+        self.velocity = {key: to_device(v, self.net.device) for key, v in state.items()}
 
 
 def learning_rate(step, total_steps, base_lr, warmup_steps):

@@ -147,13 +147,12 @@ def main(argv=None):
     pool = multiprocessing.get_context("fork").Pool(max(1, args.workers))
 
     ckpt = os.path.join(args.run_dir, "checkpoint.h5")
-    start = 0
+    start, velocity = 0, {}
     if os.path.exists(ckpt) and not args.no_resume:
         net = minicnn.load(ckpt)
-        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
         with np.load(os.path.join(args.run_dir, "checkpoint_opt.npz")) as opt:
             start = int(opt["step"])
-            optimizer.load_state({k[2:]: opt[k] for k in opt.files if k.startswith("v/")})
+            velocity = {k[2:]: opt[k] for k in opt.files if k.startswith("v/")}
         if net.meta.get("checkpoint_step") != start:
             print(f"train.py: {ckpt} holds step {net.meta.get('checkpoint_step')} but the "
                   f"optimiser state step {start} (interrupted between the two writes); "
@@ -167,7 +166,6 @@ def main(argv=None):
         meta["init"] = {"model": os.path.basename(args.init),
                         "training": net.meta.get("training")}
         net.meta = dict(meta)
-        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
     else:
         mean, std = channel_stats(gen, args.seed)
         meta = {"class_names": CLASS_NAMES,
@@ -180,10 +178,9 @@ def main(argv=None):
         last = net[net.names[-1]]
         last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
             last.params["weight"].shape) * args.final_init_std).astype(np.float32)
-        optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
     net.to(args.device)
-    if args.device != "cpu":
-        optimizer.load_state(optimizer.state())
+    optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
+    optimizer.load_state(velocity)   # after the move: the velocities go to the net's device
     prep = Preprocessing.from_dict(meta["preprocessing"])
 
     test_cache = os.path.join(args.run_dir, f"test_canvases_{args.test_size}.npz")
