@@ -17,10 +17,10 @@ setup(
         "scikit-learn>=1.1",
         "PyMaxflow>=1.3",
         "matplotlib>=3.5",
+        "threadpoolctl>=3.0",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.50"],
         "gpu": ["cupy-cuda12x"],
-        "bench": ["threadpoolctl"],
     },
 )

@@ -49,6 +49,31 @@ def _window(xpad, a, b, stride, ho, wo):
     return xpad[:, :, a:a + stride * (ho - 1) + 1:stride, b:b + stride * (wo - 1) + 1:stride]
 
 
+def is_channels_last(a):
+    """True for a 4-D (N, C, H, W) array stored with channels innermost."""
+    return a.ndim == 4 and a.strides[1] < a.strides[3]
+
+
+def laid_out_like(a, like):
+    """``a`` (N, C, H, W), copied channels-last when ``like`` is stored so and ``a`` is not."""
+    if is_channels_last(like) and not is_channels_last(a):
+        out = _zeros_laid_out_like(a.shape, like)
+        out[...] = a
+        return out
+    return a
+
+
+def _zeros_laid_out_like(shape, like):
+    """Zeros of (N, C, H, W) ``shape``, stored channels-last when ``like`` is (the Winograd
+    path's outputs are): elementwise passes that mix the two then run over matching,
+    contiguous rows instead of one strided operand."""
+    xp = get_array_module(like)
+    if is_channels_last(like):
+        n, c, h, w = shape
+        return xp.zeros((n, h, w, c), dtype=like.dtype).transpose(0, 3, 1, 2)
+    return xp.zeros(shape, dtype=like.dtype)
+
+
 # ----------------------------------------------------------------------------- conv
 
 def im2col(x, kh, kw, stride, pad):
@@ -150,7 +175,16 @@ def conv2d_im2col(x, weight, bias, stride=1, pad=0):
     n = x.shape[0]
     o, c, kh, kw = weight.shape
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
-    y = weight.reshape(o, c * kh * kw) @ im2col(x, kh, kw, stride, pad)   # (N, O, Ho*Wo)
+    cols = im2col(x, kh, kw, stride, pad)                                 # (N, CKK, L)
+    w2 = weight.reshape(o, c * kh * kw)
+    if get_array_module(x) is numpy:
+        # channels-last output on the CPU, like the Winograd path's: the ReLU and pool
+        # after the first conv then meet their backward signals in the same layout
+        y = cols.transpose(0, 2, 1) @ w2.T                                # (N, L, O)
+        if bias is not None:
+            y += bias
+        return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+    y = w2 @ cols                                                         # (N, O, L)
     if bias is not None:
         y += bias.reshape(1, o, 1)
     return y.reshape(n, o, ho, wo)
@@ -187,12 +221,19 @@ def conv2d_backward_params_im2col(dy, x, weight_shape, stride=1, pad=0):
 #            [0, 1, 0,-1]]          [ 0,   0,   1 ]]
 #
 # Summing over input channels turns the 16 elementwise products into 16 GEMMs
-# U[k] (O, C) @ V[k] (C, tiles), k = 4*i + j: 4 multiplies per output pixel and channel
+# V[k] (tiles, C) @ U[k]^T (C, O), k = 4*i + j: 4 multiplies per output pixel and channel
 # pair instead of 9. Every transform is separable: a 1-D transform along the rows, then
 # the same along the columns, each a few whole-array adds on strided views (no loops
-# over pixels). Layouts: U (16, O, C), V (16, C, N*th*tw), M (16, O, N*th*tw), where
+# over pixels).
+#
+# The transforms work channels-last: V (16, N*th*tw, C), M (16, N*th*tw, O), where
 # th = ceil(H / 2), tw = ceil(W / 2) tiles; odd sizes are padded by one zero row/column
-# and the extra output row/column is cropped.
+# and the extra output row/column is cropped. With channels innermost every add runs
+# over rows of tw*C contiguous values; channels-first (NCHW) rows would be only tw long,
+# 4 to 16 values in the deeper VGG layers, and the per-row overhead would dominate. The
+# output is written channels-last too and returned as an (N, O, H, W) *view* of that
+# buffer (strides of NHWC): the values are the same, and the next layer (ReLU, pool,
+# the next conv's input transform) reads channels-contiguous rows without a transpose.
 
 def _bt(d0, d1, d2, d3, out):
     """B^T along one axis: (d0 - d2, d1 + d2, d2 - d1, d1 - d3) written into out[0..3]."""
@@ -281,67 +322,64 @@ def winograd_weight_flipped(u):
 
 
 def _phases(x, pad, hh, wh):
-    """Split x (N, C, H, W), zero-padded by ``pad`` at the top/left and with zeros up to
-    (2*hh, 2*wh), into its four even/odd row/column phases:
-    (2, 2, N, C, hh, wh) with out[p, q, ..., r, t] = xpad[..., 2r + p, 2t + q].
+    """Split x (N, C, H, W) (any memory layout), zero-padded by ``pad`` at the top/left
+    and with zeros up to (2*hh, 2*wh), into its four even/odd row/column phases,
+    channels-last: (2, 2, N, hh, wh, C) with out[p, q, n, r, t, c] = xpad[n, c, 2r + p, 2t + q].
 
-    One strided pass over x; every later transform step then reads unit-stride rows."""
+    One strided pass over x (the only transposing copy of the input); every later
+    transform step reads rows of contiguous (column, channel) values."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
-    out = xp.zeros((2, 2, n, c, hh, wh), dtype=x.dtype)
+    out = xp.zeros((2, 2, n, hh, wh, c), dtype=x.dtype)
     for p in range(2):
         for q in range(2):
             # padded row 2r + p is input row 2r + p - pad: the phase starts at input row r0
             r0, c0 = (p - pad) % 2, (q - pad) % 2
-            part = x[:, :, r0::2, c0::2]
+            part = x[:, :, r0::2, c0::2].transpose(0, 2, 3, 1)
             rs, cs = (r0 + pad) // 2, (c0 + pad) // 2
-            out[p, q, :, :, rs:rs + part.shape[2], cs:cs + part.shape[3]] = part
+            out[p, q, :, rs:rs + part.shape[1], cs:cs + part.shape[2]] = part
     return out
 
 
 def winograd_input(ph, r0, r1):
-    """Input transform of tile rows r0..r1-1: phases ph (2, 2, N, C, th+1, tw+1) of x
-    zero-padded by 1 (see :func:`_phases`) -> V (16, C, N*(r1-r0)*tw),
+    """Input transform of tile rows r0..r1-1: phases ph (2, 2, N, th+1, tw+1, C) of x
+    zero-padded by 1 (see :func:`_phases`) -> V (16, N*(r1-r0)*tw, C),
     V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2).
 
     Patch column q of tile column t is padded column 2t + q: phase q % 2, tile column
     t + q // 2 (likewise for rows)."""
     xp = get_array_module(ph)
-    n, c, tw = ph.shape[2], ph.shape[3], ph.shape[5] - 1
+    n, tw, c = ph.shape[2], ph.shape[4] - 1, ph.shape[5]
     rows = r1 - r0
-    ph = ph[:, :, :, :, r0:r1 + 1]
-    cols = xp.empty((4, 2, n, c, rows + 1, tw), dtype=ph.dtype)  # B^T along the columns
-    _bt(*(ph[:, q % 2, :, :, :, q // 2:q // 2 + tw] for q in range(4)), out=cols)
-    v = xp.empty((4, 4, c, n, rows, tw), dtype=ph.dtype)         # then along the rows
+    ph = ph[:, :, :, r0:r1 + 1]
+    cols = xp.empty((4, 2, n, rows + 1, tw, c), dtype=ph.dtype)  # B^T along the columns
+    _bt(*(ph[:, q % 2, :, :, q // 2:q // 2 + tw] for q in range(4)), out=cols)
+    v = xp.empty((4, 4, n, rows, tw, c), dtype=ph.dtype)         # then along the rows
     for j in range(4):
-        _bt(*(cols[j, p % 2, :, :, p // 2:p // 2 + rows] for p in range(4)),
-            out=[v[i, j].transpose(1, 0, 2, 3) for i in range(4)])
-    return v.reshape(16, c, n * rows * tw)
+        _bt(*(cols[j, p % 2, :, p // 2:p // 2 + rows] for p in range(4)), out=v[:, j])
+    return v.reshape(16, n * rows * tw, c)
 
 
 def winograd_output(m, out, bias=None):
-    """Output transform: M (16, O, N*rows*tw) -> out (N, O, rows, 2, tw, 2) (a view of
-    the (N, O, 2*rows, 2*tw) output), Y = A^T M A per tile, plus bias (O,) when given
-    (added through M[5], which reaches all four outputs of a tile)."""
+    """Output transform: M (16, N*rows*tw, O) -> out (N, rows, 2, tw, 2, O) (a view of
+    the channels-last (N, 2*rows, 2*tw, O) output), Y = A^T M A per tile, plus bias (O,)
+    when given (added through M[5], which reaches all four outputs of a tile)."""
     xp = get_array_module(m)
-    n, o, rows, _, tw, _ = out.shape
-    m = m.reshape(4, 4, o, n, rows, tw)
+    n, rows, _, tw, _, o = out.shape
+    m = m.reshape(4, 4, n, rows, tw, o)
     if bias is not None:
-        m[1, 1] += bias.reshape(o, 1, 1, 1)
-    half = xp.empty((2, 4, o, n, rows, tw), dtype=m.dtype)       # A^T along the rows
+        m[1, 1] += bias
+    half = xp.empty((2, 4, n, rows, tw, o), dtype=m.dtype)       # A^T along the rows
     for j in range(4):
         _at(m[0, j], m[1, j], m[2, j], m[3, j], out=half[:, j])
-    quads = xp.empty((2, 2, o, n, rows, tw), dtype=m.dtype)      # then along the columns
-    for a in range(2):
-        _at(*half[a], out=quads[a])
-    # quads[a, b] holds output pixel (2r + a, 2t + b) of every tile: interleave them
-    out[...] = quads.transpose(3, 2, 4, 0, 5, 1)
+    for a in range(2):                                           # then along the columns,
+        _at(*half[a], out=[out[:, :, a, :, b] for b in range(2)])  # into output (2r+a, 2t+b)
 
 
 # Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
 # that the transforms of one chunk work in cache and V and M (4x the size of the input
 # and output) never exist whole; but with at least WINOGRAD_MIN_TILES tiles (GEMM
-# columns), so that the GEMMs stay efficient.
+# rows), so that the GEMMs stay efficient.
 WINOGRAD_CHUNK = 1 << 20
 WINOGRAD_MIN_TILES = 1024
 
@@ -354,49 +392,46 @@ def _row_chunks(th, tiles_per_row, channels):
 
 def winograd_conv3x3(x, u, bias=None):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
-    (or :func:`winograd_weight_flipped`) -> (N, O, H, W)."""
+    (or :func:`winograd_weight_flipped`) -> (N, O, H, W), a view of a channels-last buffer."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
     dtype = _dtype(x, u)
-    u = u.astype(dtype, copy=False)
+    u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)         # (16, C, O)
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
-    y = xp.empty((n, o, th, 2, tw, 2), dtype=dtype)
+    y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
     for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
         v = winograd_input(ph, r0, r1)
-        winograd_output(xp.matmul(u, v), y[:, :, r0:r1], bias)   # 16 GEMMs (O, C) @ (C, T)
-    y = y.reshape(n, o, 2 * th, 2 * tw)
-    if (2 * th, 2 * tw) != (h, w):
-        y = xp.ascontiguousarray(y[:, :, :h, :w])
-    return y
+        winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # 16 GEMMs (T, C) @ (C, O)
+    return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
 
 def winograd_conv3x3_backward_params(dy, x):
     """Parameter gradients of a 3x3 stride-1 pad-1 conv, by the adjoint of the Winograd
-    forward: dU[k] = sum over tiles (A dY A^T)[k] (O, T) @ V[k]^T (T, C), dW = G^T dU G.
+    forward: dU[k] = sum over tiles (A dY A^T)[k]^T (O, T) @ V[k] (T, C), dW = G^T dU G.
 
-    dy (N, O, H, W), x (N, C, H, W) -> dW (O, C, 3, 3), db (O,)."""
+    dy (N, O, H, W), x (N, C, H, W) (any memory layouts) -> dW (O, C, 3, 3), db (O,)."""
     xp = get_array_module(dy, x)
     n, o, h, w = dy.shape
     c = x.shape[1]
     dtype = _dtype(dy, x)
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
-    dypad = xp.zeros((n, o, th, 2, tw, 2), dtype=dtype)
-    dypad.reshape(n, o, 2 * th, 2 * tw)[:, :, :h, :w] = dy
+    dypad = xp.zeros((n, th, 2, tw, 2, o), dtype=dtype)          # channels-last, like ph
+    dypad.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w] = dy.transpose(0, 2, 3, 1)
     du = xp.zeros((16, o, c), dtype=dtype)
     for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
         rows = r1 - r0
-        d = dypad[:, :, r0:r1]
-        half = xp.empty((4, 2, o, n, rows, tw), dtype=dtype)     # A along the columns
+        d = dypad[:, r0:r1]
+        half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
         for p in range(2):
-            _a(*(d[:, :, :, p, :, q].transpose(1, 0, 2, 3) for q in range(2)), out=half[:, p])
-        dm = xp.empty((4, 4, o, n, rows, tw), dtype=dtype)        # then along the rows
+            _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
+        dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
         for j in range(4):
             _a(half[j, 0], half[j, 1], out=dm[:, j])
         v = winograd_input(ph, r0, r1)
-        du += xp.matmul(dm.reshape(16, o, n * rows * tw), v.transpose(0, 2, 1))
+        du += xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
     du = du.reshape(4, 4, o * c)
     g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
     _gt(du[0], du[1], du[2], du[3], out=g)
@@ -460,9 +495,8 @@ def unpool2x2(dy, switches, x_shape):
     """Adjoint of :func:`maxpool2x2`: dy (N, C, Ho, Wo) goes to the offset its switch
     names; offset k is written through its own strided view (windows do not overlap)."""
     xp = get_array_module(dy)
-    n, c, h, w = x_shape
     ho, wo = dy.shape[2:]
-    dx = xp.zeros((n, c, h, w), dtype=dy.dtype)
+    dx = _zeros_laid_out_like(x_shape, dy)
     for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
         xp.copyto(dx[:, :, a:2 * ho:2, b:2 * wo:2], dy, where=switches == k)
     return dx
@@ -511,11 +545,12 @@ def unpool2d_general(dy, switches, x_shape, kernel, stride, pad=0):
 
 # ----------------------------------------------------------------------------- ReLU
 
-def relu_backward(grad, positive_input, rule):
+def relu_backward(grad, relu_output, rule):
     """The only place the three passes differ (PAPER.md Sect. 4).
 
-    grad: signal R_{n+1} at the ReLU output; positive_input: the mask 1[X_n > 0] from
-    the forward pass (same shape).
+    grad: signal R_{n+1} at the ReLU output; relu_output: the forward output
+    max(X_n, 0) (same shape; its positive entries are exactly those with X_n > 0; a
+    boolean mask 1[X_n > 0] works too).
 
     - gradient:  R_{n+1} * 1[X_n > 0]
     - deconvnet: R_{n+1} * 1[R_{n+1} > 0]
@@ -524,9 +559,11 @@ def relu_backward(grad, positive_input, rule):
     xp = get_array_module(grad)
     check_rule(rule)
     zero = xp.zeros((), dtype=grad.dtype)
-    if rule == "gradient":
-        return xp.where(positive_input, grad, zero)
-    # R * 1[R > 0] is max(R, 0): one pass over the signal, no mask array to build
+    # R * 1[R > 0] is max(R, 0): one pass over the signal, and DeconvNet never builds
+    # the forward mask
     if rule == "deconvnet":
         return xp.maximum(grad, zero)
+    positive_input = relu_output > 0
+    if rule == "gradient":
+        return xp.where(positive_input, grad, zero)
     return xp.where(positive_input, xp.maximum(grad, zero), zero)

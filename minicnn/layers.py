@@ -160,12 +160,14 @@ class ReLU(Layer):
 
     def forward(self, x):
         xp = get_array_module(x)
-        positive = x > 0
-        self.cache = {"positive_input": positive}
-        return xp.where(positive, x, xp.zeros((), dtype=x.dtype))
+        y = xp.maximum(x, xp.zeros((), dtype=x.dtype))
+        # the output doubles as the backward mask (y > 0 exactly where x > 0): one pass
+        # here, and no mask array kept (the next layer holds y anyway)
+        self.cache = {"output": y}
+        return y
 
     def backward(self, grad, rule="gradient", param_grads=False):
-        return F.relu_backward(grad, self._cached()["positive_input"], rule)
+        return F.relu_backward(grad, self._cached()["output"], rule)
 
 
 class MaxPool2d(Layer):
@@ -217,11 +219,14 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x):
-        self.cache = {"x_shape": x.shape}
+        self.cache = {"x": x}
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad, rule="gradient", param_grads=False):
-        return grad.reshape(self._cached()["x_shape"])
+        x = self._cached()["x"]
+        # back in the memory layout the input had (channels-last after a Winograd conv),
+        # so the layers below see one layout
+        return F.laid_out_like(grad.reshape(x.shape), x)
 
 
 class Dropout(Layer):

@@ -238,6 +238,19 @@ class Net:
             layer.params[p] = to_device(arr, self.device)
         return self
 
+    def replica(self):
+        """A net with its own layer objects (caches, gradients, dropout generators) that
+        shares this net's parameter dicts, so updates to either are seen by both: for
+        running shards of one batch in threads (:class:`minicnn.training.DataParallel`)."""
+        layers = []
+        for name, layer in self.layers.items():
+            twin = type(layer)(**layer.config())
+            twin.params, twin.training = layer.params, layer.training
+            layers.append((name, twin))
+        twin_net = Net(layers, self.meta)
+        twin_net.device = self.device
+        return twin_net
+
     def num_parameters(self):
         return int(sum(layer.params[p].size for _, layer, p in self.parameters()))
 

@@ -72,16 +72,69 @@ def learning_rate(step, total_steps, base_lr, warmup_steps):
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_step(net, optimizer, x, labels, lr):
-    """One SGD step on a batch x (N, C, H, W), labels (N,) -> (loss, correct count)."""
-    net.train()
-    logits = net.forward(x)
-    xp = get_array_module(logits)
-    labels = xp.asarray(labels)
-    loss, dlogits = softmax_cross_entropy(logits, labels)
-    net.backward(dlogits, "gradient", param_grads=True)
+class DataParallel:
+    """One training batch split into ``threads`` even shards, each run forward and
+    backward by its own replica of the net (own caches and dropout; shared parameters,
+    see :meth:`Net.replica`) in its own thread; the parameter gradients are summed into
+    the net's ``grads`` in shard order (deterministic).
+
+    Why threads help on the CPU: NumPy releases the GIL inside array operations, and the
+    single-threaded elementwise passes (Winograd transforms, ReLU, pooling) dominate a
+    small net's step; meanwhile each BLAS call is limited to one thread, so the GEMMs of
+    the shards share the cores instead of oversubscribing them. threads=1 (and any CuPy
+    net) runs the whole batch in the calling thread."""
+
+    def __init__(self, net, threads=1):
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.net = net
+        self.threads = 1 if net.device != "cpu" else int(threads)
+        self.nets = [net] + [net.replica() for _ in range(self.threads - 1)]
+        self._pool = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            from threadpoolctl import ThreadpoolController
+            self._pool = ThreadPoolExecutor(self.threads)
+            self._blas = ThreadpoolController()
+
+    def forward_backward(self, x, labels):
+        """Mean softmax cross-entropy of x (N, C, H, W), labels (N,), with every
+        parameter gradient in ``net.grads`` -> (loss, logits (N, K))."""
+        n = len(x)
+        shards = min(len(self.nets), n)     # no empty shards for a batch smaller than that
+        bounds = [n * s // shards for s in range(shards + 1)]
+
+        def shard(s):
+            net, lo, hi = self.nets[s], bounds[s], bounds[s + 1]
+            net.train()
+            logits = net.forward(x[lo:hi])
+            xp = get_array_module(logits)
+            loss, dlogits = softmax_cross_entropy(logits, xp.asarray(labels[lo:hi]))
+            weight = (hi - lo) / n       # shard means -> the batch mean
+            net.backward(dlogits * logits.dtype.type(weight), "gradient", param_grads=True)
+            return loss * weight, logits
+
+        if shards == 1:
+            results = [shard(0)]
+        else:
+            with self._blas.limit(limits=1, user_api="blas"):
+                results = list(self._pool.map(shard, range(shards)))
+        for other in self.nets[1:shards]:
+            for (_, layer), (_, twin) in zip(self.net, other):
+                for p, g in twin.grads.items():
+                    layer.grads[p] = layer.grads[p] + g
+        xp = get_array_module(results[0][1])
+        return sum(r[0] for r in results), xp.concatenate([r[1] for r in results])
+
+
+def train_step(net, optimizer, x, labels, lr, parallel=None):
+    """One SGD step on a batch x (N, C, H, W), labels (N,) -> (loss, correct count).
+    ``parallel``: a :class:`DataParallel` of ``net`` to split the batch over threads."""
+    parallel = parallel or DataParallel(net)
+    loss, logits = parallel.forward_backward(x, labels)
     optimizer.step(lr)
-    correct = int((logits.argmax(axis=1) == labels).sum())
+    xp = get_array_module(logits)
+    correct = int((logits.argmax(axis=1) == xp.asarray(labels)).sum())
     return loss, correct
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn.training import SGD, learning_rate, softmax_cross_entropy, train_step
+from minicnn.training import (SGD, DataParallel, learning_rate, softmax_cross_entropy,
+                              train_step)
 
 
 def test_softmax_cross_entropy_against_formula_and_finite_differences():
@@ -84,3 +85,53 @@ def test_sgd_state_round_trip_continues_identically():
         net["fc"].grads = dict(grads)
         opt.step(0.1)
     np.testing.assert_array_equal(a["fc"].params["weight"], b["fc"].params["weight"])
+
+
+def _winograd_sized_net():
+    # 16 channels: the convs after the first take the Winograd (channels-last) path
+    return minicnn.vgg_from_config([16, "M", 16, 16, "M"], num_classes=5, input_size=(12, 12),
+                                   fc_sizes=(24,), dropout=0.0, seed=3)
+
+
+@pytest.mark.parametrize("threads, batch", [(2, 8), (3, 7), (2, 1)])
+def test_data_parallel_matches_the_whole_batch_pass(threads, batch):
+    """Shards in threads (uneven, or fewer examples than threads) give the whole batch's
+    loss, logits and parameter gradients."""
+    rng = np.random.default_rng(threads * 10 + batch)
+    x = rng.normal(size=(batch, 3, 12, 12)).astype(np.float32)
+    labels = rng.integers(0, 5, batch)
+    net = _winograd_sized_net().train()
+    logits = net.forward(x)
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    net.backward(dlogits, "gradient", param_grads=True)
+    expected = {key: layer.grads[p].copy() for key, layer, p in net.parameters()}
+
+    twin = _winograd_sized_net()
+    got_loss, got_logits = DataParallel(twin, threads).forward_backward(x, labels)
+    assert got_loss == pytest.approx(loss, rel=1e-6)
+    # float32, and the GEMMs of a smaller batch sum in another order: rounding-level
+    np.testing.assert_allclose(got_logits, logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    for key, layer, p in twin.parameters():
+        scale = np.abs(expected[key]).max()
+        np.testing.assert_allclose(layer.grads[p], expected[key], rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=key)
+
+
+def test_replicas_share_parameters_and_follow_updates():
+    net = _winograd_sized_net()
+    parallel = DataParallel(net, 2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 12, 12)).astype(np.float32)
+    opt = SGD(net, momentum=0.9, weight_decay=0.0)
+    train_step(net, opt, x, np.arange(4), lr=0.1, parallel=parallel)
+    replica = parallel.nets[1]
+    for (_, layer), (_, twin) in zip(net, replica):
+        for p in layer.params:
+            assert twin.params[p] is layer.params[p]
+    # after the update, the replica computes with the new weights
+    np.testing.assert_array_equal(replica.eval().forward(x), net.eval().forward(x))
+
+
+def test_data_parallel_rejects_zero_threads():
+    with pytest.raises(ValueError, match="threads"):
+        DataParallel(_winograd_sized_net(), 0)

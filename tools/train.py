@@ -30,7 +30,7 @@ from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMis
                                             load_fashion_mnist)
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.preprocess import Preprocessing  # noqa: E402
-from minicnn.training import SGD, learning_rate, predict, train_step  # noqa: E402
+from minicnn.training import SGD, DataParallel, learning_rate, predict, train_step  # noqa: E402
 
 DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
 
@@ -73,6 +73,9 @@ def parse_args(argv=None):
                    help="test canvases for the final accuracy (one per test item)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes rendering canvases ahead of the training step")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="CPU: threads that each run a shard of every batch (one BLAS thread "
+                        "each); the result depends on this number (dropout masks per shard)")
     p.add_argument("--init", metavar="MODEL.h5", default=None,
                    help="start from this model's weights and metadata (fine-tuning; fresh "
                         "momentum) instead of a random initialisation")
@@ -179,6 +182,7 @@ def main(argv=None):
         last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
             last.params["weight"].shape) * args.final_init_std).astype(np.float32)
     net.to(args.device)
+    parallel = DataParallel(net, args.threads)
     optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
     optimizer.load_state(velocity)   # after the move: the velocities go to the net's device
     prep = Preprocessing.from_dict(meta["preprocessing"])
@@ -200,7 +204,8 @@ def main(argv=None):
         return float((scores.argmax(1) == test_y[:count]).mean())
 
     log = open(os.path.join(args.run_dir, "log.jsonl"), "a")
-    layers_with_dropout = [layer for _, layer in net if layer.kind == "dropout"]
+    dropouts = [[layer for _, layer in shard_net if layer.kind == "dropout"]
+                for shard_net in parallel.nets]
     pending = deque(pool.apply_async(_render_batch, (s,))
                     for s in range(start, min(total_steps, start + 2 * max(1, args.workers))))
     t0, run_loss, run_correct, run_seen = time.time(), 0.0, 0, 0
@@ -210,10 +215,12 @@ def main(argv=None):
         images, labels = pending.popleft().get()
         if step + len(pending) + 1 < total_steps:
             pending.append(pool.apply_async(_render_batch, (step + len(pending) + 1,)))
-        for i, layer in enumerate(layers_with_dropout):   # dropout masks depend on the step only
-            layer.rng = np.random.default_rng([args.seed, step, i])
+        for shard, layers in enumerate(dropouts):   # masks depend on step and shard only
+            for i, layer in enumerate(layers):
+                layer.rng = np.random.default_rng([args.seed, step, i] + [shard] * (shard > 0))
         lr = learning_rate(step, total_steps, args.lr, args.warmup)
-        loss, correct = train_step(net, optimizer, prep.array_to_input(images), labels, lr)
+        loss, correct = train_step(net, optimizer, prep.array_to_input(images), labels, lr,
+                                   parallel)
         if not np.isfinite(loss):
             print(f"train.py: loss became {loss} at step {step}; lower --lr", file=sys.stderr)
             return 1
@@ -243,6 +250,7 @@ def main(argv=None):
     meta["training"] = {"command": "python tools/train.py " + " ".join(argv or sys.argv[1:]),
                         "seed": args.seed, "epochs": args.epochs, "train_size": args.train_size,
                         "batch": args.batch, "lr": args.lr, "steps": total_steps,
+                        "threads": parallel.threads,
                         "test_accuracy": accuracy, "test_canvases": int(len(test_y))}
     minicnn.save(net.to("cpu"), args.out, meta)
     print(f"wrote {args.out}")
