@@ -220,3 +220,44 @@ def test_conv_layer_sees_weight_changes_through_its_kernel_transform_memo(xp):
     conv.params["weight"] = conv.params["weight"] * 2   # replaced
     check(x)
     check(x.astype(np.float64))                      # float64 input: float64 transform
+
+
+@pytest.mark.parametrize("rule", F.RULES)
+@given(size=st.integers(2, 9), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_whole_net_on_the_fast_paths_equals_the_general_paths(rule, size, batch, seed):
+    """A VGG-style net whose convs take the Winograd path (channels-last outputs, so the
+    ReLU, pool, flatten and their backward passes meet mixed memory layouts) gives, in
+    float64, the outputs, signals at the input and parameter gradients of the same net
+    run entirely on the general paths (contiguous NCHW arrays)."""
+    k = F.WINOGRAD_MIN_CHANNELS
+    net = minicnn.vgg_from_config([k, k, "M", k, k], num_classes=3, input_size=(size, size),
+                                  fc_sizes=(5,), dropout=0.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, size, size))
+
+    for _, layer in net:              # float64 throughout (Net.forward would cast)
+        layer.params = {p: v.astype(np.float64) for p, v in layer.params.items()}
+
+    def run():                        # the layers one by one, as Net runs them
+        out = x
+        for _, layer in net:
+            out = layer.forward(out)
+        g = dx = np.random.default_rng(seed + 1).standard_normal(out.shape)
+        for _, layer in reversed(list(net)):
+            dx = layer.backward(dx, rule, param_grads=rule == "gradient")
+        grads = {key: layer.grads[p] for key, layer, p in net.parameters()} \
+            if rule == "gradient" else {}
+        return out, dx, grads
+
+    fast = run()
+    assert F.is_channels_last(net["conv1_2"].forward(net["relu1_1"].cache["output"]))
+    original = F.use_winograd
+    try:
+        F.use_winograd = lambda *args: False
+        general = run()
+    finally:
+        F.use_winograd = original
+    np.testing.assert_allclose(fast[0], general[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fast[1], general[1], rtol=1e-9, atol=1e-9)
+    for key, value in general[2].items():
+        np.testing.assert_allclose(fast[2][key], value, rtol=1e-9, atol=1e-9, err_msg=key)
