@@ -18,6 +18,7 @@ Output size of a convolution or pooling window along one axis::
 import numpy
 
 from .backend import get_array_module
+from .threads import parallel_map
 
 RULES = ("gradient", "deconvnet", "guided")
 
@@ -384,6 +385,14 @@ WINOGRAD_CHUNK = 1 << 20
 WINOGRAD_MIN_TILES = 1024
 
 
+def _chunk_map(xp):
+    """How the chunks of a conv run: spread over CPU threads (each chunk's transforms
+    and GEMMs are independent; see :mod:`minicnn.threads`), in order on a GPU."""
+    if xp is numpy:
+        return parallel_map
+    return lambda function, items: [function(item) for item in items]
+
+
 def _row_chunks(th, tiles_per_row, channels):
     step = max(WINOGRAD_CHUNK // (16 * channels * tiles_per_row),
                -(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
@@ -401,9 +410,12 @@ def winograd_conv3x3(x, u, bias=None):
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
-    for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
-        v = winograd_input(ph, r0, r1)
-        winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # 16 GEMMs (T, C) @ (C, O)
+
+    def chunk(rows):
+        v = winograd_input(ph, *rows)
+        winograd_output(xp.matmul(v, u_t), y[:, rows[0]:rows[1]], bias)  # (T, C) @ (C, O)
+
+    _chunk_map(xp)(chunk, _row_chunks(th, n * tw, max(c, o)))
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
 
@@ -420,8 +432,9 @@ def winograd_conv3x3_backward_params(dy, x):
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     dypad = xp.zeros((n, th, 2, tw, 2, o), dtype=dtype)          # channels-last, like ph
     dypad.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w] = dy.transpose(0, 2, 3, 1)
-    du = xp.zeros((16, o, c), dtype=dtype)
-    for r0, r1 in _row_chunks(th, n * tw, max(c, o)):
+
+    def chunk(bounds):
+        r0, r1 = bounds
         rows = r1 - r0
         d = dypad[:, r0:r1]
         half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
@@ -431,7 +444,12 @@ def winograd_conv3x3_backward_params(dy, x):
         for j in range(4):
             _a(half[j, 0], half[j, 1], out=dm[:, j])
         v = winograd_input(ph, r0, r1)
-        du += xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
+        return xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
+
+    partial = _chunk_map(xp)(chunk, _row_chunks(th, n * tw, max(c, o)))
+    du = partial[0]
+    for more in partial[1:]:                                     # in chunk order
+        du = du + more
     du = du.reshape(4, 4, o * c)
     g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
     _gt(du[0], du[1], du[2], du[3], out=g)

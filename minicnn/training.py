@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .backend import get_array_module, to_device, to_numpy
+from .threads import parallel_map
 
 
 def softmax_cross_entropy(logits, labels):
@@ -75,8 +76,9 @@ def learning_rate(step, total_steps, base_lr, warmup_steps):
 class DataParallel:
     """One training batch split into ``threads`` even shards, each run forward and
     backward by its own replica of the net (own caches and dropout; shared parameters,
-    see :meth:`Net.replica`) in its own thread; the parameter gradients are summed into
-    the net's ``grads`` in shard order (deterministic).
+    see :meth:`Net.replica`) on the worker threads of :func:`minicnn.threads.parallel_map`;
+    the parameter gradients are summed into the net's ``grads`` in shard order
+    (deterministic).
 
     Why threads help on the CPU: NumPy releases the GIL inside array operations, and the
     single-threaded elementwise passes (Winograd transforms, ReLU, pooling) dominate a
@@ -90,12 +92,6 @@ class DataParallel:
         self.net = net
         self.threads = 1 if net.device != "cpu" else int(threads)
         self.nets = [net] + [net.replica() for _ in range(self.threads - 1)]
-        self._pool = None
-        if self.threads > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            from threadpoolctl import ThreadpoolController
-            self._pool = ThreadPoolExecutor(self.threads)
-            self._blas = ThreadpoolController()
 
     def forward_backward(self, x, labels):
         """Mean softmax cross-entropy of x (N, C, H, W), labels (N,), with every
@@ -114,11 +110,7 @@ class DataParallel:
             net.backward(dlogits * logits.dtype.type(weight), "gradient", param_grads=True)
             return loss * weight, logits
 
-        if shards == 1:
-            results = [shard(0)]
-        else:
-            with self._blas.limit(limits=1, user_api="blas"):
-                results = list(self._pool.map(shard, range(shards)))
+        results = parallel_map(shard, range(shards))
         for other in self.nets[1:shards]:
             for (_, layer), (_, twin) in zip(self.net, other):
                 for p, g in twin.grads.items():

@@ -8,7 +8,8 @@ Workloads (VGG16 at 224x224 with random weights, for each --batch):
   guided           the same with rule="guided"
   class-model step (batch 1 only) forward + backward of one class score + an update of x
 and the small model (weights/fashion_vgg.h5 if present, else a stand-in VGG for 64x64
-input) for one training step at --train-batch: forward + backward with param_grads.
+input) for one training step at --train-batch: forward, softmax cross-entropy and backward
+with param_grads, the batch split over the CPU threads as tools/train.py does.
 
 PyTorch (when importable) does the same work with the same weights in the same process
 (forward under no_grad; backward to the input with frozen weights; the training step
@@ -42,6 +43,7 @@ import minicnn  # noqa: E402
 from minicnn.backend import get_array_module, to_numpy  # noqa: E402
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.summary import summarize, totals  # noqa: E402
+from minicnn.training import DataParallel  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
 from train import DEFAULT_CONFIG, parse_config  # noqa: E402
@@ -190,30 +192,30 @@ def torch_workloads(model, x_np, cls, torch, device, sync):
     return {"forward": forward, "gradient": gradient, "class-model step": class_model_step}
 
 
-def train_workloads(net, tmodel, batch, torch, device, sync, xp):
+def train_workloads(net, tmodel, batch, torch, device, sync, xp, threads):
+    """Forward + softmax cross-entropy + backward with parameter gradients; ours splits
+    the batch over ``threads`` shards (DataParallel, as tools/train.py does)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + net.input_shape, dtype=np.float32)
-    out_shape = net.shapes(net.input_shape)[net.names[-1]]
-    g = rng.standard_normal((batch,) + tuple(out_shape), dtype=np.float32)
-    xd, gd = xp.asarray(x), xp.asarray(g)
-    net.train()   # dropout on, as in training
+    labels = rng.integers(0, net.num_classes, batch)
+    xd = xp.asarray(x)
+    parallel = DataParallel(net, threads)
 
     def ours():
-        net.forward(xd)
-        net.backward(gd, "gradient", param_grads=True)
+        parallel.forward_backward(xd, labels)
         sync()
 
     runs = {"ours": ours}
     if tmodel is not None:
         tdev = "cuda" if device == "cuda" else "cpu"
-        tx, tg = torch.from_numpy(x).to(tdev), torch.from_numpy(g).to(tdev)
+        tx, tlabels = torch.from_numpy(x).to(tdev), torch.from_numpy(labels).to(tdev)
         tmodel.train()
         for p in tmodel.parameters():
             p.requires_grad_(True)
 
         def theirs():
             tmodel.zero_grad(set_to_none=True)
-            tmodel(tx).backward(tg)
+            torch.nn.functional.cross_entropy(tmodel(tx), tlabels).backward()
             sync()
         runs["torch"] = theirs
     return runs, x.shape
@@ -407,7 +409,8 @@ def main(argv=None):
     small, small_name = small_model()
     small.to(net_device)
     tsmall = torch_model(small, torch, args.device) if torch_dev_ok else None
-    runs, xshape = train_workloads(small, tsmall, args.train_batch, torch, args.device, sync, xp)
+    runs, xshape = train_workloads(small, tsmall, args.train_batch, torch, args.device, sync, xp,
+                                   threads)
     runs["gemm"] = gemm_sync
     med = interleave(runs, args.repeats)
     rate = gemm_flops / med["gemm"]

@@ -1,0 +1,86 @@
+"""minicnn.threads: the CPU thread pool behind DataParallel and the Winograd chunks."""
+import threading
+
+import numpy as np
+import pytest
+
+from minicnn import functional as F
+from minicnn import threads
+
+
+@pytest.fixture
+def two_threads():
+    previous = threads.set_threads(2)
+    yield
+    threads.set_threads(previous)
+
+
+def test_parallel_map_keeps_item_order_and_uses_worker_threads(two_threads):
+    names = threads.parallel_map(lambda i: (i, threading.current_thread().name), range(6))
+    assert [i for i, _ in names] == list(range(6))
+    assert all(name.startswith("minicnn") for _, name in names)
+
+
+def test_nested_calls_run_serially_inside_the_worker(two_threads):
+    def outer(i):
+        inner = threads.parallel_map(lambda j: threading.current_thread().name, range(3))
+        return len(set(inner)) == 1 and inner[0] == threading.current_thread().name
+    assert all(threads.parallel_map(outer, range(4)))
+
+
+def test_one_thread_runs_in_the_caller():
+    previous = threads.set_threads(1)
+    try:
+        names = threads.parallel_map(lambda i: threading.current_thread().name, range(3))
+    finally:
+        threads.set_threads(previous)
+    assert set(names) == {threading.current_thread().name}
+
+
+def test_exceptions_propagate(two_threads):
+    def fail(i):
+        if i == 2:
+            raise KeyError("boom")
+        return i
+    with pytest.raises(KeyError, match="boom"):
+        threads.parallel_map(fail, range(4))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_set_threads_rejects_non_positive_integers(bad):
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        threads.set_threads(bad)
+
+
+def test_environment_variable_is_validated(monkeypatch):
+    monkeypatch.setenv("MINICNN_THREADS", "two")
+    with pytest.raises(ValueError, match="MINICNN_THREADS must be an integer >= 1, got 'two'"):
+        threads._threads_from_environment()
+    monkeypatch.setenv("MINICNN_THREADS", "3")
+    assert threads._threads_from_environment() == 3
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_winograd_chunks_in_threads_equal_the_serial_result(monkeypatch, count):
+    """Many chunks (small WINOGRAD_CHUNK) spread over threads: the conv, its transpose
+    and its weight gradient equal the single-thread run."""
+    rng = np.random.default_rng(count)
+    k = F.WINOGRAD_MIN_CHANNELS
+    x = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
+    weight = rng.standard_normal((k, k, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
+    monkeypatch.setattr(F, "WINOGRAD_CHUNK", 1)
+    monkeypatch.setattr(F, "WINOGRAD_MIN_TILES", 1)
+
+    def passes():
+        return (F.conv2d_winograd(x, weight, None), F.conv2d_backward_input_winograd(dy, weight),
+                F.conv2d_backward_params_winograd(dy, x)[0])
+    previous = threads.set_threads(1)
+    try:
+        serial = passes()
+        threads.set_threads(count)
+        threaded = passes()
+    finally:
+        threads.set_threads(previous)
+    for a, b in zip(threaded, serial):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
