@@ -9,7 +9,7 @@ setup(
     package_data={"minicnn": ["data/*"]},
     python_requires=">=3.9",
     install_requires=[
-        "numpy>=1.22",
+        "numpy>=1.25",
         "h5py>=3.0",
         "pillow>=9.0",
         "tqdm>=4.60",

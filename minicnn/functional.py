@@ -18,7 +18,7 @@ Output size of a convolution or pooling window along one axis::
 import numpy
 
 from .backend import get_array_module
-from .threads import parallel_map
+from .threads import get_threads, parallel_map
 
 RULES = ("gradient", "deconvnet", "guided")
 
@@ -56,23 +56,25 @@ def is_channels_last(a):
 
 
 def laid_out_like(a, like):
-    """``a`` (N, C, H, W), copied channels-last when ``like`` is stored so and ``a`` is not."""
+    """``a`` (N, C, H, W), copied channels-last when ``like`` is stored so and ``a`` is not
+    (same values and dtype)."""
     if is_channels_last(like) and not is_channels_last(a):
-        out = _zeros_laid_out_like(a.shape, like)
+        out = _zeros_laid_out_like(a.shape, like, a.dtype)
         out[...] = a
         return out
     return a
 
 
-def _zeros_laid_out_like(shape, like):
-    """Zeros of (N, C, H, W) ``shape``, stored channels-last when ``like`` is (the Winograd
-    path's outputs are): elementwise passes that mix the two then run over matching,
-    contiguous rows instead of one strided operand."""
+def _zeros_laid_out_like(shape, like, dtype=None):
+    """Zeros of (N, C, H, W) ``shape`` (dtype: like's by default), stored channels-last
+    when ``like`` is (the CPU conv outputs are): elementwise passes that mix the two then
+    run over matching, contiguous rows instead of one strided operand."""
     xp = get_array_module(like)
+    dtype = like.dtype if dtype is None else dtype
     if is_channels_last(like):
         n, c, h, w = shape
-        return xp.zeros((n, h, w, c), dtype=like.dtype).transpose(0, 3, 1, 2)
-    return xp.zeros(shape, dtype=like.dtype)
+        return xp.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return xp.zeros(shape, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- conv
@@ -379,24 +381,32 @@ def winograd_output(m, out, bias=None):
 
 # Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
 # that the transforms of one chunk work in cache and V and M (4x the size of the input
-# and output) never exist whole; but with at least WINOGRAD_MIN_TILES tiles (GEMM
-# rows), so that the GEMMs stay efficient.
+# and output) never exist whole, with at least WINOGRAD_MIN_TILES tiles (GEMM rows) each
+# so that the GEMMs stay efficient. The chunks come in up to WINOGRAD_GROUPS groups of
+# contiguous rows, which run on the CPU threads (:func:`_chunk_map`), each group's chunks
+# in order. The split depends on the shapes only, never on the thread count, so the
+# sums (and their rounding) are the same on any machine.
 WINOGRAD_CHUNK = 1 << 20
-WINOGRAD_MIN_TILES = 1024
+WINOGRAD_MIN_TILES = 128
+WINOGRAD_GROUPS = 4
 
 
 def _chunk_map(xp):
-    """How the chunks of a conv run: spread over CPU threads (each chunk's transforms
+    """How the groups of a conv run: spread over CPU threads (each group's transforms
     and GEMMs are independent; see :mod:`minicnn.threads`), in order on a GPU."""
     if xp is numpy:
         return parallel_map
     return lambda function, items: [function(item) for item in items]
 
 
-def _row_chunks(th, tiles_per_row, channels):
-    step = max(WINOGRAD_CHUNK // (16 * channels * tiles_per_row),
-               -(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
-    return [(r0, min(th, r0 + step)) for r0 in range(0, th, step)]
+def _row_groups(th, tiles_per_row, channels):
+    """Tile rows 0..th-1 as groups of chunks: [[(r0, r1), ...], ...], in row order."""
+    min_rows = max(-(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
+    groups = max(1, min(WINOGRAD_GROUPS, th // min_rows))
+    step = max(WINOGRAD_CHUNK // (16 * channels * tiles_per_row), min_rows)
+    bounds = [th * g // groups for g in range(groups + 1)]
+    return [[(r0, min(g1, r0 + step)) for r0 in range(g0, g1, step)]
+            for g0, g1 in zip(bounds, bounds[1:])]
 
 
 def winograd_conv3x3(x, u, bias=None):
@@ -411,11 +421,12 @@ def winograd_conv3x3(x, u, bias=None):
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
 
-    def chunk(rows):
-        v = winograd_input(ph, *rows)
-        winograd_output(xp.matmul(v, u_t), y[:, rows[0]:rows[1]], bias)  # (T, C) @ (C, O)
+    def group(chunks):
+        for r0, r1 in chunks:
+            v = winograd_input(ph, r0, r1)
+            winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # (T, C) @ (C, O)
 
-    _chunk_map(xp)(chunk, _row_chunks(th, n * tw, max(c, o)))
+    _chunk_map(xp)(group, _row_groups(th, n * tw, max(c, o)))
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
 
@@ -433,23 +444,29 @@ def winograd_conv3x3_backward_params(dy, x):
     dypad = xp.zeros((n, th, 2, tw, 2, o), dtype=dtype)          # channels-last, like ph
     dypad.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w] = dy.transpose(0, 2, 3, 1)
 
-    def chunk(bounds):
-        r0, r1 = bounds
-        rows = r1 - r0
-        d = dypad[:, r0:r1]
-        half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
-        for p in range(2):
-            _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
-        dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
-        for j in range(4):
-            _a(half[j, 0], half[j, 1], out=dm[:, j])
-        v = winograd_input(ph, r0, r1)
-        return xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
+    def group(chunks):
+        du = None
+        for r0, r1 in chunks:
+            rows = r1 - r0
+            d = dypad[:, r0:r1]
+            half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
+            for p in range(2):
+                _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
+            dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
+            for j in range(4):
+                _a(half[j, 0], half[j, 1], out=dm[:, j])
+            v = winograd_input(ph, r0, r1)
+            part = xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
+            if du is None:
+                du = part
+            else:
+                du += part
+        return du
 
-    partial = _chunk_map(xp)(chunk, _row_chunks(th, n * tw, max(c, o)))
+    partial = _chunk_map(xp)(group, _row_groups(th, n * tw, max(c, o)))
     du = partial[0]
-    for more in partial[1:]:                                     # in chunk order
-        du = du + more
+    for more in partial[1:]:                                     # in group order
+        du += more
     du = du.reshape(4, 4, o * c)
     g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
     _gt(du[0], du[1], du[2], du[3], out=g)

@@ -161,8 +161,9 @@ class ReLU(Layer):
     def forward(self, x):
         xp = get_array_module(x)
         y = xp.maximum(x, xp.zeros((), dtype=x.dtype))
-        # the output doubles as the backward mask (y > 0 exactly where x > 0): one pass
-        # here, and no mask array kept (the next layer holds y anyway)
+        # the output doubles as the backward mask (y > 0 exactly where x > 0; a NaN
+        # passes through, as in PyTorch): one pass here instead of two. Where a conv
+        # follows it keeps y anyway; before a pool y costs 4 bytes per element, not 1
         self.cache = {"output": y}
         return y
 

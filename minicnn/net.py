@@ -116,7 +116,8 @@ class Net:
     # ------------------------------------------------------------------ passes
     def forward(self, x, until=None):
         """x: (N, C, H, W) float32 (preprocessed) -> output of the last layer (class
-        scores before any softmax) or of layer ``until``."""
+        scores before any softmax) or of layer ``until``. Layers keep references to their
+        outputs for the backward pass (a ReLU's output is its mask): edit a copy."""
         stop = len(self.layers) - 1 if until is None else self.index(until)
         xp = np if self.device == "cpu" else require_cupy()
         if get_array_module(x) is not xp:
@@ -246,6 +247,8 @@ class Net:
         for name, layer in self.layers.items():
             twin = type(layer)(**layer.config())
             twin.params, twin.training = layer.params, layer.training
+            if hasattr(layer, "rng"):       # dropout: an independent child stream
+                twin.rng = layer.rng.spawn(1)[0]
             layers.append((name, twin))
         twin_net = Net(layers, self.meta)
         twin_net.device = self.device

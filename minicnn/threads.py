@@ -1,26 +1,37 @@
 """CPU threads for the array work NumPy runs on one core.
 
 NumPy releases the GIL inside array operations, so independent pieces of work (the
-shards of a training batch, the tile-row chunks of a Winograd conv) run in parallel in
+shards of a training batch, the tile-row groups of a Winograd conv) run in parallel in
 plain threads. While they do, each BLAS call is limited to one thread (threadpoolctl),
 so that the pieces' GEMMs share the cores instead of oversubscribing them. A call made
-from inside a worker runs its items serially: no nested pools, no deadlock.
+from inside a worker runs its items serially: no nested pools, no deadlock. Callers
+split work by shape only, never by the thread count, so results do not depend on it.
 
-The thread count is ``os.cpu_count()``, or the environment variable MINICNN_THREADS
-when set; :func:`set_threads` changes it (1: everything runs serially, as NumPy would).
+The thread count is the number of CPUs this process may use, or the environment
+variable MINICNN_THREADS when set; :func:`set_threads` changes it (1: everything runs
+serially in the calling thread, as plain NumPy would).
 """
+import contextvars
 import os
 import threading
 
 _local = threading.local()
 _lock = threading.Lock()
-_state = {"threads": None, "pool": None, "pool_size": 0, "controller": None}
+_state = {"threads": None, "pool": None, "pool_size": 0, "controller": None, "limit": None,
+          "active": 0}
+
+
+def _available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))    # honours taskset / container CPU sets
+    except AttributeError:                     # not on Linux
+        return os.cpu_count() or 1
 
 
 def _threads_from_environment():
     text = os.environ.get("MINICNN_THREADS")
     if text is None:
-        return os.cpu_count() or 1
+        return _available_cpus()
     try:
         value = int(text)
     except ValueError:
@@ -39,34 +50,54 @@ def get_threads():
 
 def set_threads(count):
     """Use ``count`` (>= 1) threads from now on; returns the previous count."""
-    if not isinstance(count, int) or count < 1:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"threads must be an integer >= 1, got {count!r}")
-    previous, _state["threads"] = get_threads(), count
+    with _lock:
+        previous, _state["threads"] = get_threads(), count
     return previous
 
 
-def _pool_and_controller(count):
+def _pool(workers):
+    """The shared pool with ``workers`` threads (a new one when the count changed; a map
+    still running on the old one keeps it alive until it ends); the BLAS controller."""
     with _lock:
-        if _state["pool"] is None or _state["pool_size"] != count:
+        if _state["pool"] is None or _state["pool_size"] != workers:
             from concurrent.futures import ThreadPoolExecutor
             from threadpoolctl import ThreadpoolController
-            if _state["pool"] is not None:
-                _state["pool"].shutdown(wait=False)
-            _state["pool"] = ThreadPoolExecutor(count, thread_name_prefix="minicnn")
-            _state["pool_size"] = count
+            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
+            _state["pool_size"] = workers
             if _state["controller"] is None:
                 _state["controller"] = ThreadpoolController()
         return _state["pool"], _state["controller"]
 
 
+def _enter_blas_limit(controller):
+    # process-global: the first of overlapping parallel_map calls limits BLAS to one
+    # thread, the last restores it
+    with _lock:
+        if _state["active"] == 0:
+            _state["limit"] = controller.limit(limits=1, user_api="blas")
+        _state["active"] += 1
+
+
+def _leave_blas_limit():
+    with _lock:
+        _state["active"] -= 1
+        if _state["active"] == 0:
+            _state["limit"].restore_original_limits()
+            _state["limit"] = None
+
+
 def parallel_map(function, items):
     """[function(item) for item in items], the items spread over the threads (results in
-    item order). Serial when there is one thread or one item, or inside a worker."""
+    item order). Serial when there is one thread or one item, or inside a worker. Every
+    item runs to the end before an exception (the first in item order) is re-raised;
+    each runs in a copy of the caller's context (np.errstate holds there)."""
     items = list(items)
     count = min(get_threads(), len(items))
     if count <= 1 or getattr(_local, "inside", False):
         return [function(item) for item in items]
-    pool, controller = _pool_and_controller(get_threads())
+    pool, controller = _pool(get_threads())
 
     def run(item):
         _local.inside = True
@@ -75,5 +106,11 @@ def parallel_map(function, items):
         finally:
             _local.inside = False
 
-    with controller.limit(limits=1, user_api="blas"):
-        return list(pool.map(run, items))
+    _enter_blas_limit(controller)
+    try:
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        for future in futures:          # wait for all: no worker may outlive the call
+            future.exception()
+        return [future.result() for future in futures]
+    finally:
+        _leave_blas_limit()

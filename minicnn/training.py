@@ -75,28 +75,32 @@ def learning_rate(step, total_steps, base_lr, warmup_steps):
 
 class DataParallel:
     """One training batch split into ``threads`` even shards, each run forward and
-    backward by its own replica of the net (own caches and dropout; shared parameters,
-    see :meth:`Net.replica`) on the worker threads of :func:`minicnn.threads.parallel_map`;
-    the parameter gradients are summed into the net's ``grads`` in shard order
-    (deterministic).
+    backward by its own replica of the net (own caches, gradients and dropout
+    generators; shared parameters, see :meth:`Net.replica`) on the worker threads of
+    :func:`minicnn.threads.parallel_map`; the parameter gradients are summed into the
+    net's ``grads`` in shard order. Results depend on the shard count, not on how many
+    threads run them.
 
     Why threads help on the CPU: NumPy releases the GIL inside array operations, and the
     single-threaded elementwise passes (Winograd transforms, ReLU, pooling) dominate a
     small net's step; meanwhile each BLAS call is limited to one thread, so the GEMMs of
-    the shards share the cores instead of oversubscribing them. threads=1 (and any CuPy
-    net) runs the whole batch in the calling thread."""
+    the shards share the cores instead of oversubscribing them. One shard (and any CuPy
+    net) runs the whole batch as a plain forward and backward."""
 
     def __init__(self, net, threads=1):
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.net = net
-        self.threads = 1 if net.device != "cpu" else int(threads)
+        self.threads = 1 if net.device != "cpu" else threads
         self.nets = [net] + [net.replica() for _ in range(self.threads - 1)]
 
     def forward_backward(self, x, labels):
         """Mean softmax cross-entropy of x (N, C, H, W), labels (N,), with every
         parameter gradient in ``net.grads`` -> (loss, logits (N, K))."""
         n = len(x)
+        if n < 1 or len(labels) != n:
+            raise ValueError(f"forward_backward needs a non-empty batch with one label per "
+                             f"example, got {n} examples and {len(labels)} labels")
         shards = min(len(self.nets), n)     # no empty shards for a batch smaller than that
         bounds = [n * s // shards for s in range(shards + 1)]
 
@@ -123,6 +127,8 @@ def train_step(net, optimizer, x, labels, lr, parallel=None):
     """One SGD step on a batch x (N, C, H, W), labels (N,) -> (loss, correct count).
     ``parallel``: a :class:`DataParallel` of ``net`` to split the batch over threads."""
     parallel = parallel or DataParallel(net)
+    if parallel.net is not net:
+        raise ValueError("train_step: parallel was built for another net")
     loss, logits = parallel.forward_backward(x, labels)
     optimizer.step(lr)
     xp = get_array_module(logits)

@@ -97,7 +97,7 @@ def test_winograd_backward_is_the_exact_adjoint_in_float64(xp, shape, seed):
 
 
 def test_winograd_chunks_cover_every_tile_row(xp, monkeypatch):
-    """Tiny chunks (one tile row each) give the same result as one chunk."""
+    """Tiny chunks (one tile row each, in groups) give the same result as one chunk."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 5, 11, 7))
     weight = rng.standard_normal((4, 5, 3, 3))
@@ -107,7 +107,9 @@ def test_winograd_chunks_cover_every_tile_row(xp, monkeypatch):
              _np(F.conv2d_backward_params_winograd(args[2], args[0])[0])]
     monkeypatch.setattr(F, "WINOGRAD_CHUNK", 1)
     monkeypatch.setattr(F, "WINOGRAD_MIN_TILES", 1)
-    assert len(F._row_chunks(6, 4, 5)) == 6
+    groups = F._row_groups(6, 4, 5)
+    assert len(groups) == F.WINOGRAD_GROUPS
+    assert [rows for group in groups for rows in group] == [(r, r + 1) for r in range(6)]
     np.testing.assert_allclose(_np(F.conv2d_winograd(args[0], args[1], None)), whole[0],
                                rtol=1e-12)
     np.testing.assert_allclose(_np(F.conv2d_backward_params_winograd(args[2], args[0])[0]),
@@ -228,7 +230,8 @@ def test_whole_net_on_the_fast_paths_equals_the_general_paths(rule, size, batch,
     """A VGG-style net whose convs take the Winograd path (channels-last outputs, so the
     ReLU, pool, flatten and their backward passes meet mixed memory layouts) gives, in
     float64, the outputs, signals at the input and parameter gradients of the same net
-    run entirely on the general paths (contiguous NCHW arrays)."""
+    run entirely on the general paths (im2col convs, whose NumPy outputs are channels-last
+    too, and k*k pooling)."""
     k = F.WINOGRAD_MIN_CHANNELS
     net = minicnn.vgg_from_config([k, k, "M", k, k], num_classes=3, input_size=(size, size),
                                   fc_sizes=(5,), dropout=0.0, seed=seed)

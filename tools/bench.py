@@ -43,6 +43,7 @@ import minicnn  # noqa: E402
 from minicnn.backend import get_array_module, to_numpy  # noqa: E402
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.summary import summarize, totals  # noqa: E402
+from minicnn.threads import set_threads  # noqa: E402
 from minicnn.training import DataParallel  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -339,6 +340,7 @@ def main(argv=None):
 
     torch = None if args.no_torch else import_torch()
     threads, blas = blas_threads()
+    set_threads(threads)   # minicnn's own threads = BLAS's = PyTorch's
     if torch is not None:
         torch.set_num_threads(threads)
         # float32 against float32: PyTorch's cuDNN convs default to TF32 on Ampere and

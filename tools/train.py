@@ -30,6 +30,7 @@ from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMis
                                             load_fashion_mnist)
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.preprocess import Preprocessing  # noqa: E402
+from minicnn.threads import get_threads, set_threads  # noqa: E402
 from minicnn.training import SGD, DataParallel, learning_rate, predict, train_step  # noqa: E402
 
 DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
@@ -73,9 +74,10 @@ def parse_args(argv=None):
                    help="test canvases for the final accuracy (one per test item)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes rendering canvases ahead of the training step")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="CPU: threads that each run a shard of every batch (one BLAS thread "
-                        "each); the result depends on this number (dropout masks per shard)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU: every batch is split into this many shards, run in as many "
+                        "threads (default: the CPUs available, or MINICNN_THREADS); the "
+                        "result depends on it (one dropout stream per shard)")
     p.add_argument("--init", metavar="MODEL.h5", default=None,
                    help="start from this model's weights and metadata (fine-tuning; fresh "
                         "momentum) instead of a random initialisation")
@@ -132,6 +134,12 @@ def save_checkpoint(run_dir, net, optimizer, step, meta):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        set_threads(get_threads() if args.threads is None else args.threads)
+        args.threads = get_threads()
+    except ValueError as exc:     # --threads 0, a bad MINICNN_THREADS
+        print(f"train.py: {exc}", file=sys.stderr)
+        return 2
     from tqdm import tqdm
     try:
         train_images, train_labels = load_fashion_mnist("train", args.data)
