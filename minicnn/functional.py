@@ -333,14 +333,21 @@ def _phases(x, pad, hh, wh):
     transform step reads rows of contiguous (column, channel) values."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
-    out = xp.zeros((2, 2, n, hh, wh, c), dtype=x.dtype)
+    out = xp.empty((2, 2, n, hh, wh, c), dtype=x.dtype)
     for p in range(2):
         for q in range(2):
             # padded row 2r + p is input row 2r + p - pad: the phase starts at input row r0
             r0, c0 = (p - pad) % 2, (q - pad) % 2
             part = x[:, :, r0::2, c0::2].transpose(0, 2, 3, 1)
             rs, cs = (r0 + pad) // 2, (c0 + pad) // 2
-            out[p, q, :, rs:rs + part.shape[1], cs:cs + part.shape[2]] = part
+            re, ce = rs + part.shape[1], cs + part.shape[2]
+            phase = out[p, q]
+            phase[:, rs:re, cs:ce] = part
+            # zero only the padding around it (the frame), not the whole array first
+            phase[:, :rs] = 0
+            phase[:, re:] = 0
+            phase[:, rs:re, :cs] = 0
+            phase[:, rs:re, ce:] = 0
     return out
 
 
