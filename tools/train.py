@@ -8,9 +8,9 @@ from a checkpoint continues exactly where it stopped.
 
 Needs Fashion-MNIST: apt-get install dataset-fashion-mnist (or --data DIR).
 
-The command that made weights/fashion_vgg.h5 (see weights/README.md; it ran on CuPy,
---device cpu runs the same code on NumPy, about 2.3 hours on 2 cores):
-    python tools/train.py --device cuda --workers 15 --epochs 6 --lr 0.03
+The command that made weights/fashion_vgg.h5 (see weights/README.md; about 80 minutes on
+2 CPU cores; --device cuda runs the same code on CuPy):
+    python tools/train.py --epochs 8 --threads 2 --workers 1
 """
 import argparse
 import json
@@ -51,7 +51,7 @@ def parse_args(argv=None):
                    help="conv widths, M (2x2 max-pool) and G (global max-pool), comma separated")
     p.add_argument("--fc", default="256", help="hidden fully connected sizes, comma separated")
     p.add_argument("--dropout", type=float, default=0.5, help="dropout after each hidden fc")
-    p.add_argument("--epochs", type=int, default=6, help="passes over the training items")
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training items")
     p.add_argument("--train-size", type=int, default=60000,
                    help="canvases per epoch (each a fresh rendering of a training item)")
     p.add_argument("--batch", type=int, default=64, help="minibatch size")
