@@ -614,4 +614,4 @@ def relu_backward(grad, relu_output, rule):
     positive_input = relu_output > 0
     if rule == "gradient":
         return grad * positive_input
-    return xp.maximum(grad, zero) * positive_input
+    return grad * (positive_input & (grad > zero))     # both masks as one boolean
