@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import minicnn  # noqa: E402
-from minicnn.backend import get_array_module, to_numpy  # noqa: E402
+from minicnn.backend import get_array_module, keep_freed_memory, to_numpy  # noqa: E402
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.summary import summarize, totals  # noqa: E402
 from minicnn.threads import set_threads  # noqa: E402
@@ -333,6 +333,7 @@ def main(argv=None):
                                  "(extension of NAME ignored)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    keep_freed_memory()    # as every minicnn tool does; PyTorch runs in this process too
     if args.memory_child:
         return memory_child(args)
     if args.quick:

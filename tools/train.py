@@ -28,6 +28,7 @@ import minicnn  # noqa: E402
 from minicnn.datasets.cluttered import ClutteredFashion, evaluation_split  # noqa: E402
 from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,  # noqa: E402
                                             load_fashion_mnist)
+from minicnn.backend import keep_freed_memory  # noqa: E402
 from minicnn.io import atomic_write  # noqa: E402
 from minicnn.preprocess import Preprocessing  # noqa: E402
 from minicnn.threads import get_threads, set_threads  # noqa: E402
@@ -134,6 +135,7 @@ def save_checkpoint(run_dir, net, optimizer, step, meta):
 
 def main(argv=None):
     args = parse_args(argv)
+    keep_freed_memory()
     try:
         set_threads(get_threads() if args.threads is None else args.threads)
         args.threads = get_threads()

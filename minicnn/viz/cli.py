@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from .. import assets
+from ..backend import keep_freed_memory
 from ..io import ModelFileError, atomic_write
 from ..preprocess import ImageError
 
@@ -165,6 +166,7 @@ EXPECTED_ERRORS = (ImportError, ImageError, ModelFileError, FileNotFoundError, V
 
 def run(main, prog, argv=None):
     """Call ``main(argv)``; expected errors -> one line on stderr and exit status 1."""
+    keep_freed_memory()
     try:
         return main(argv) or 0
     except KeyboardInterrupt:
