@@ -128,7 +128,9 @@ def use_winograd(x, weight_shape, stride, pad):
 def conv2d(x, weight, bias, stride=1, pad=0):
     """Cross-correlation (as PyTorch/Caffe): x (N, C, H, W), weight (O, C, kh, kw),
     bias (O,) or None -> (N, O, Ho, Wo). 3x3 stride-1 pad-1 convs take the Winograd path,
-    all others im2col + GEMM; both compute the same sums (up to rounding)."""
+    all others im2col + GEMM; both compute the same sums (up to rounding). On the CPU the
+    result is an (N, O, Ho, Wo) view of a channels-last buffer (same values; ``reshape``
+    of it copies)."""
     if use_winograd(x, weight.shape, stride, pad):
         return conv2d_winograd(x, weight, bias)
     return conv2d_im2col(x, weight, bias, stride, pad)
