@@ -5,6 +5,7 @@
   examples). Pick with HYPOTHESIS_PROFILE=thorough.
 - ``backend``: every property test that takes it runs on NumPy ("cpu") and again on
   CuPy ("cuda") when a GPU is present, so the GPU suite is the CPU suite run again.
+- ``two_threads``: minicnn's thread pool at two workers for one test.
 """
 import os
 
@@ -41,3 +42,12 @@ def xp(backend):
     import cupy
     return cupy
 
+
+
+@pytest.fixture
+def two_threads():
+    """minicnn's thread pool at two workers for the test (whatever the machine has)."""
+    from minicnn import threads
+    previous = threads.set_threads(2)
+    yield
+    threads.set_threads(previous)

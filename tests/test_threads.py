@@ -8,13 +8,6 @@ from minicnn import functional as F
 from minicnn import threads
 
 
-@pytest.fixture
-def two_threads():
-    previous = threads.set_threads(2)
-    yield
-    threads.set_threads(previous)
-
-
 def test_parallel_map_keeps_item_order_and_uses_worker_threads(two_threads):
     names = threads.parallel_map(lambda i: (i, threading.current_thread().name), range(6))
     assert [i for i, _ in names] == list(range(6))

@@ -93,16 +93,8 @@ def _winograd_sized_net():
                                    fc_sizes=(24,), dropout=0.0, seed=3)
 
 
-@pytest.fixture
-def two_worker_threads():
-    from minicnn import threads
-    previous = threads.set_threads(2)
-    yield
-    threads.set_threads(previous)
-
-
 @pytest.mark.parametrize("threads, batch", [(2, 8), (3, 7), (2, 1)])
-def test_data_parallel_matches_the_whole_batch_pass(two_worker_threads, threads, batch):
+def test_data_parallel_matches_the_whole_batch_pass(two_threads, threads, batch):
     """Shards in threads (uneven, or fewer examples than threads) give the whole batch's
     loss, logits and parameter gradients."""
     rng = np.random.default_rng(threads * 10 + batch)
@@ -125,7 +117,7 @@ def test_data_parallel_matches_the_whole_batch_pass(two_worker_threads, threads,
                                    err_msg=key)
 
 
-def test_replicas_share_parameters_and_follow_updates(two_worker_threads):
+def test_replicas_share_parameters_and_follow_updates(two_threads):
     net = _winograd_sized_net()
     parallel = DataParallel(net, 2)
     rng = np.random.default_rng(0)

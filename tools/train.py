@@ -137,7 +137,8 @@ def main(argv=None):
     args = parse_args(argv)
     keep_freed_memory()
     try:
-        set_threads(get_threads() if args.threads is None else args.threads)
+        if args.threads is not None:
+            set_threads(args.threads)
         args.threads = get_threads()
     except ValueError as exc:     # --threads 0, a bad MINICNN_THREADS
         print(f"train.py: {exc}", file=sys.stderr)
