@@ -18,9 +18,11 @@ setup(
         "PyMaxflow>=1.3",
         "matplotlib>=3.5",
         "threadpoolctl>=3.0",
+        "defusedxml>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.50"],
+        "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1"],
         "gpu": ["cupy-cuda12x"],
+        "dask": ["dask[distributed]>=2024.1"],
     },
 )

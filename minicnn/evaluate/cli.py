@@ -1,0 +1,207 @@
+"""``tools/evaluate.py``: measure saliency maps over a data set.
+
+Sub-commands:
+  localize   weakly supervised localisation error (ILSVRC rule), pointing game and mask
+             IoU of each saliency method, against baselines
+
+Examples:
+  python3 tools/evaluate.py localize --limit 200
+  python3 tools/evaluate.py localize --data cluttered-test --workers 2 --out eval-fashion
+  python3 tools/evaluate.py localize --weights vgg16.h5 --data ILSVRC/Data/CLS-LOC/val \\
+      --synsets LOC_synset_mapping.txt --methods gradient --scheduler tcp://10.0.0.5:8786
+  python3 tools/evaluate.py localize --out eval-fashion --resume    # after an interruption
+"""
+import os
+import shlex
+import sys
+
+from ..viz import cli
+from . import data as data_mod
+from . import report
+from .localization import METHODS, LocalizeSettings, evaluate_item, summarise
+from .runner import Job, RecordStore, file_digest, run
+
+PROG = "evaluate.py"
+FIGURE = "localize_best_worst.png"
+
+
+def _methods(text):
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        import argparse
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
+                                         f"{', '.join(METHODS)}, got {text!r}")
+    return names
+
+
+def _add_data_args(p):
+    p.add_argument("--data", default=data_mod.ClutteredTest.name, metavar="DATA",
+                   help="'cluttered-test' (the shipped model's 10,000 cluttered test canvases, "
+                        "rendered from the Debian package dataset-fashion-mnist) or a folder in "
+                        "the ILSVRC localisation layout: JPEG/PNG images in any sub-folders, one "
+                        "Pascal-VOC XML each (same stem, beside it or in a parallel "
+                        "Annotations/ tree)")
+    p.add_argument("--synsets", metavar="FILE", default=None,
+                   help="with a folder: line k is 'SYNSET description' and names class k "
+                        "(LOC_synset_mapping.txt)")
+    p.add_argument("--box-origin", type=int, choices=(0, 1), default=1,
+                   help="pixel numbering of the XML boxes: 1 (Pascal VOC, inclusive corners "
+                        "counted from 1) or 0")
+    p.add_argument("--fashion-dir", metavar="DIR", default=None,
+                   help="folder of the Fashion-MNIST IDX files (default: the Debian package's)")
+    p.add_argument("--limit", type=cli.positive_int, default=None, metavar="N",
+                   help="only the first N images (default: all)")
+
+
+def _add_run_args(p, default_out):
+    p.add_argument("--out", metavar="DIR", default=default_out,
+                   help="folder for the results (created if needed)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: keep its records, compute the "
+                        "rest (the settings must be the same; --limit may grow)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=cli.positive_int, default=None, metavar="N",
+                       help="run on a local Dask cluster of N worker processes (pip install "
+                            "-e '.[dask]'); default: in this process")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                       help="run on an existing Dask cluster (its workers need minicnn and "
+                            "the same paths to the model and the data)")
+    p.add_argument("--chunk-size", type=cli.positive_int, default=8, metavar="N",
+                   help="images per task sent to a worker")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser():
+    p = cli.parser(PROG, __doc__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=cli.Parser)
+    sub.required = True
+    loc = sub.add_parser(
+        "localize", formatter_class=cli._Formatter,
+        help="localisation error, pointing game and mask IoU of the saliency methods",
+        description=LOCALIZE_HELP)
+    cli.add_model_args(loc)
+    _add_data_args(loc)
+    loc.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M,M",
+                     help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+    loc.add_argument("--smoothgrad", type=cli.positive_int, default=25, metavar="N",
+                     help="samples of the smoothgrad method")
+    loc.add_argument("--noise", type=cli.fraction, default=0.15,
+                     help="SmoothGrad noise sigma as a fraction of the input range")
+    loc.add_argument("--tencrop", choices=("on", "off"), default="off",
+                     help="average the maps over ten crops (the paper's protocol; 10x the "
+                          "passes)")
+    loc.add_argument("--fg-quantile", type=cli.fraction, default=0.95,
+                     help="foreground colour-model seeds: saliency above this quantile")
+    loc.add_argument("--bg-quantile", type=cli.fraction, default=0.30,
+                     help="background colour-model seeds: saliency below this quantile")
+    loc.add_argument("--components", type=cli.positive_int, default=5,
+                     help="Gaussians per colour model")
+    loc.add_argument("--smoothness", type=cli.nonneg_float, default=50.0,
+                     help="weight of GraphCut's contrast-sensitive pairwise term")
+    loc.add_argument("--seed", type=cli.nonneg_int, default=0,
+                     help="seed of SmoothGrad's noise (with the image index) and the mixtures")
+    loc.add_argument("--tolerance", type=cli.nonneg_float, default=15.0, metavar="PX",
+                     help="pointing game: hit within this many pixels of a true box")
+    loc.add_argument("--tolerance-at", type=cli.nonneg_int, default=224, metavar="PX",
+                     help="the tolerance holds at this shorter image side and scales with "
+                          "it (0: PX in each image's own pixels)")
+    _add_run_args(loc, "eval-localize")
+    return p
+
+
+LOCALIZE_HELP = """\
+Weakly supervised localisation over a data set (Simonyan et al. 2013, Sect. 3.2).
+
+For every image: the top-5 classes; for each method, the saliency map of each top-5 class
+and of the true class, a box per top-5 class from saliency -> colour models -> GraphCut ->
+largest component (the code of tools/localize.py), and the arg-max point of the true
+class's map.
+
+Writes into --out:
+  records.jsonl        one JSON object per image, as it finishes
+  skipped.jsonl        images that could not be read, with the reason
+  summary.json / .md   localisation error (top-1, top-5), pointing game, mask IoU per
+                       method and for the baselines (centred box, whole image, centre)
+  localize_best_worst.png  best and worst localised images per method
+  run.json             the settings (checked by --resume)
+"""
+
+
+def _settings_record(args, net_path, source):
+    return {"command": "localize", "model": os.path.abspath(net_path),
+            "model_sha256": file_digest(net_path), "data": args.data,
+            "data_root": getattr(source, "root", None) or getattr(source, "folder", None),
+            "box_origin": args.box_origin, "settings": _settings(args).to_dict()}
+
+
+def _settings(args):
+    return LocalizeSettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
+                            noise=args.noise, seed=args.seed, tencrop=args.tencrop == "on",
+                            fg_quantile=args.fg_quantile, bg_quantile=args.bg_quantile,
+                            components=args.components, smoothness=args.smoothness)
+
+
+def localize(args, argv):
+    from functools import partial
+    from .. import assets
+    settings = _settings(args)
+    model = os.fspath(args.weights) if args.weights else str(assets.default_model())
+    net = cli.load_net(args)
+    source = data_mod.open_source(args.data, args.synsets, args.box_origin, args.fashion_dir)
+    names = source.class_names()
+    if net.num_classes != len(names):
+        raise ValueError(f"the model has {net.num_classes} classes but the data names "
+                         f"{len(names)}" + (f" (--synsets {args.synsets})" if args.synsets else ""))
+    store = RecordStore(args.out, _settings_record(args, model, source), resume=args.resume)
+    job = Job(model, partial(evaluate_item, settings=settings), device=args.device)
+    try:
+        run(job, source, store, limit=args.limit, chunk_size=args.chunk_size,
+            workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+            desc="localize")
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted; {len(store.records)} records kept in "
+                         f"{os.path.abspath(args.out)} (--resume continues)\n")
+        return 130
+    total = len(source) if args.limit is None else min(args.limit, len(source))
+    keys = {source.key(i) for i in range(total)}
+    records = [r for r in store.records if r["image"] in keys]
+    skipped = sum(1 for s in store.skipped if s["image"] in keys)
+    summary = summarise(records, settings.methods, args.tolerance, args.tolerance_at)
+    summary["skipped"] = skipped
+    command = "python3 tools/evaluate.py " + shlex.join(argv)
+    md = report.summary_markdown(summary, settings.methods, command, args.data, model, skipped)
+    index = {source.key(i): i for i in range(total)}
+    figure = report.best_worst_figure(records, settings.methods,
+                                      lambda key: source.item(index[key]), names)
+    cli.write_json(os.path.join(args.out, "summary.json"), summary)
+    _write_text(os.path.join(args.out, "summary.md"), md)
+    cli.write_png(os.path.join(args.out, FIGURE), figure)
+    print(md)
+    cli.report(os.path.join(args.out, "summary.json"), "summary")
+    cli.report(os.path.join(args.out, FIGURE), "figure")
+    return 0
+
+
+def _write_text(path, text):
+    from ..io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "localize":
+        if not args.bg_quantile < args.fg_quantile:
+            raise ValueError(f"--bg-quantile ({args.bg_quantile}) must be below "
+                             f"--fg-quantile ({args.fg_quantile})")
+        return localize(args, argv)
+    return 2
+
+
+def entry_point():
+    sys.exit(cli.run(main, PROG))

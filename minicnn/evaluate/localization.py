@@ -1,0 +1,238 @@
+"""Weakly supervised localisation measured over a data set (Simonyan et al. 2013, Sect. 3.2).
+
+Per image (:func:`evaluate_item`): the network's top-5 classes; for each method, the
+saliency map of each top-5 class and of the label, the box of each top-5 class from the
+same saliency -> colour models -> GraphCut -> largest component procedure as
+``tools/localize.py`` (:func:`minicnn.viz.localize_map`), the arg-max point of the label's
+map, and (where the data has masks) the IoU of the label's kept GraphCut component with
+the true mask. The result is one JSON-able record; :func:`summarise` turns records into
+the localisation error, pointing game and mask IoU of every method and of the baselines.
+
+Every record depends only on (model, image, settings, its index): SmoothGrad's noise is
+seeded by (seed, index), each image runs in its own batch, and the GraphCut runs with one
+BLAS thread, so a record is the same on any scheduler, worker count or chunk size.
+"""
+from dataclasses import asdict, dataclass, field
+import math
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..viz.inputs import network_view, tencrop_view
+from ..viz.localize import localize_map
+from ..viz.saliency import tencrop_saliency
+from . import metrics
+
+# method name -> (backward rule, uses SmoothGrad)
+METHODS = {"gradient": ("gradient", False), "deconvnet": ("deconvnet", False),
+           "guided": ("guided", False), "smoothgrad": ("gradient", True)}
+BASELINES = ("centre_box", "full_image")
+POINT_BASELINE = "centre_point"
+TOP_K = 5
+
+
+@dataclass
+class LocalizeSettings:
+    """Everything that decides a record besides the model and the image."""
+    methods: list = field(default_factory=lambda: list(METHODS))
+    smoothgrad_samples: int = 25
+    noise: float = 0.15
+    seed: int = 0
+    tencrop: bool = False
+    fg_quantile: float = 0.95
+    bg_quantile: float = 0.30
+    components: int = 5
+    smoothness: float = 50.0
+    batch_size: int = 32
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}"
+                             f"; choose from {', '.join(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"a method is named twice in {','.join(self.methods)}")
+        if not 0 <= self.bg_quantile < self.fg_quantile <= 1:
+            raise ValueError(f"need 0 <= bg quantile ({self.bg_quantile}) < fg quantile "
+                             f"({self.fg_quantile}) <= 1")
+        if "smoothgrad" in self.methods and self.smoothgrad_samples < 1:
+            raise ValueError("smoothgrad needs at least 1 sample")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def class_maps(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+               batch_size=32):
+    """Saliency maps of one image for several classes: (K, H, W) float32.
+
+    x (C, H, W) preprocessed. One forward pass (per chunk of SmoothGrad's noisy copies)
+    serves every class: each class is one backward pass of its one-hot score signal.
+    samples > 0: SmoothGrad (Smilkov et al. 2017), the signal averaged over ``samples``
+    copies with Gaussian noise of sigma = noise * (max - min) of x, drawn from ``seed``."""
+    x = np.asarray(to_numpy(x), np.float32)
+    classes = [int(c) for c in classes]
+    if samples:
+        rng = np.random.default_rng(seed)
+        sigma = np.float32(float(noise) * float(x.max() - x.min()))
+        inputs = x[None] + rng.standard_normal((samples,) + x.shape).astype(np.float32) * sigma
+    else:
+        inputs = x[None]
+    total = np.zeros((len(classes),) + x.shape, np.float64)
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        scores = net.forward(chunk)
+        for k, c in enumerate(classes):
+            seed_signal = np.zeros(scores.shape, np.float32)
+            seed_signal[:, c] = 1.0
+            total[k] += to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0)
+    return np.abs(total / len(inputs)).max(axis=1).astype(np.float32)
+
+
+def _view(net, item, tencrop):
+    from PIL import Image
+    source = ("image", Image.fromarray(item.image, "RGB"))
+    return (tencrop_view if tencrop else network_view)(net, source, item.key)
+
+
+def _scores(net, view, tencrop):
+    from ..viz.saliency import ten_crops
+    if tencrop:
+        crops = ten_crops(view.x, net.preprocessing.input_size)
+        return to_numpy(net.forward(crops)).astype(np.float64).mean(axis=0)
+    return to_numpy(net.forward(view.x[None])).astype(np.float64)[0]
+
+
+def _maps(net, view, classes, rule, smooth, settings, seed):
+    samples = settings.smoothgrad_samples if smooth else 0
+    if settings.tencrop:
+        return np.stack([tencrop_saliency(net, view.x, c, rule, samples, settings.noise,
+                                          seed).map[0] for c in classes])
+    return class_maps(net, view.x, classes, rule, samples, settings.noise, seed,
+                      settings.batch_size)
+
+
+def point_to_file(view, point):
+    """(x, y) pixel of the view -> the pixel of the image file holding its centre."""
+    (sx, sy), (ox, oy), (w, h) = view.scale, view.offset, view.size
+    fx = math.floor((point[0] + 0.5) * sx + ox)
+    fy = math.floor((point[1] + 0.5) * sy + oy)
+    return [min(max(fx, 0), w - 1), min(max(fy, 0), h - 1)]
+
+
+def mask_to_file(view, mask):
+    """(h, w) bool mask in view pixels -> (H, W) bool in the image file's pixels (each file
+    pixel takes the view pixel under its centre; outside the view: False)."""
+    (sx, sy), (ox, oy), (w, h) = view.scale, view.offset, view.size
+    if (sx, sy) == (1.0, 1.0) and (ox, oy) == (0.0, 0.0) and mask.shape == (h, w):
+        return mask
+    vy = np.floor(((np.arange(h) + 0.5) - oy) / sy).astype(np.int64)
+    vx = np.floor(((np.arange(w) + 0.5) - ox) / sx).astype(np.int64)
+    iny = (vy >= 0) & (vy < mask.shape[0])
+    inx = (vx >= 0) & (vx < mask.shape[1])
+    out = mask[np.clip(vy, 0, mask.shape[0] - 1)][:, np.clip(vx, 0, mask.shape[1] - 1)]
+    return out & iny[:, None] & inx[None, :]
+
+
+def evaluate_item(net, item, index, settings):
+    """One labelled image -> its record (a JSON-able dict, see the module docstring)."""
+    from threadpoolctl import threadpool_limits
+    view = _view(net, item, settings.tencrop)
+    scores = _scores(net, view, settings.tencrop)
+    top = [int(c) for c in np.argsort(-scores, kind="stable")[:TOP_K]]
+    label = int(item.label)
+    classes = top + ([label] if label not in top else [])
+    record = {"image": item.key, "label": label, "top5": top,
+              "true_boxes": [list(map(int, b)) for b in item.true_boxes],
+              "boxes": {}, "points": {}, "size": list(item.size),
+              "scores": [round(float(scores[c]), 6) for c in top]}
+    if item.mask is not None:
+        record["mask_iou"] = {}
+        record["mask_area"] = int(np.asarray(item.mask, bool).sum())
+    for method in settings.methods:
+        rule, smooth = METHODS[method]
+        maps = _maps(net, view, classes, rule, smooth, settings, (settings.seed, int(index)))
+        boxes = {}
+        # small colour-model fits: one BLAS thread is faster and the same on every worker
+        with threadpool_limits(1):
+            for k, c in enumerate(classes):
+                if c not in top and item.mask is None:
+                    continue                     # the label's box is only needed for masks
+                loc = localize_map(view.rgb, maps[k], settings.fg_quantile,
+                                   settings.bg_quantile, settings.components,
+                                   settings.smoothness, settings.seed)
+                if c in top:
+                    boxes[str(c)] = view.box_to_file(loc.box) if loc.box is not None else None
+                if c == label and item.mask is not None:
+                    record["mask_iou"][method] = round(
+                        metrics.mask_iou(mask_to_file(view, loc.mask), item.mask), 6)
+        record["boxes"][method] = boxes
+        m = maps[classes.index(label)]
+        y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+        record["points"][method] = point_to_file(view, (int(x), int(y)))
+    return record
+
+
+# ----------------------------------------------------------------------------- summary
+
+def mean_relative_box(records):
+    """Mean (width / W, height / H) of all true boxes: the size of the centred baseline."""
+    rel = [((b[2] - b[0]) / r["size"][0], (b[3] - b[1]) / r["size"][1])
+           for r in records for b in r["true_boxes"]]
+    return tuple(np.mean(rel, axis=0)) if rel else (0.5, 0.5)
+
+
+def record_guesses(record, method, rel_size=None):
+    """The (class, box) pairs of a record for ``method`` or a box baseline, top-5 order."""
+    if method == "centre_box":
+        box = metrics.centred_box(record["size"], rel_size)
+        return [(c, box) for c in record["top5"]]
+    if method == "full_image":
+        box = [0, 0, record["size"][0], record["size"][1]]
+        return [(c, box) for c in record["top5"]]
+    boxes = record["boxes"][method]
+    return [(c, boxes.get(str(c))) for c in record["top5"]]
+
+
+def label_iou(record, method):
+    """IoU of the label's box with its best true box (None when the label is not in the
+    top 5, so the method made no box for it)."""
+    box = record["boxes"][method].get(str(record["label"]), "missing")
+    if box == "missing":
+        return None
+    return metrics.best_iou(box, record["true_boxes"])
+
+
+def summarise(records, methods, tolerance=15.0, reference=224):
+    """Records -> the summary dict written to summary.json."""
+    n = len(records)
+    rel = mean_relative_box(records)
+    loc, point, mask = {}, {}, {}
+    for name in list(methods) + list(BASELINES):
+        top1 = [metrics.localisation_error(record_guesses(r, name, rel)[:1], r["label"],
+                                           r["true_boxes"]) for r in records]
+        top5 = [metrics.localisation_error(record_guesses(r, name, rel), r["label"],
+                                           r["true_boxes"]) for r in records]
+        loc[name] = {"top1": float(np.mean(top1)) if n else float("nan"),
+                     "top5": float(np.mean(top5)) if n else float("nan")}
+    labels = [r["label"] for r in records]
+    for name in list(methods) + [POINT_BASELINE]:
+        hits = []
+        for r in records:
+            p = ([r["size"][0] // 2, r["size"][1] // 2] if name == POINT_BASELINE
+                 else r["points"][name])
+            tol = metrics.tolerance_pixels(tolerance, r["size"], reference)
+            hits.append(metrics.pointing_hit(p, r["true_boxes"], tol))
+        point[name] = metrics.class_mean_accuracy(labels, hits)
+    with_mask = [r for r in records if "mask_iou" in r]
+    if with_mask:
+        for name in methods:
+            mask[name] = float(np.mean([r["mask_iou"][name] for r in with_mask]))
+        mask["full_image"] = float(np.mean([r["mask_area"] / (r["size"][0] * r["size"][1])
+                                            for r in with_mask]))
+    top1 = float(np.mean([r["top5"][0] == r["label"] for r in records])) if n else float("nan")
+    top5 = float(np.mean([r["label"] in r["top5"] for r in records])) if n else float("nan")
+    return {"n": n, "localisation_error": loc, "pointing_game": point, "mask_iou": mask,
+            "classification_error": {"top1": 1.0 - top1, "top5": 1.0 - top5},
+            "centre_box_size": [float(rel[0]), float(rel[1])],
+            "pointing_tolerance": {"pixels": float(tolerance), "at_shorter_side": reference}}
