@@ -11,8 +11,10 @@ Examples:
       --synsets LOC_synset_mapping.txt --methods gradient --scheduler tcp://10.0.0.5:8786
   python3 tools/evaluate.py localize --out eval-fashion --resume    # after an interruption
 """
+from contextlib import contextmanager
 import os
 import shlex
+import signal
 import sys
 
 from ..viz import cli
@@ -91,6 +93,10 @@ def build_parser():
     loc.add_argument("--tencrop", choices=("on", "off"), default="off",
                      help="average the maps over ten crops (the paper's protocol; 10x the "
                           "passes)")
+    loc.add_argument("--boxes", choices=("top5", "label"), default="top5",
+                     help="top5: a map and box for each top-5 class (the ILSVRC submission); "
+                          "label: only for the true class, about 5x less work and the same "
+                          "numbers (a pair whose class is wrong is an error whatever its box)")
     loc.add_argument("--fg-quantile", type=cli.fraction, default=0.95,
                      help="foreground colour-model seeds: saliency above this quantile")
     loc.add_argument("--bg-quantile", type=cli.fraction, default=0.30,
@@ -139,7 +145,8 @@ def _settings(args):
     return LocalizeSettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
                             noise=args.noise, seed=args.seed, tencrop=args.tencrop == "on",
                             fg_quantile=args.fg_quantile, bg_quantile=args.bg_quantile,
-                            components=args.components, smoothness=args.smoothness)
+                            components=args.components, smoothness=args.smoothness,
+                            boxes=args.boxes)
 
 
 def localize(args, argv):
@@ -156,13 +163,14 @@ def localize(args, argv):
     store = RecordStore(args.out, _settings_record(args, model, source), resume=args.resume)
     job = Job(model, partial(evaluate_item, settings=settings), device=args.device)
     try:
-        run(job, source, store, limit=args.limit, chunk_size=args.chunk_size,
-            workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-            desc="localize")
-    except KeyboardInterrupt:
+        with _stop_on_signals():
+            run(job, source, store, limit=args.limit, chunk_size=args.chunk_size,
+                workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+                desc="localize")
+    except KeyboardInterrupt as exc:
         sys.stderr.write(f"{PROG}: interrupted; {len(store.records)} records kept in "
                          f"{os.path.abspath(args.out)} (--resume continues)\n")
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     total = len(source) if args.limit is None else min(args.limit, len(source))
     keys = {source.key(i) for i in range(total)}
     records = [r for r in store.records if r["image"] in keys]
@@ -181,6 +189,26 @@ def localize(args, argv):
     cli.report(os.path.join(args.out, "summary.json"), "summary")
     cli.report(os.path.join(args.out, FIGURE), "figure")
     return 0
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C (close the cluster, keep the records)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals():
+    def stop(signum, frame):
+        raise Stopped(signum)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _write_text(path, text):

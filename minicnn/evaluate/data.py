@@ -184,21 +184,19 @@ def parse_annotation(path, origin=1):
 
 
 def _annotation_candidates(root, rel):
-    """XML paths to try for the image ``rel`` (relative to ``root``), in order."""
+    """XML paths to try for the image ``rel`` (relative to ``root``), in order: beside
+    it; ``root/Annotations/<same sub-path>``; the parallel tree, with a folder of the
+    image's path named like an image folder (Data, JPEGImages, ...) replaced by
+    Annotations (deepest first: ILSVRC's Data/CLS-LOC/val -> Annotations/CLS-LOC/val)."""
     folder, name = os.path.split(rel)
     stem = os.path.splitext(name)[0] + ".xml"
     out = [os.path.join(root, folder, stem)]
-    parts = folder.split(os.sep) if folder else []
-    for i, part in enumerate(parts):                 # .../Data/... -> .../Annotations/...
-        if part in IMAGE_DIRS:
-            for ann in ANNOTATION_DIRS:
-                out.append(os.path.join(root, *parts[:i], ann, *parts[i + 1:], stem))
-    for ann in ANNOTATION_DIRS:                      # root/Annotations/<same sub-path>
-        out.append(os.path.join(root, ann, folder, stem))
-    parent, base = os.path.split(root.rstrip(os.sep))
-    for ann in ANNOTATION_DIRS:                      # a sibling tree of the data root
-        if base in IMAGE_DIRS:
-            out.append(os.path.join(parent, ann, folder, stem))
+    out += [os.path.join(root, ann, folder, stem) for ann in ANNOTATION_DIRS]
+    parts = os.path.join(root, folder).split(os.sep)
+    for i in reversed(range(len(parts))):
+        if parts[i] in IMAGE_DIRS:
+            out += [os.sep.join(parts[:i] + [ann] + parts[i + 1:] + [stem])
+                    for ann in ANNOTATION_DIRS]
     return out
 
 
