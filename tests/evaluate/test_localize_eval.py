@@ -1,0 +1,244 @@
+"""tools/evaluate.py localize end to end on small data the tests make, and the pieces it
+is built from."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import assets
+from minicnn.evaluate import BoxFolder, ClutteredTest, LocalizeSettings, evaluate_item
+from minicnn.evaluate.localization import class_maps, mask_to_file, point_to_file
+from minicnn.evaluate.runner import Job, RecordStore, run
+from minicnn.viz.inputs import View
+from minicnn.viz.saliency import class_signal, saliency
+
+from conftest import TOOL, add_bad_items, make_box_folder, read_records
+
+
+@pytest.fixture(scope="module")
+def net():
+    return minicnn.load(assets.default_model())
+
+
+@pytest.fixture(scope="module")
+def sample_x(net):
+    return net.preprocess(minicnn.load_image(assets.samples()[0]["file"]))
+
+
+def evaluate(*args, timeout=300):
+    return subprocess.run([sys.executable, TOOL, "localize", "--no-progress", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+@pytest.mark.parametrize("rule", ["gradient", "deconvnet", "guided"])
+def test_class_maps_equal_one_batch_per_class(net, sample_x, rule):
+    """One forward and a backward per class == the viz saliency of a batch holding the
+    image once per class."""
+    classes = [3, 0, 7]
+    got = class_maps(net, sample_x, classes, rule)
+    want = saliency(net, np.repeat(sample_x[None], 3, axis=0), classes, rule).map
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * float(np.abs(want).max()))
+
+
+def test_class_maps_smoothgrad_is_the_mean_over_seeded_noisy_copies(net, sample_x):
+    got = class_maps(net, sample_x, [2, 5], "gradient", samples=6, noise=0.2, seed=(0, 4),
+                     batch_size=4)
+    rng = np.random.default_rng((0, 4))
+    sigma = np.float32(0.2 * float(sample_x.max() - sample_x.min()))
+    noisy = sample_x[None] + rng.standard_normal((6,) + sample_x.shape).astype(np.float32) * sigma
+    for k, c in enumerate([2, 5]):
+        signal_ = class_signal(net, noisy, np.full(6, c))[0].astype(np.float64).mean(axis=0)
+        np.testing.assert_allclose(got[k], np.abs(signal_).max(axis=0), rtol=1e-5,
+                                   atol=1e-6 * float(got[k].max()))
+
+
+def test_view_points_and_masks_map_to_file_pixels():
+    view = View(x=None, rgb=None, scale=(2.0, 2.0), offset=(4.0, 0.0), size=(20, 10), path="")
+    assert point_to_file(view, (0, 0)) == [5, 1]          # centre (0.5, 0.5) -> (5, 1)
+    assert point_to_file(view, (7, 4)) == [19, 9]         # clipped to the image
+    mask = np.zeros((5, 8), bool)
+    mask[1, 2] = True
+    full = mask_to_file(view, mask)
+    assert full.shape == (10, 20)
+    assert sorted(zip(*np.nonzero(full))) == [(2, 8), (2, 9), (3, 8), (3, 9)]
+    same = View(x=None, rgb=None, scale=(1.0, 1.0), offset=(0.0, 0.0), size=(8, 5), path="")
+    assert mask_to_file(same, mask) is mask
+
+
+def test_label_mode_records_equal_top5_mode_records(net, tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=2)
+    src = BoxFolder(root, synsets)
+    for i in range(len(src)):
+        item = src.item(i)
+        full = evaluate_item(net, item, i, LocalizeSettings(methods=["gradient", "guided"]))
+        lean = evaluate_item(net, item, i, LocalizeSettings(methods=["gradient", "guided"],
+                                                            boxes="label"))
+        label = str(item.label)
+        for m in ("gradient", "guided"):
+            assert len(full["boxes"][m]) == 5
+            assert lean["boxes"][m] == ({label: full["boxes"][m][label]}
+                                        if label in full["boxes"][m] else {})
+        assert lean["points"] == full["points"]
+        assert lean["top5"] == full["top5"]
+
+
+# ----------------------------------------------------------------------------- command
+
+def test_localize_on_an_ilsvrc_folder(tmp_path):
+    root, synsets, expected = make_box_folder(tmp_path, count=5)
+    bad = add_bad_items(root)
+    out = tmp_path / "out"
+    r = evaluate("--data", str(root), "--synsets", str(synsets), "--methods",
+                 "gradient,smoothgrad", "--smoothgrad", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    skipped_lines = [line for line in r.stderr.splitlines() if line.startswith("skipped")]
+    assert len(skipped_lines) == 3 and all(any(b in line for b in bad) for line in skipped_lines)
+    records = read_records(out)
+    assert [rec["image"] for rec in records] == sorted(expected)       # data order
+    for rec in records:
+        label, truth = expected[rec["image"]]
+        assert rec["label"] == label and rec["true_boxes"] == truth
+        w, h = rec["size"]
+        assert len(rec["top5"]) == 5 and len(set(rec["top5"])) == 5
+        for m in ("gradient", "smoothgrad"):
+            assert sorted(rec["boxes"][m]) == sorted(str(c) for c in rec["top5"])
+            for box in rec["boxes"][m].values():
+                assert box is None or (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h)
+            x, y = rec["points"][m]
+            assert 0 <= x < w and 0 <= y < h
+    assert next(rec for rec in records if rec["image"].startswith("extra/"))["size"] in ([96, 80], [64, 64])
+    skipped = [json.loads(line) for line in open(out / "skipped.jsonl")]
+    assert sorted(s["image"] for s in skipped) == bad
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == len(expected) and summary["skipped"] == 3
+    assert set(summary["localisation_error"]) == {"gradient", "smoothgrad", "centre_box",
+                                                  "full_image"}
+    assert set(summary["pointing_game"]) == {"gradient", "smoothgrad", "centre_point"}
+    for v in summary["localisation_error"].values():
+        assert 0 <= v["top1"] <= 1 and v["top5"] <= v["top1"]
+    md = (out / "summary.md").read_text()
+    assert "| gradient (Simonyan et al.) |" in md and "tools/evaluate.py localize" in md
+    from PIL import Image
+    assert Image.open(out / "localize_best_worst.png").size[0] > 200
+
+
+def test_localize_on_cluttered_canvases_measures_masks(tmp_path, fashion_dir):
+    out = tmp_path / "out"
+    r = evaluate("--data", "cluttered-test", "--fashion-dir", str(fashion_dir),
+                 "--methods", "gradient,deconvnet", "--boxes", "label", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    records = read_records(out)
+    assert [rec["image"] for rec in records] == [f"canvas_{i:05d}.png" for i in range(6)]
+    for rec in records:
+        assert set(rec["mask_iou"]) == {"gradient", "deconvnet"}
+        assert all(0 <= v <= 1 for v in rec["mask_iou"].values())
+        assert rec["mask_area"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["mask_iou"]) == {"gradient", "deconvnet", "full_image"}
+    assert summary["mask_iou"]["full_image"] == pytest.approx(
+        np.mean([rec["mask_area"] / 64 ** 2 for rec in records]))
+
+
+def test_records_are_the_same_after_a_torn_write_and_resume(tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=5)
+    src = BoxFolder(root, synsets)
+    from functools import partial
+    settings = LocalizeSettings(methods=["gradient"], boxes="label")
+    job = Job(assets.default_model(), partial(evaluate_item, settings=settings))
+    whole = run(job, src, RecordStore(tmp_path / "whole", {"a": 1}), chunk_size=2,
+                progress=False)
+    part_dir = tmp_path / "part"
+    run(job, src, RecordStore(part_dir, {"a": 1}), limit=3, chunk_size=2, progress=False)
+    with open(part_dir / "records.jsonl", "a") as f:
+        f.write('{"image": "ILSVRC2012_val_000000')            # a write cut short
+    with pytest.raises(ValueError, match="already holds an evaluation"):
+        RecordStore(part_dir, {"a": 1})
+    with pytest.raises(ValueError, match="other settings"):
+        RecordStore(part_dir, {"a": 2}, resume=True)
+    resumed = run(job, src, RecordStore(part_dir, {"a": 1}, resume=True), chunk_size=3,
+                  progress=False)
+    assert resumed.records == whole.records
+    assert (part_dir / "records.jsonl").read_bytes() == (tmp_path / "whole" / "records.jsonl").read_bytes()
+
+
+def test_ctrl_c_keeps_finished_records_and_resume_completes_them(tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=6)
+    args = ["--data", str(root), "--synsets", str(synsets), "--methods", "gradient",
+            "--boxes", "label", "--chunk-size", "1"]
+    ref = evaluate(*args, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, TOOL, "localize", "--no-progress", *args,
+                             "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or records.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err
+    kept = records.read_text().count("\n")
+    assert 2 <= kept < 6
+    again = evaluate(*args, "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert records.read_bytes() == (tmp_path / "ref" / "records.jsonl").read_bytes()
+
+
+def test_dask_cluster_of_two_workers_gives_identical_records(tmp_path):
+    pytest.importorskip("dask.distributed")
+    root, synsets, _ = make_box_folder(tmp_path, count=6)
+    args = ["--data", str(root), "--synsets", str(synsets), "--methods",
+            "gradient,smoothgrad", "--smoothgrad", "3", "--boxes", "label"]
+    here = evaluate(*args, "--out", str(tmp_path / "here"))
+    assert here.returncode == 0, here.stderr
+    dask = evaluate(*args, "--out", str(tmp_path / "dask"), "--workers", "2",
+                    "--chunk-size", "2")
+    assert dask.returncode == 0, dask.stderr
+    assert (tmp_path / "dask" / "records.jsonl").read_bytes() == \
+        (tmp_path / "here" / "records.jsonl").read_bytes()
+    assert json.loads((tmp_path / "dask" / "summary.json").read_text()) == \
+        json.loads((tmp_path / "here" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data", "{root}"], "needs --synsets"),
+    (["--data", "{root}", "--synsets", "{few}"], "the model has 10 classes but the data names 4"),
+    (["--data", "cluttered-test", "--fashion-dir", "{empty}"], "apt-get install dataset-fashion-mnist"),
+    (["--data", "{root}", "--synsets", "{synsets}", "--methods", "gradient,saliency"], "expected a comma-separated list"),
+    (["--data", "{root}", "--synsets", "{synsets}", "--bg-quantile", "0.99"], "must be below"),
+    (["--data", "{root}", "--synsets", "{synsets}", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not allowed with"),
+])
+def test_usage_errors_are_one_line(tmp_path, extra, message):
+    root, synsets, _ = make_box_folder(tmp_path, count=1)
+    few = tmp_path / "few.txt"
+    few.write_text("a A\nb B\nc C\nd D\n")
+    (tmp_path / "empty").mkdir()
+    fill = {"root": str(root), "synsets": str(synsets), "few": str(few),
+            "empty": str(tmp_path / "empty")}
+    r = evaluate(*[a.format(**fill) for a in extra], "--out", str(tmp_path / "o"))
+    assert r.returncode in (1, 2)
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o" / "records.jsonl").exists()
+
+
+def test_existing_results_are_not_overwritten_without_resume(tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=1)
+    args = ["--data", str(root), "--synsets", str(synsets), "--methods", "gradient",
+            "--out", str(tmp_path / "o")]
+    assert evaluate(*args).returncode == 0
+    before = (tmp_path / "o" / "records.jsonl").read_bytes()
+    r = evaluate(*args)
+    assert r.returncode == 1 and "--resume" in r.stderr
+    r = evaluate(*args[:-2], "--methods", "guided", "--out", str(tmp_path / "o"), "--resume")
+    assert r.returncode == 1 and "other settings (settings)" in r.stderr
+    assert (tmp_path / "o" / "records.jsonl").read_bytes() == before
