@@ -3,6 +3,8 @@
 Sub-commands:
   localize   weakly supervised localisation error (ILSVRC rule), pointing game and mask
              IoU of each saliency method, against baselines
+  sanity     model-parameter randomisation test: how much each method's map changes as
+             the learned weights are replaced by random ones
 
 Examples:
   python3 tools/evaluate.py localize --limit 200
@@ -84,12 +86,7 @@ def build_parser():
         description=LOCALIZE_HELP)
     cli.add_model_args(loc)
     _add_data_args(loc)
-    loc.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M,M",
-                     help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
-    loc.add_argument("--smoothgrad", type=cli.positive_int, default=25, metavar="N",
-                     help="samples of the smoothgrad method")
-    loc.add_argument("--noise", type=cli.fraction, default=0.15,
-                     help="SmoothGrad noise sigma as a fraction of the input range")
+    _add_method_args(loc)
     loc.add_argument("--tencrop", choices=("on", "off"), default="off",
                      help="average the maps over ten crops (the paper's protocol; 10x the "
                           "passes)")
@@ -113,7 +110,27 @@ def build_parser():
                      help="the tolerance holds at this shorter image side and scales with "
                           "it (0: PX in each image's own pixels)")
     _add_run_args(loc, "eval-localize")
+
+    san = sub.add_parser(
+        "sanity", formatter_class=cli._Formatter,
+        help="do the maps depend on the learned weights? (model-parameter randomisation)",
+        description=SANITY_HELP)
+    cli.add_model_args(san)
+    _add_data_args(san)
+    _add_method_args(san)
+    san.add_argument("--seed", type=cli.nonneg_int, default=0,
+                     help="seed of the re-initialised weights and of SmoothGrad's noise")
+    _add_run_args(san, "eval-sanity")
     return p
+
+
+def _add_method_args(p):
+    p.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M,M",
+                   help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+    p.add_argument("--smoothgrad", type=cli.positive_int, default=25, metavar="N",
+                   help="samples of the smoothgrad method")
+    p.add_argument("--noise", type=cli.fraction, default=0.15,
+                   help="SmoothGrad noise sigma as a fraction of the input range")
 
 
 LOCALIZE_HELP = """\
@@ -134,11 +151,21 @@ Writes into --out:
 """
 
 
-def _settings_record(args, net_path, source):
-    return {"command": "localize", "model": os.path.abspath(net_path),
-            "model_sha256": file_digest(net_path), "data": args.data,
-            "data_root": getattr(source, "root", None) or getattr(source, "folder", None),
-            "box_origin": args.box_origin, "settings": _settings(args).to_dict()}
+SANITY_HELP = """\
+The model-parameter randomisation test (Adebayo et al. 2018, "Sanity checks for saliency
+maps"). The weights of the network are re-initialised as at training start (He normal,
+zero biases, seeded), cascading from the top layer down to the first conv, and one layer
+at a time (the others trained). At each step, each method's map of the image's original
+top-1 class is compared with the trained network's: Spearman rank correlation of the
+absolute maps and of the signed signals, and SSIM of the maps scaled to [0, 1].
+
+Writes into --out:
+  records.jsonl        one JSON object per image: the similarities at every step
+  sanity.json / .md    means and standard deviations over the images
+  sanity_plot.png      correlation against the layers randomised, one line per method
+  sanity_cascade.png   one image's maps along the cascade, a row per method
+  run.json             the settings (checked by --resume)
+"""
 
 
 def _settings(args):
@@ -149,45 +176,121 @@ def _settings(args):
                             boxes=args.boxes)
 
 
+class Evaluation:
+    """What every sub-command shares: the model, the data, the record store in --out,
+    and running a per-image function over the images not yet recorded."""
+
+    def __init__(self, args, argv, settings):
+        from .. import assets
+        self.args = args
+        self.command = "python3 tools/evaluate.py " + shlex.join(argv)
+        self.model = os.fspath(args.weights) if args.weights else str(assets.default_model())
+        self.net = cli.load_net(args)
+        self.source = data_mod.open_source(args.data, args.synsets, args.box_origin,
+                                           args.fashion_dir)
+        self.names = self.source.class_names()
+        if self.net.num_classes != len(self.names):
+            raise ValueError(f"the model has {self.net.num_classes} classes but the data names "
+                             f"{len(self.names)}"
+                             + (f" (--synsets {args.synsets})" if args.synsets else ""))
+        root = getattr(self.source, "root", None) or getattr(self.source, "folder", None)
+        record = {"command": args.command, "model": os.path.abspath(self.model),
+                  "model_sha256": file_digest(self.model), "data": args.data,
+                  "data_root": root, "box_origin": args.box_origin,
+                  "settings": settings.to_dict()}
+        self.store = RecordStore(args.out, record, resume=args.resume)
+        self.total = (len(self.source) if args.limit is None
+                      else min(args.limit, len(self.source)))
+        self.keys = [self.source.key(i) for i in range(self.total)]
+
+    def run(self, evaluate):
+        """Records for every image (``evaluate(net, item, index)``). Returns None when
+        done, or the exit status after an interruption (the records are kept)."""
+        args = self.args
+        job = Job(self.model, evaluate, device=args.device)
+        try:
+            with _stop_on_signals():
+                run(job, self.source, self.store, limit=args.limit, chunk_size=args.chunk_size,
+                    workers=args.workers, scheduler=args.scheduler,
+                    progress=not args.no_progress, desc=args.command)
+        except KeyboardInterrupt as exc:
+            sys.stderr.write(f"{PROG}: interrupted; {len(self.store.records)} records kept in "
+                             f"{os.path.abspath(args.out)} (--resume continues)\n")
+            return 128 + getattr(exc, "signum", signal.SIGINT)
+        return None
+
+    def records(self):
+        """The records of the first --limit images, in data order."""
+        keys = set(self.keys)
+        return [r for r in self.store.records if r["image"] in keys]
+
+    def skipped(self):
+        keys = set(self.keys)
+        return sum(1 for s in self.store.skipped if s["image"] in keys)
+
+    def item(self, key):
+        return self.source.item(self.keys.index(key))
+
+    def write(self, name, content):
+        """Write DIR/name: a dict as JSON, a str as text, a PIL image as PNG."""
+        path = os.path.join(self.args.out, name)
+        if isinstance(content, dict):
+            cli.write_json(path, content)
+        elif isinstance(content, str):
+            _write_text(path, content)
+        else:
+            cli.write_png(path, content)
+        return path
+
+
 def localize(args, argv):
     from functools import partial
-    from .. import assets
     settings = _settings(args)
-    model = os.fspath(args.weights) if args.weights else str(assets.default_model())
-    net = cli.load_net(args)
-    source = data_mod.open_source(args.data, args.synsets, args.box_origin, args.fashion_dir)
-    names = source.class_names()
-    if net.num_classes != len(names):
-        raise ValueError(f"the model has {net.num_classes} classes but the data names "
-                         f"{len(names)}" + (f" (--synsets {args.synsets})" if args.synsets else ""))
-    store = RecordStore(args.out, _settings_record(args, model, source), resume=args.resume)
-    job = Job(model, partial(evaluate_item, settings=settings), device=args.device)
-    try:
-        with _stop_on_signals():
-            run(job, source, store, limit=args.limit, chunk_size=args.chunk_size,
-                workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-                desc="localize")
-    except KeyboardInterrupt as exc:
-        sys.stderr.write(f"{PROG}: interrupted; {len(store.records)} records kept in "
-                         f"{os.path.abspath(args.out)} (--resume continues)\n")
-        return 128 + getattr(exc, "signum", signal.SIGINT)
-    total = len(source) if args.limit is None else min(args.limit, len(source))
-    keys = {source.key(i) for i in range(total)}
-    records = [r for r in store.records if r["image"] in keys]
-    skipped = sum(1 for s in store.skipped if s["image"] in keys)
+    ev = Evaluation(args, argv, settings)
+    status = ev.run(partial(evaluate_item, settings=settings))
+    if status is not None:
+        return status
+    records, skipped = ev.records(), ev.skipped()
     summary = summarise(records, settings.methods, args.tolerance, args.tolerance_at)
     summary["skipped"] = skipped
-    command = "python3 tools/evaluate.py " + shlex.join(argv)
-    md = report.summary_markdown(summary, settings.methods, command, args.data, model, skipped)
-    index = {source.key(i): i for i in range(total)}
-    figure = report.best_worst_figure(records, settings.methods,
-                                      lambda key: source.item(index[key]), names)
-    cli.write_json(os.path.join(args.out, "summary.json"), summary)
-    _write_text(os.path.join(args.out, "summary.md"), md)
-    cli.write_png(os.path.join(args.out, FIGURE), figure)
+    md = report.summary_markdown(summary, settings.methods, ev.command, args.data, ev.model,
+                                 skipped)
+    figure = report.best_worst_figure(records, settings.methods, ev.item, ev.names)
+    paths = [ev.write("summary.json", summary), ev.write("summary.md", md),
+             ev.write(FIGURE, figure)]
     print(md)
-    cli.report(os.path.join(args.out, "summary.json"), "summary")
-    cli.report(os.path.join(args.out, FIGURE), "figure")
+    for path, what in zip(paths, ("summary", "table", "figure")):
+        cli.report(path, what)
+    return 0
+
+
+def sanity(args, argv):
+    from functools import partial
+    from . import sanity as san
+    settings = san.SanitySettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
+                                  noise=args.noise, seed=args.seed)
+    ev = Evaluation(args, argv, settings)
+    status = ev.run(partial(san.evaluate_item, settings=settings))
+    if status is not None:
+        return status
+    records = ev.records()
+    if not records:
+        raise ValueError("no image could be evaluated (see skipped.jsonl)")
+    summary = san.summarise(records, settings.methods)
+    summary["skipped"] = ev.skipped()
+    first = ev.item(records[0]["image"])
+    steps, maps, rgb = san.cascade_maps(ev.net, first, settings, ev.keys.index(first.key))
+    strip = report.cascade_strip(rgb, maps, steps, settings.methods,
+                                 title=f"{first.key}: saliency maps of class "
+                                       f"{ev.names[records[0]['class']]} as the layers are "
+                                       "randomised from the top down (cascade)")
+    md = report.sanity_markdown(summary, settings.methods, ev.command, args.data, ev.model)
+    paths = [ev.write("sanity.json", summary), ev.write("sanity.md", md),
+             ev.write("sanity_plot.png", report.sanity_plot(summary, settings.methods)),
+             ev.write("sanity_cascade.png", strip)]
+    print(md)
+    for path, what in zip(paths, ("summary", "table", "plot", "cascade strip")):
+        cli.report(path, what)
     return 0
 
 
@@ -228,7 +331,7 @@ def main(argv=None):
             raise ValueError(f"--bg-quantile ({args.bg_quantile}) must be below "
                              f"--fg-quantile ({args.fg_quantile})")
         return localize(args, argv)
-    return 2
+    return sanity(args, argv)
 
 
 def entry_point():

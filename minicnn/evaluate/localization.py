@@ -70,9 +70,9 @@ class LocalizeSettings:
         return asdict(self)
 
 
-def class_maps(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
-               batch_size=32):
-    """Saliency maps of one image for several classes: (K, H, W) float32.
+def class_signals(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+                  batch_size=32):
+    """Input-space signals of one image for several classes: (K, C, H, W) float64.
 
     x (C, H, W) preprocessed. One forward pass (per chunk of SmoothGrad's noisy copies)
     serves every class: each class is one backward pass of its one-hot score signal.
@@ -94,7 +94,15 @@ def class_maps(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
             seed_signal = np.zeros(scores.shape, np.float32)
             seed_signal[:, c] = 1.0
             total[k] += to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0)
-    return np.abs(total / len(inputs)).max(axis=1).astype(np.float32)
+    return total / len(inputs)
+
+
+def class_maps(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+               batch_size=32):
+    """Saliency maps M = max over channels |signal| of :func:`class_signals`: (K, H, W)
+    float32."""
+    signals = class_signals(net, x, classes, rule, samples, noise, seed, batch_size)
+    return np.abs(signals).max(axis=1).astype(np.float32)
 
 
 def _view(net, item, tencrop):

@@ -97,3 +97,84 @@ def best_worst_figure(records, methods, load_item, class_names, count=4):
         rows.append(panels)
     return render.grid(rows, title="Best and worst localised images per method (red: box from "
                                    "the true class's saliency map; green: true boxes)")
+
+
+# ----------------------------------------------------------------------------- sanity
+
+def _figure_to_image(fig):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def sanity_plot(summary, methods, key="spearman_abs"):
+    """Similarity to the trained net's map against the layers randomised: cascade (left;
+    x: randomised from the top down to this layer) and independent (right; x: the one
+    layer randomised). One line per method, the band is +-1 standard deviation over
+    images."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, mode in zip(axes, ("cascade", "independent")):
+        for method in methods:
+            rows = summary[mode][method]
+            x = np.arange(len(rows))
+            mean = np.array([r[key] for r in rows])
+            std = np.array([r[key + "_std"] for r in rows])
+            line, = ax.plot(x, mean, marker="o", label=LABELS.get(method, method))
+            ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=line.get_color())
+        ax.set_xticks(np.arange(len(rows)))
+        ax.set_xticklabels([r["layer"] for r in rows], rotation=45, ha="right")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(f"{mode} randomisation" + (" (top layer first)" if mode == "cascade" else ""))
+        ax.set_xlabel("randomised from the top down to" if mode == "cascade"
+                      else "the one randomised layer")
+        ax.grid(alpha=0.3)
+    names = {"spearman_abs": "Spearman rank correlation (absolute map)",
+             "spearman_signed": "Spearman rank correlation (signed signal)", "ssim": "SSIM"}
+    axes[0].set_ylabel(names.get(key, key))
+    axes[0].legend(loc="lower left")
+    fig.suptitle(f"Model-parameter randomisation test: similarity to the trained model's map, "
+                 f"{summary['n']} images")
+    image = _figure_to_image(fig)
+    plt.close(fig)
+    return image
+
+
+def cascade_strip(rgb, maps, steps, methods, title=""):
+    """One row per method: the image, then its saliency map at each cascade step.
+    maps: {method: [(H, W) map per step]}; steps: the step labels."""
+    rows = []
+    scale = render.upscale_factor(*rgb.shape[:2], target=112)
+    for method in methods:
+        panels = [render.panel(rgb, LABELS.get(method, method), scale=scale, font_size=12)]
+        for label, m in zip(steps, maps[method]):
+            panels.append(render.panel(render.heatmap(m), label, scale=scale, font_size=12))
+        rows.append(panels)
+    return render.grid(rows, title=title)
+
+
+def sanity_markdown(summary, methods, command, data, model):
+    """sanity.json as Markdown: a table per mode, rows = steps, columns = methods."""
+    lines = ["# Model-parameter randomisation test", "",
+             f"Model `{model}`, data `{data}`: **{summary['n']} images**. Mean over images "
+             "(and standard deviation) of the similarity between the trained model's map "
+             "and the map after randomisation.", ""]
+    for mode in ("cascade", "independent"):
+        for key, what in (("spearman_abs", "Spearman, absolute map"),
+                          ("spearman_signed", "Spearman, signed signal"), ("ssim", "SSIM")):
+            lines += [f"## {mode}: {what}", "",
+                      "| randomised | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
+                      "|---|" + "---|" * len(methods)]
+            rows = summary[mode][methods[0]]
+            for k, row in enumerate(rows):
+                cells = [f"{summary[mode][m][k][key]:.3f} ({summary[mode][m][k][key + '_std']:.2f})"
+                         for m in methods]
+                lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["Made by:", "", f"    {command}", ""]
+    return "\n".join(lines)
