@@ -1,7 +1,6 @@
 """tools/evaluate.py localize end to end on small data the tests make, and the pieces it
 is built from."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 import minicnn
 from minicnn import assets
-from minicnn.evaluate import BoxFolder, ClutteredTest, LocalizeSettings, evaluate_item
+from minicnn.evaluate import BoxFolder, LocalizeSettings, evaluate_item
 from minicnn.evaluate.localization import class_maps, mask_to_file, point_to_file
 from minicnn.evaluate.runner import Job, RecordStore, run
 from minicnn.viz.inputs import View
