@@ -31,13 +31,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from minicnn.viz import cli, figures  # noqa: E402
-from minicnn.viz.class_model import class_model  # noqa: E402
+from minicnn.viz.class_model import DEFAULTS, OBJECTIVES, class_model  # noqa: E402
 from minicnn.viz.inputs import resolve_classes  # noqa: E402
 
 PROG = "class_model.py"
-
-DEFAULTS = dict(steps=300, step=0.1, lam=0.01, jitter=2, blur_every=4, blur_sigma=1.0,
-                decay=0.0, norm_pct=0.0, init_noise=0.01)
 
 
 def build_parser():
@@ -53,6 +50,9 @@ def build_parser():
                         "RMS-normalised per image; see --raw-step)")
     p.add_argument("--raw-step", action="store_true",
                    help="plain gradient ascent x += step * gradient (no normalisation)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="score",
+                   help="what to maximise: the unnormalised score S_c (the paper), the "
+                        "softmax probability P_c, or log P_c")
     p.add_argument("--lam", "--lambda", dest="lam", type=cli.nonneg_float,
                    default=DEFAULTS["lam"], help="L2 penalty lambda of the objective "
                                                   "S_c(I) - lambda * ||I||^2")
@@ -95,8 +95,10 @@ def main(argv=None):
                          normalize=not args.raw_step, jitter=args.jitter,
                          blur_every=args.blur_every, blur_sigma=args.blur_sigma,
                          decay=args.decay, norm_pct=args.norm_pct, seed=args.seed,
-                         progress=not args.no_progress, init_noise=args.init_noise)
-    title = (f"Class models: argmax_I S_c(I) - {args.lam:g} ||I||^2, {args.steps} steps of "
+                         progress=not args.no_progress, init_noise=args.init_noise,
+                         objective=args.objective)
+    what = {"score": "S_c(I)", "softmax": "P_c(I)", "log-softmax": "log P_c(I)"}[args.objective]
+    title = (f"Class models: argmax_I {what} - {args.lam:g} ||I||^2, {args.steps} steps of "
              f"{args.step:g}{' (raw)' if args.raw_step else ''}, jitter {args.jitter}, blur "
              f"{args.blur_sigma:g} every {args.blur_every}, decay {args.decay:g}, norm pct "
              f"{args.norm_pct:g}, start noise {args.init_noise:g}, seed {args.seed}")

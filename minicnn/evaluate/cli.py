@@ -5,6 +5,7 @@ Sub-commands:
              IoU of each saliency method, against baselines
   sanity     model-parameter randomisation test: how much each method's map changes as
              the learned weights are replaced by random ones
+  class-objective  class models maximising S_c, P_c or log P_c, compared
 
 Examples:
   python3 tools/evaluate.py localize --limit 200
@@ -15,6 +16,8 @@ Examples:
 """
 from contextlib import contextmanager
 import os
+
+import numpy as np
 import shlex
 import signal
 import sys
@@ -121,7 +124,41 @@ def build_parser():
     san.add_argument("--seed", type=cli.nonneg_int, default=0,
                      help="seed of the re-initialised weights and of SmoothGrad's noise")
     _add_run_args(san, "eval-sanity")
+
+    obj = sub.add_parser(
+        "class-objective", formatter_class=cli._Formatter,
+        help="class models maximising S_c, P_c or log P_c, compared",
+        description=OBJECTIVE_HELP)
+    cli.add_model_args(obj)
+    from ..viz.class_model import DEFAULTS, OBJECTIVES
+    obj.add_argument("--objectives", type=_objectives, default=list(OBJECTIVES), metavar="O,O",
+                     help=f"comma-separated, from {', '.join(OBJECTIVES)} (default: all)")
+    obj.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
+                     help="class indices or names (default: every class)")
+    obj.add_argument("--steps", type=cli.nonneg_int, default=DEFAULTS["steps"])
+    obj.add_argument("--step", type=cli.positive_float, default=DEFAULTS["step"],
+                     help="RMS-normalised step size")
+    obj.add_argument("--lam", type=cli.nonneg_float, default=DEFAULTS["lam"],
+                     help="L2 penalty lambda")
+    obj.add_argument("--jitter", type=cli.nonneg_int, default=DEFAULTS["jitter"])
+    obj.add_argument("--blur-every", type=cli.nonneg_int, default=DEFAULTS["blur_every"])
+    obj.add_argument("--blur-sigma", type=cli.nonneg_float, default=DEFAULTS["blur_sigma"])
+    obj.add_argument("--init-noise", type=cli.nonneg_float, default=DEFAULTS["init_noise"])
+    obj.add_argument("--seed", type=cli.nonneg_int, default=0)
+    obj.add_argument("--out", metavar="DIR", default="eval-class-objective",
+                     help="folder for the results (created if needed)")
+    obj.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _objectives(text):
+    import argparse
+    from ..viz.class_model import OBJECTIVES
+    names = [o.strip() for o in text.split(",") if o.strip()]
+    if not names or any(o not in OBJECTIVES for o in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
+                                         f"{', '.join(OBJECTIVES)}, got {text!r}")
+    return names
 
 
 def _add_method_args(p):
@@ -165,6 +202,18 @@ Writes into --out:
   sanity_plot.png      correlation against the layers randomised, one line per method
   sanity_cascade.png   one image's maps along the cascade, a row per method
   run.json             the settings (checked by --resume)
+"""
+
+
+OBJECTIVE_HELP = """\
+Class models (Simonyan et al. 2013, Sect. 2) of every class, optimised with each
+objective: the unnormalised score S_c (the paper), the softmax probability P_c, and
+log P_c; same steps, regulariser, seed and start. Reports per class the final S_c, P_c and
+the mean and max of the other classes' scores: does maximising P_c raise S_c, or push
+the others down?
+
+Writes into --out: class_objective.json, class_objective.md, class_objective.png (a row
+per class, a column per objective).
 """
 
 
@@ -294,6 +343,53 @@ def sanity(args, argv):
     return 0
 
 
+def class_objective(args, argv):
+    from ..viz import figures, render
+    from ..viz.inputs import class_name, resolve_classes
+    from . import objective as objective_mod
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: exists and is not a folder")
+    net = cli.load_net(args)
+    classes = (resolve_classes(net, args.classes) if args.classes
+               else list(range(net.num_classes)))
+    settings = dict(steps=args.steps, step=args.step, l2=args.lam, jitter=args.jitter,
+                    blur_every=args.blur_every, blur_sigma=args.blur_sigma,
+                    init_noise=args.init_noise, seed=args.seed)
+    results, rows = objective_mod.compare_objectives(net, classes, args.objectives,
+                                                     progress=not args.no_progress, **settings)
+    for row in rows:
+        row["name"] = class_name(net, row["class"])
+    summary = {"classes": rows, "mean": objective_mod.means(rows, args.objectives),
+               "settings": settings}
+    command = "python3 tools/evaluate.py " + shlex.join(argv)
+    tiles = []
+    for k, c in enumerate(classes):
+        row = []
+        for o in args.objectives:
+            single = type(results[o])(x=results[o].x[k:k + 1], classes=results[o].classes[k:k + 1],
+                                      scores=results[o].scores[k:k + 1], history=None)
+            panel = figures.class_model_figure(net, single, columns=1)
+            nums = rows[k]["objectives"][o]
+            row.append(render.panel(np.asarray(panel.crop((0, 0, panel.width, panel.height))),
+                                    f"max {o}: S_c={nums['S_c']:.1f} P_c={nums['P_c']:.2f}\n"
+                                    f"others mean {nums['others_mean']:.1f} max "
+                                    f"{nums['others_max']:.1f}", scale=1, font_size=12))
+        tiles.append(row)
+    picture = render.grid(tiles, title="Class models maximising " + ", ".join(args.objectives)
+                                       + " (columns), same steps, regulariser, seed and start")
+    md = report.objective_markdown(summary, args.objectives, command, args.weights or "shipped model")
+    os.makedirs(args.out, exist_ok=True)
+    paths = [os.path.join(args.out, n) for n in ("class_objective.json", "class_objective.md",
+                                                 "class_objective.png")]
+    cli.write_json(paths[0], summary)
+    _write_text(paths[1], md)
+    cli.write_png(paths[2], picture)
+    print(md)
+    for path, what in zip(paths, ("summary", "table", "picture grid")):
+        cli.report(path, what)
+    return 0
+
+
 class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP: stop like Ctrl-C (close the cluster, keep the records)."""
 
@@ -331,7 +427,9 @@ def main(argv=None):
             raise ValueError(f"--bg-quantile ({args.bg_quantile}) must be below "
                              f"--fg-quantile ({args.fg_quantile})")
         return localize(args, argv)
-    return sanity(args, argv)
+    if args.command == "sanity":
+        return sanity(args, argv)
+    return class_objective(args, argv)
 
 
 def entry_point():

@@ -178,3 +178,21 @@ def sanity_markdown(summary, methods, command, data, model):
             lines.append("")
     lines += ["Made by:", "", f"    {command}", ""]
     return "\n".join(lines)
+
+
+def objective_markdown(summary, objectives, command, model):
+    """class_objective.json as Markdown: per class and objective the final S_c, P_c and
+    the other classes' mean / max score, then the means over classes."""
+    lines = ["# Class models: score versus softmax objective", "",
+             f"Model `{model}`. Each cell: S_c / P_c / mean of the other scores / max of the "
+             "other scores, at the end of the optimisation.", "",
+             "| class | " + " | ".join(f"max {o}" for o in objectives) + " |",
+             "|---|" + "---|" * len(objectives)]
+    fmt = "{S_c:.2f} / {P_c:.3f} / {others_mean:.2f} / {others_max:.2f}"
+    for row in summary["classes"]:
+        lines.append(f"| {row['name']} | "
+                     + " | ".join(fmt.format(**row["objectives"][o]) for o in objectives) + " |")
+    lines.append("| **mean** | " + " | ".join(fmt.format(**summary["mean"][o]) for o in objectives)
+                 + " |")
+    lines += ["", "Made by:", "", f"    {command}", ""]
+    return "\n".join(lines)

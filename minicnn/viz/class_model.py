@@ -2,7 +2,10 @@
 
     I* = argmax_I  S_c(I) - lambda * ||I||_2^2
 
-S_c is the unnormalised class score (never the softmax). Gradient ascent from the zero
+S_c is the unnormalised class score, as in the paper. ``objective="softmax"`` maximises the
+softmax probability P_c instead, and ``"log-softmax"`` log P_c = S_c - log sum_k exp S_k:
+the paper argues that P_c can be raised by pushing the other scores down rather than S_c
+up, which ``tools/evaluate.py class-objective`` measures. Gradient ascent from the zero
 image (the mean image once the mean is added back), all requested classes as one batch.
 Each step, in this order (Yosinski et al. 2015 for the optional regularisers):
 
@@ -29,34 +32,73 @@ import numpy as np
 from ..backend import get_array_module, to_numpy
 
 
+OBJECTIVES = ("score", "softmax", "log-softmax")
+# the settings tools/class_model.py uses by default (chosen on the shipped model)
+DEFAULTS = dict(steps=300, step=0.1, lam=0.01, jitter=2, blur_every=4, blur_sigma=1.0,
+                decay=0.0, norm_pct=0.0, init_noise=0.01)
+
+
 @dataclass
 class ClassModel:
     """x (N, C, H, W) float32 optimised inputs (network space: add the mean back for
-    display); classes (N,); scores (N,) final S_c; history (steps, N) S_c - lambda*||x||^2
-    at each step (evaluated on the step's jittered input)."""
+    display); classes (N,); scores (N,) final S_c; history (steps, N) objective -
+    lambda*||x||^2 at each step (evaluated on the step's jittered input); logits (N, K)
+    final scores of every class."""
     x: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
     history: np.ndarray
+    logits: np.ndarray = None
 
 
-def objective_and_gradient(net, x, classes, l2):
-    """S_c(x) - l2 * ||x||^2 per image and its gradient w.r.t. x.
+def softmax(logits):
+    """Row-wise softmax of (N, K) float64."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def objective_signal(logits, classes, objective="score"):
+    """The objective per row of (N, K) logits (float64) and its gradient with respect to
+    the logits (N, K):
+
+    score        S_c                       d/dS_k = [k = c]
+    softmax      P_c = exp S_c / sum exp   d/dS_k = P_c ([k = c] - P_k)
+    log-softmax  log P_c                   d/dS_k = [k = c] - P_k
+    """
+    logits = np.asarray(logits, np.float64)
+    n = logits.shape[0]
+    rows, cols = np.arange(n), np.asarray(classes, np.int64)
+    onehot = np.zeros_like(logits)
+    onehot[rows, cols] = 1.0
+    if objective == "score":
+        return logits[rows, cols], onehot
+    p = softmax(logits)
+    if objective == "log-softmax":
+        return np.log(p[rows, cols]), onehot - p
+    if objective == "softmax":
+        pc = p[rows, cols]
+        return pc, pc[:, None] * (onehot - p)
+    raise ValueError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+
+
+def objective_and_gradient(net, x, classes, l2, objective="score"):
+    """objective(x) - l2 * ||x||^2 per image and its gradient w.r.t. x (the objective:
+    S_c, P_c or log P_c, see :func:`objective_signal`).
 
     x (N, C, H, W) on the net's device; classes (N,). Returns (objective (N,) NumPy
-    float64, gradient (N, C, H, W) on x's device, scores (N,) NumPy float64)."""
+    float64, gradient (N, C, H, W) on x's device, scores S_c (N,) NumPy float64)."""
     logits = net.forward(x)
     xp = get_array_module(logits)
     n = logits.shape[0]
-    rows, cols = xp.arange(n), xp.asarray(np.asarray(classes, np.int64))
-    seed = xp.zeros(logits.shape, dtype=xp.float32)
-    seed[rows, cols] = 1.0
-    grad = net.backward(seed, rule="gradient")
+    logits_np = to_numpy(logits).astype(np.float64)
+    value, dlogits = objective_signal(logits_np, classes, objective)
+    grad = net.backward(xp.asarray(dlogits.astype(np.float32)), rule="gradient")
     x = xp.asarray(x)
-    scores = to_numpy(logits[rows, cols]).astype(np.float64)
+    scores = logits_np[np.arange(n), np.asarray(classes, np.int64)]
     sq = to_numpy((x.astype(xp.float64) ** 2).reshape(n, -1).sum(axis=1))
     grad = grad - xp.float32(2.0 * l2) * x
-    return scores - l2 * sq, grad, scores
+    return value - l2 * sq, grad, scores
 
 
 def gaussian_blur(x, sigma):
@@ -71,7 +113,7 @@ def gaussian_blur(x, sigma):
 
 def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitter=0,
                 blur_every=0, blur_sigma=0.5, decay=0.0, norm_pct=0.0, seed=0,
-                progress=False, init_noise=0.0):
+                progress=False, init_noise=0.0, objective="score"):
     """Optimise one input per class in ``classes`` (indices), as one batch.
 
     See the module docstring for the algorithm and options. ``progress``: show a tqdm
@@ -86,6 +128,9 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
         raise ValueError(f"decay must be in [0, 1), got {decay}")
     if not 0.0 <= norm_pct < 100.0:
         raise ValueError(f"norm_pct must be in [0, 100), got {norm_pct}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; expected one of "
+                         f"{', '.join(OBJECTIVES)}")
     rng = np.random.default_rng(seed)
     shape = (len(classes),) + net.input_shape
     xp = np
@@ -104,7 +149,7 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
     for t in range(int(steps)):
         dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
         shifted = xp.roll(x, (dy, dx), axis=(2, 3)) if jitter else x
-        obj, g, _ = objective_and_gradient(net, shifted, classes, l2)
+        obj, g, _ = objective_and_gradient(net, shifted, classes, l2, objective)
         if jitter:
             g = xp.roll(g, (-dy, -dx), axis=(2, 3))
         history[t] = obj
@@ -127,4 +172,5 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
         bar.close()
     logits = to_numpy(net.forward(x)).astype(np.float64)
     return ClassModel(x=to_numpy(x).astype(np.float32), classes=classes,
-                      scores=logits[np.arange(len(classes)), classes], history=history)
+                      scores=logits[np.arange(len(classes)), classes], history=history,
+                      logits=logits)

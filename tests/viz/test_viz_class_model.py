@@ -94,3 +94,43 @@ def test_start_noise_escapes_a_dead_zero_image():
     assert moved.history[-1, 0] > moved.history[0, 0]
     again = class_model(net, [1], steps=30, step=0.1, l2=0.01, init_noise=0.01, seed=3)
     np.testing.assert_array_equal(moved.x, again.x)
+
+
+@pytest.mark.parametrize("objective", ["softmax", "log-softmax"])
+def test_softmax_objectives_match_finite_differences(objective):
+    """On S = W x + b the objective is computable in float64 without the engine: its
+    centred differences must equal the engine's gradient."""
+    from minicnn.viz.class_model import softmax
+    net = linear_net(seed=3)
+    w = net["fc"].params["weight"].astype(np.float64)
+    b = net["fc"].params["bias"].astype(np.float64)
+    rng = np.random.default_rng(2)
+    x = (0.3 * rng.standard_normal((2, 3, 4, 5))).astype(np.float32)
+    classes = [1, 2]
+
+    def exact(xx):
+        p = softmax(xx.reshape(2, -1).astype(np.float64) @ w.T + b)
+        pc = p[[0, 1], classes]
+        return pc if objective == "softmax" else np.log(pc)
+
+    obj, grad, scores = objective_and_gradient(net, x, classes, 0.0, objective)
+    np.testing.assert_allclose(obj, exact(x), rtol=1e-5)
+    eps = 1e-3
+    numeric = np.zeros(x.shape)
+    for idx in np.ndindex(x.shape[1:]):
+        for n in range(2):
+            up, down = x.astype(np.float64).copy(), x.astype(np.float64).copy()
+            up[(n,) + idx] += eps
+            down[(n,) + idx] -= eps
+            numeric[(n,) + idx] = (exact(up)[n] - exact(down)[n]) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5 * np.abs(numeric).max())
+
+
+def test_softmax_ascent_raises_the_probability():
+    net = linear_net(seed=1)
+    res = class_model(net, [0, 1, 2], steps=40, step=0.05, l2=0.0, objective="softmax")
+    from minicnn.viz.class_model import softmax
+    p = softmax(res.logits)
+    assert (p[np.arange(3), [0, 1, 2]] > 0.9).all()
+    with pytest.raises(ValueError, match="unknown objective"):
+        class_model(net, [0], steps=1, objective="probability")
