@@ -150,6 +150,16 @@ def mask_to_file(view, mask):
     return out & iny[:, None] & inx[None, :]
 
 
+def localize_or_none(rgb, saliency_map, settings):
+    """:func:`minicnn.viz.localize_map` with the settings, or None when the map is flat
+    (no pixel stands out, e.g. every ReLU on the way is off): then there is no box, which
+    counts as a localisation error, instead of an error that would stop the run."""
+    if float(np.ptp(saliency_map)) == 0.0:
+        return None
+    return localize_map(rgb, saliency_map, settings.fg_quantile, settings.bg_quantile,
+                        settings.components, settings.smoothness, settings.seed)
+
+
 def evaluate_item(net, item, index, settings):
     """One labelled image -> its record (a JSON-able dict, see the module docstring)."""
     from threadpoolctl import threadpool_limits
@@ -177,14 +187,13 @@ def evaluate_item(net, item, index, settings):
             for k, c in enumerate(classes):
                 if c not in top and item.mask is None:
                     continue                     # the label's box is only needed for masks
-                loc = localize_map(view.rgb, maps[k], settings.fg_quantile,
-                                   settings.bg_quantile, settings.components,
-                                   settings.smoothness, settings.seed)
+                loc = localize_or_none(view.rgb, maps[k], settings)
+                box = loc.box if loc is not None else None
                 if c in top:
-                    boxes[str(c)] = view.box_to_file(loc.box) if loc.box is not None else None
+                    boxes[str(c)] = view.box_to_file(box) if box is not None else None
                 if c == label and item.mask is not None:
-                    record["mask_iou"][method] = round(
-                        metrics.mask_iou(mask_to_file(view, loc.mask), item.mask), 6)
+                    record["mask_iou"][method] = round(metrics.mask_iou(
+                        mask_to_file(view, loc.mask), item.mask), 6) if loc is not None else 0.0
         record["boxes"][method] = boxes
         m = maps[classes.index(label)]
         y, x = np.unravel_index(int(np.argmax(m)), m.shape)

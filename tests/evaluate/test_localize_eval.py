@@ -241,3 +241,19 @@ def test_existing_results_are_not_overwritten_without_resume(tmp_path):
     r = evaluate(*args[:-2], "--methods", "guided", "--out", str(tmp_path / "o"), "--resume")
     assert r.returncode == 1 and "other settings (settings)" in r.stderr
     assert (tmp_path / "o" / "records.jsonl").read_bytes() == before
+
+
+def test_a_flat_map_gives_no_box_instead_of_stopping_the_run(net, tmp_path, monkeypatch):
+    """A net whose maps are all zero (every signal blocked) still yields a record: no box,
+    an error under the ILSVRC rule, mask IoU 0."""
+    from minicnn.evaluate import localization
+    root, synsets, _ = make_box_folder(tmp_path, count=1)
+    item = BoxFolder(root, synsets).item(0)
+    item.mask = np.zeros(item.image.shape[:2], bool)
+    item.mask[item.true_boxes[0][1]:item.true_boxes[0][3], item.true_boxes[0][0]:item.true_boxes[0][2]] = True
+    monkeypatch.setattr(localization, "class_maps",
+                        lambda net, x, classes, *a, **k: np.zeros((len(classes),) + x.shape[1:], np.float32))
+    rec = evaluate_item(net, item, 0, LocalizeSettings(methods=["gradient"]))
+    assert all(b is None for b in rec["boxes"]["gradient"].values())
+    assert rec["mask_iou"]["gradient"] == 0.0
+    assert localization.localize_or_none(item.image, np.ones((64, 64)), LocalizeSettings()) is None
