@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from .backend import check_device, to_numpy
+from .h5local import NotLocal, member
 from .layers import LAYER_TYPES
 from .net import Net
 from .preprocess import Preprocessing
@@ -111,6 +112,8 @@ def load(path, device="cpu"):
             net = _read(f, fail)
     except ModelFileError:
         raise
+    except NotLocal as exc:
+        raise fail(str(exc)) from None
     except (OSError, KeyError, RuntimeError) as exc:   # corrupt HDF5 internals
         raise fail(f"corrupt or unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
     return net.to(device) if device != "cpu" else net
@@ -173,9 +176,11 @@ def _read(f, fail):
     if not isinstance(extra, dict):
         raise fail("attribute 'extra' must be a JSON object")
 
-    if "weights" not in f:
+    group = member(f, "weights")
+    if group is None:
         raise fail("missing group 'weights'")
-    group = f["weights"]
+    if not isinstance(group, h5py.Group):
+        raise fail("'weights' must be a group of datasets")
     expected = {key: layer.params[p].shape for key, layer, p in net.parameters()}
     missing = [k for k in expected if k not in group]
     unexpected = [k for k in group if k not in expected]
@@ -185,7 +190,7 @@ def _read(f, fail):
         raise fail(f"unexpected weights: {', '.join(unexpected)}")
     state = {}
     for key, shape in expected.items():
-        ds = group[key]
+        ds = member(group, key)
         if not isinstance(ds, h5py.Dataset):
             raise fail(f"weight {key!r} is not a dataset")
         if tuple(ds.shape) != tuple(shape):
@@ -205,7 +210,7 @@ def _read(f, fail):
 
     class_names = []
     if "class_names" in f:
-        ds = f["class_names"]
+        ds = member(f, "class_names")
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
             raise fail("class_names must be a 1-D dataset of strings")
         class_names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)

@@ -18,6 +18,7 @@ detected from the kernels' orientation and the ``backend`` attribute, and refuse
 """
 import numpy as np
 
+from ..h5local import NotLocal, member
 from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
 
 
@@ -42,6 +43,9 @@ def read_keras(path):
         raise ConvertError(f"cannot open as HDF5 ({exc}): truncated or corrupt file") from None
     try:
         return _read(f)
+    except NotLocal as exc:
+        f.close()
+        raise ConvertError(str(exc)) from None
     except (OSError, KeyError, RuntimeError) as exc:   # corrupt HDF5 internals
         f.close()
         raise ConvertError(f"cannot read the HDF5 file ({type(exc).__name__}: {exc}): "
@@ -55,7 +59,7 @@ def _read(f):
     import h5py
     root = f
     if "layer_names" not in root.attrs and "model_weights" in root:
-        root = root["model_weights"]
+        root = member(root, "model_weights")
     names = _names(root.attrs, "layer_names")
     if names is None:
         keys = ", ".join(list(root.keys())[:5]) or "nothing"
@@ -69,15 +73,17 @@ def _read(f):
 
     layers = []   # (layer name, kind, [datasets])
     for name in names:
-        if name not in root:
+        group = member(root, name) if isinstance(name, str) else None
+        if group is None:
             raise ConvertError(f"layer {name!r} is listed in layer_names but has no group")
-        group = root[name]
+        if not isinstance(group, h5py.Group):
+            raise ConvertError(f"layer {name!r}: expected a group of weights, found a dataset")
         weight_names = _names(group.attrs, "weight_names") or []
         datasets = []
         for wn in weight_names:
-            ds = group.get(wn)
+            ds = member(group, wn)
             if ds is None:
-                ds = root.get(wn)   # some writers store the full path from the root
+                ds = member(root, wn)   # some writers store the full path from the root
             if not isinstance(ds, h5py.Dataset):
                 raise ConvertError(f"layer {name!r}: weight {wn!r} not found in the file")
             datasets.append(ds)
