@@ -36,6 +36,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minicnn.convert import ConvertError, convert_file
+    from minicnn.terminal import protect
+    protect()
     try:
         if os.path.abspath(args.src) == os.path.abspath(args.dst):
             raise ConvertError("DST is the same file as SRC")

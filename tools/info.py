@@ -18,6 +18,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import minicnn
+    from minicnn.terminal import protect
+    protect()
     from minicnn.summary import format_table, human, summarize, totals
     try:
         net = minicnn.load(args.model)

@@ -135,6 +135,8 @@ def save_checkpoint(run_dir, net, optimizer, step, meta):
 
 def main(argv=None):
     args = parse_args(argv)
+    from minicnn.terminal import protect
+    protect()
     keep_freed_memory()
     try:
         if args.threads is not None:

@@ -166,6 +166,8 @@ EXPECTED_ERRORS = (ImportError, ImageError, ModelFileError, FileNotFoundError, V
 
 def run(main, prog, argv=None):
     """Call ``main(argv)``; expected errors -> one line on stderr and exit status 1."""
+    from ..terminal import protect
+    protect()
     keep_freed_memory()
     try:
         return main(argv) or 0
