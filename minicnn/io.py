@@ -57,7 +57,12 @@ def atomic_write(path, write, suffix=".tmp"):
 
 def save(net, path, meta=None):
     """Write ``net`` to ``path`` (HDF5). ``meta`` (optional) updates ``net.meta``:
-    ``preprocessing`` dict, ``class_names`` list, anything else goes to ``extra``."""
+    ``preprocessing`` dict, ``class_names`` list, anything else goes to ``extra``.
+
+    The written file is read back with :func:`load` before it replaces ``path``: a net
+    that would make a file ``load`` refuses (NaN weights, class names that do not match
+    the outputs, an input size the architecture does not fit) raises ModelFileError and
+    leaves ``path`` as it was."""
     import h5py
     meta = {**net.meta, **(meta or {})}
     preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or {}).to_dict()
@@ -78,6 +83,11 @@ def save(net, path, meta=None):
             group = f.create_group("weights")
             for key, value in state.items():
                 group.create_dataset(key, data=np.asarray(value, np.float32))
+        try:
+            load(tmp)                    # the same rules as every reader of the file
+        except ModelFileError as exc:
+            reason = str(exc)[len(tmp) + 2:] if str(exc).startswith(tmp) else str(exc)
+            raise ModelFileError(f"{path}: not written, the file would not load: {reason}") from None
 
     atomic_write(path, write)
     return path

@@ -214,7 +214,7 @@ class Net:
         expected = {key: (layer, p) for key, layer, p in self.parameters()}
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
-        bad_shape, converted = [], {}
+        bad_shape, bad_value, converted = [], [], {}
         for key, value in state.items():
             if key not in expected:
                 continue
@@ -224,7 +224,15 @@ class Net:
             if tuple(arr.shape) != want:
                 bad_shape.append(f"{key}: expected {want}, got {tuple(arr.shape)}")
                 continue
-            converted[key] = arr.astype(np.float32)
+            if arr.dtype.kind not in "fiu":
+                bad_value.append(f"{key}: dtype {arr.dtype}, expected real numbers")
+                continue
+            with np.errstate(over="ignore", invalid="ignore"):
+                cast = arr.astype(np.float32)
+            if not np.isfinite(cast).all():
+                bad_value.append(f"{key}: NaN, infinite or beyond float32's range")
+                continue
+            converted[key] = cast
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -232,6 +240,8 @@ class Net:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if bad_shape:
             problems.append("shape mismatch: " + "; ".join(bad_shape))
+        if bad_value:
+            problems.append("bad values: " + "; ".join(bad_value))
         if problems:
             raise ValueError("load_state_dict: " + " | ".join(problems))
         for key, arr in converted.items():
