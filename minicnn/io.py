@@ -12,9 +12,12 @@ Layout (format version 1)::
 same folder and renames it over the target, so an interrupted save leaves no truncated
 model behind.
 """
+from contextlib import contextmanager
 import json
 import os
+import signal
 import tempfile
+import threading
 
 import numpy as np
 
@@ -32,27 +35,62 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file and the problem."""
 
 
+TEMP_PREFIX_CHARS = 100     # of the target's name, so the temporary name stays < 255 bytes
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextmanager
+def _signals_deferred():
+    """Inside: SIGINT, SIGTERM and SIGHUP are noted, not acted on (h5py would swallow an
+    exception raised inside its C code and finish the write as if nothing happened).
+    Yields the list the signal numbers are appended to. Main thread only (elsewhere
+    Python delivers no signals anyway); signals set to be ignored stay ignored."""
+    received = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None or signal.getsignal(number) in (signal.SIG_IGN, None):
+                continue
+            previous[number] = signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def atomic_write(path, write, suffix=".tmp"):
     """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
 
-    The temporary file lives in the same folder (same file system, so the rename is
-    atomic) and is removed when ``write`` fails."""
+    The temporary file ``.NAME.XXXXXXXX.tmp`` lives in the same folder (same file system,
+    so the rename is atomic) and is removed when ``write`` fails. Ctrl-C, SIGTERM or
+    SIGHUP during the write: the write is abandoned (``path`` stays as it was, the
+    temporary file is removed), then the signal takes its usual effect (KeyboardInterrupt,
+    or the process ends). Only SIGKILL can leave a temporary file behind."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix,
-                               dir=folder)
+    prefix = "." + os.path.basename(path)[:TEMP_PREFIX_CHARS] + "."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    with _signals_deferred() as received:
+        try:
+            write(tmp)
+            # mkstemp creates 0600; give the file the permissions a plain open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            if not received:
+                os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        if received and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+    if received:
+        signal.raise_signal(received[0])      # its own handler again: KeyboardInterrupt, exit
+        raise KeyboardInterrupt(f"{path}: write abandoned ({signal.Signals(received[0]).name})")
 
 
 def save(net, path, meta=None):
