@@ -68,29 +68,46 @@ def atomic_write(path, write, suffix=".tmp"):
     SIGHUP during the write: the write is abandoned (``path`` stays as it was, the
     temporary file is removed), then the signal takes its usual effect (KeyboardInterrupt,
     or the process ends). Only SIGKILL can leave a temporary file behind."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path)[:TEMP_PREFIX_CHARS] + "."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(fd)
-    with _signals_deferred() as received:
-        try:
-            write(tmp)
-            # mkstemp creates 0600; give the file the permissions a plain open() would
+    atomic_write_all([(path, write)], suffix)
+    return path
+
+
+def atomic_write_all(items, suffix=".tmp"):
+    """Several outputs, all or none: ``items`` is [(path, write)]. Every temporary file
+    is created first (an unwritable folder fails before anything is written), then every
+    ``write(tmp)`` runs, and only when all succeeded are they renamed into place; on any
+    failure or stop signal all temporaries are removed and no destination changes."""
+    items = [(os.fspath(path), write) for path, write in items]
+    if len({os.path.abspath(p) for p, _ in items}) != len(items):
+        raise ValueError("two outputs name the same file: " + ", ".join(p for p, _ in items))
+    temps = []
+    try:
+        for path, _ in items:
+            folder = os.path.dirname(os.path.abspath(path))
+            prefix = "." + os.path.basename(path)[:TEMP_PREFIX_CHARS] + "."
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+            os.close(fd)
+            temps.append(tmp)
+        with _signals_deferred() as received:
+            # mkstemp creates 0600; give the files the permissions a plain open() would
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            for (path, write), tmp in zip(items, temps):
+                write(tmp)
+                os.chmod(tmp, 0o666 & ~umask)
+                if received:
+                    break
             if not received:
-                os.replace(tmp, path)
-        except BaseException:
+                for (path, _), tmp in zip(items, temps):
+                    os.replace(tmp, path)
+                temps = []
+    finally:
+        for tmp in temps:
             if os.path.exists(tmp):
                 os.remove(tmp)
-            raise
-        if received and os.path.exists(tmp):
-            os.remove(tmp)
     if received:
         signal.raise_signal(received[0])      # its own handler again: KeyboardInterrupt, exit
-        raise KeyboardInterrupt(f"{path}: write abandoned ({signal.Signals(received[0]).name})")
+        raise KeyboardInterrupt(f"write abandoned ({signal.Signals(received[0]).name})")
 
 
 def save(net, path, meta=None):

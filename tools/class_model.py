@@ -102,11 +102,10 @@ def main(argv=None):
              f"{args.step:g}{' (raw)' if args.raw_step else ''}, jitter {args.jitter}, blur "
              f"{args.blur_sigma:g} every {args.blur_every}, decay {args.decay:g}, norm pct "
              f"{args.norm_pct:g}, start noise {args.init_noise:g}, seed {args.seed}")
-    cli.write_png(out, figures.class_model_figure(net, result, args.display, args.columns, title))
-    cli.report(out, f"class models of {len(classes)} classes")
-    if npy:
-        cli.write_npy(npy, result.x)
-        cli.report(npy, f"optimised inputs {tuple(result.x.shape)}")
+    cli.write_outputs([
+        (out, figures.class_model_figure(net, result, args.display, args.columns, title),
+         f"class models of {len(classes)} classes"),
+        (npy, result.x, f"optimised inputs {tuple(result.x.shape)}")])
     return 0
 
 

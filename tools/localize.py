@@ -110,11 +110,8 @@ def main(argv=None):
     picture = render.grid(rows, title="Weakly supervised localisation: saliency -> colour "
                                       "models -> GraphCut -> largest component (Simonyan et "
                                       "al. 2013, Sect. 3.2)")
-    cli.write_png(out, picture)
-    cli.report(out, "localisation picture")
-    if js:
-        cli.write_json(js, records[0] if len(records) == 1 else records)
-        cli.report(js, "boxes")
+    cli.write_outputs([(out, picture, "localisation picture"),
+                       (js, records[0] if len(records) == 1 else records, "boxes")])
     for r in records:
         truth = (f"; truth {r['truth_name']} {r['truth_box']}, IoU {r['iou']:.2f}"
                  if "iou" in r else "")

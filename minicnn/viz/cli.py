@@ -125,29 +125,57 @@ def checked_output(path, extensions, option):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: folder {folder} is not writable")
     return path
 
 
-def write_png(path, image):
-    """Write a PIL image as PNG through atomic_write."""
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-    return path
+def _png_writer(image):
+    return lambda tmp: image.save(tmp, format="PNG")
 
 
-def write_npy(path, array):
+def _npy_writer(array):
     def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, np.asarray(array, np.float32))
-    atomic_write(path, write)
-    return path
+    return write
 
 
-def write_json(path, obj):
+def _json_writer(obj):
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
-    atomic_write(path, write)
+    return write
+
+
+WRITERS = {".png": _png_writer, ".npy": _npy_writer, ".json": _json_writer}
+
+
+def write_outputs(outputs):
+    """All of a tool's outputs, or none: ``outputs`` is [(path or None, content, what)];
+    the writer is chosen by the path's extension (.png: PIL image, .npy: array, .json:
+    JSON-able). Then each is reported on stdout."""
+    from ..io import atomic_write_all
+    outputs = [(p, c, w) for p, c, w in outputs if p]
+    atomic_write_all([(p, WRITERS[os.path.splitext(p)[1].lower()](c)) for p, c, _ in outputs])
+    for path, _, what in outputs:
+        report(path, what)
+
+
+def write_png(path, image):
+    """Write a PIL image as PNG through atomic_write."""
+    atomic_write(path, _png_writer(image))
+    return path
+
+
+def write_npy(path, array):
+    atomic_write(path, _npy_writer(array))
+    return path
+
+
+def write_json(path, obj):
+    atomic_write(path, _json_writer(obj))
     return path
 
 
