@@ -71,7 +71,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = cli.checked_output(args.out, (".png",), "--out")
     net = cli.load_net(args)
-    layer = resolve_layer(net, args.layer) if args.layer else default_layer(net)
+    layer = resolve_layer(net, args.layer) if args.layer is not None else default_layer(net)
     views = [v for v, _ in load_views(net, cli.image_paths(args), "off")]
     rec = unit_reconstruction(net, stack(views), layer, args.channel)
     cli.write_png(out, figures.deconv_figure(net, views, rec, layer, args.zoom))

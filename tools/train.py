@@ -38,7 +38,9 @@ DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    from minicnn.viz import cli
+    p = cli.Parser(
+        prog="train.py",
         description="Train a VGG-style net on cluttered Fashion-MNIST (64x64 RGB canvases) "
                     "with minicnn's own forward/backward passes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -48,34 +50,34 @@ def parse_args(argv=None):
                    help="where the final model file is written")
     p.add_argument("--run-dir", default="runs/fashion",
                    help="folder for checkpoints, the cached test canvases and log.jsonl")
-    p.add_argument("--config", default=DEFAULT_CONFIG,
+    p.add_argument("--config", default=DEFAULT_CONFIG, type=config_type,
                    help="conv widths, M (2x2 max-pool) and G (global max-pool), comma separated")
-    p.add_argument("--fc", default="256", help="hidden fully connected sizes, comma separated")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout after each hidden fc")
-    p.add_argument("--epochs", type=int, default=8, help="passes over the training items")
-    p.add_argument("--train-size", type=int, default=60000,
+    p.add_argument("--fc", default="256", type=sizes_type, help="hidden fully connected sizes, comma separated")
+    p.add_argument("--dropout", type=cli.unit_interval_open, default=0.5, help="dropout after each hidden fc")
+    p.add_argument("--epochs", type=cli.positive_int, default=8, help="passes over the training items")
+    p.add_argument("--train-size", type=cli.positive_int, default=60000,
                    help="canvases per epoch (each a fresh rendering of a training item)")
-    p.add_argument("--batch", type=int, default=64, help="minibatch size")
-    p.add_argument("--lr", type=float, default=0.03, help="peak learning rate")
-    p.add_argument("--final-init-std", type=float, default=0.01,
+    p.add_argument("--batch", type=cli.positive_int, default=64, help="minibatch size")
+    p.add_argument("--lr", type=cli.positive_float, default=0.03, help="peak learning rate")
+    p.add_argument("--final-init-std", type=cli.positive_float, default=0.01,
                    help="std of the last layer's initial weights (He init elsewhere); small, "
                         "so the first loss is about ln(10) instead of exploding logits")
-    p.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (weights)")
-    p.add_argument("--clip", type=float, default=5.0,
+    p.add_argument("--warmup", type=cli.nonneg_int, default=300, help="linear warm-up steps")
+    p.add_argument("--momentum", type=cli.unit_interval_open, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=cli.nonneg_float, default=5e-4, help="L2 weight decay (weights)")
+    p.add_argument("--clip", type=cli.nonneg_float, default=5.0,
                    help="clip the global gradient norm to this (0: no clipping)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, data and dropout")
+    p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of weights, data and dropout")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine backend")
-    p.add_argument("--checkpoint-every", type=int, default=200,
+    p.add_argument("--checkpoint-every", type=cli.positive_int, default=200,
                    help="steps between checkpoints in --run-dir")
-    p.add_argument("--eval-size", type=int, default=2000,
+    p.add_argument("--eval-size", type=cli.positive_int, default=2000,
                    help="test canvases evaluated at the end of each epoch")
-    p.add_argument("--test-size", type=int, default=10000,
+    p.add_argument("--test-size", type=cli.positive_int, default=10000,
                    help="test canvases for the final accuracy (one per test item)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=cli.positive_int, default=1,
                    help="processes rendering canvases ahead of the training step")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=cli.positive_int, default=None,
                    help="CPU: every batch is split into this many shards, run in as many "
                         "threads (default: the CPUs available, or MINICNN_THREADS); the "
                         "result depends on it (one dropout stream per shard)")
@@ -84,11 +86,43 @@ def parse_args(argv=None):
                         "momentum) instead of a random initialisation")
     p.add_argument("--no-resume", action="store_true",
                    help="start afresh even when --run-dir holds a checkpoint")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if min(args.train_size, 60000) < args.batch:
+        p.error(f"--train-size ({args.train_size}) must be at least --batch ({args.batch}): "
+                "an epoch would have no step")
+    try:
+        cli.checked_output(args.out, (".h5",), "--out")
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
 
 
 def parse_config(text):
     return [c.strip() if c.strip() in ("M", "G") else int(c) for c in text.split(",") if c.strip()]
+
+
+def config_type(text):
+    """--config: conv widths (integers >= 1), M and G, comma separated."""
+    try:
+        config = parse_config(text)
+    except ValueError:
+        config = None
+    if not config or any(isinstance(c, int) and c < 1 for c in config):
+        raise argparse.ArgumentTypeError(f"expected conv widths (integers >= 1), M and G, comma "
+                                         f"separated, got {text!r}")
+    return text
+
+
+def sizes_type(text):
+    """--fc: hidden layer sizes (integers >= 1), comma separated."""
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        sizes = None
+    if sizes is None or any(v < 1 for v in sizes):
+        raise argparse.ArgumentTypeError(f"expected sizes (integers >= 1), comma separated, "
+                                         f"got {text!r}")
+    return text
 
 
 def channel_stats(gen, seed, count=512):
