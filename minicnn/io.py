@@ -114,16 +114,17 @@ def save(net, path, meta=None):
     """Write ``net`` to ``path`` (HDF5). ``meta`` (optional) updates ``net.meta``:
     ``preprocessing`` dict, ``class_names`` list, anything else goes to ``extra``.
 
-    The written file is read back with :func:`load` before it replaces ``path``: a net
-    that would make a file ``load`` refuses (NaN weights, class names that do not match
-    the outputs, an input size the architecture does not fit) raises ModelFileError and
-    leaves ``path`` as it was."""
+    A net that would make a file :func:`load` refuses (non-finite or non-float weights,
+    class names that do not match the outputs, an input size the architecture does not
+    fit) raises ModelFileError before anything is written; ``path`` stays as it was."""
     import h5py
     meta = {**net.meta, **(meta or {})}
     preprocessing = Preprocessing.from_dict(meta.get("preprocessing") or {}).to_dict()
     class_names = [str(c) for c in (meta.get("class_names") or [])]
     extra = {k: v for k, v in meta.items() if k not in ("preprocessing", "class_names")}
     state = net.state_dict()
+    _check_savable(net, state, preprocessing, class_names,
+                   lambda msg: ModelFileError(f"{path}: not written: {msg}"))
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
@@ -138,14 +139,28 @@ def save(net, path, meta=None):
             group = f.create_group("weights")
             for key, value in state.items():
                 group.create_dataset(key, data=np.asarray(value, np.float32))
-        try:
-            load(tmp)                    # the same rules as every reader of the file
-        except ModelFileError as exc:
-            reason = str(exc)[len(tmp) + 2:] if str(exc).startswith(tmp) else str(exc)
-            raise ModelFileError(f"{path}: not written, the file would not load: {reason}") from None
 
     atomic_write(path, write)
     return path
+
+
+def _check_savable(net, state, preprocessing, class_names, fail):
+    """The checks :func:`load` makes of weights, input size and class names, made before
+    writing (so that save never writes a file load refuses)."""
+    for key, value in state.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise fail(f"weight {key!r} has dtype {arr.dtype}, expected float")
+        if not np.isfinite(arr).all():
+            raise fail(f"weight {key!r} contains NaN or infinite values")
+    try:
+        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
+    except ValueError as exc:
+        raise fail(f"architecture does not fit input size {preprocessing['input_size']}: "
+                   f"{exc}") from None
+    out = list(shapes.values())[-1]
+    if class_names and (len(out) != 1 or out[0] != len(class_names)):
+        raise fail(f"{len(class_names)} class names but the network outputs shape {out}")
 
 
 def load(path, device="cpu"):
