@@ -76,10 +76,12 @@ def main(argv=None):
     smooth = f"SmoothGrad n={args.smoothgrad}, " if args.smoothgrad else ""
     notes = [smooth + ("mean of 10 crops, " if tc else "") for _, tc in views]
     picture = figures.saliency_figure(net, [v for v, _ in views], results, args.method, notes)
-    signal = np.concatenate([r.signal for r in results])
-    signal = signal[0] if len(results) == 1 else signal
-    cli.write_outputs([(out, picture, "saliency picture"),
-                       (npy, signal, f"signal {tuple(signal.shape)}")])
+    outputs = [(out, picture, "saliency picture")]
+    if npy:      # views of one size only (checked above)
+        signal = np.concatenate([r.signal for r in results])
+        signal = signal[0] if len(results) == 1 else signal
+        outputs.append((npy, signal, f"signal {tuple(signal.shape)}"))
+    cli.write_outputs(outputs)
     for view, r in zip((v for v, _ in views), results):
         print(f"{view.path}: class {int(r.classes[0])} ({figures.class_name(net, int(r.classes[0]))}) "
               f"score {float(r.scores[0]):.3f}")
