@@ -58,14 +58,7 @@ def build_parser():
                    help="SmoothGrad noise sigma as a fraction of the input range")
     p.add_argument("--tencrop", choices=("auto", "on", "off"), default="auto",
                    help="ten-crop saliency (auto: when the image is larger than the input)")
-    p.add_argument("--fg-quantile", type=cli.fraction, default=0.95,
-                   help="foreground colour-model seeds: saliency above this quantile")
-    p.add_argument("--bg-quantile", type=cli.fraction, default=0.30,
-                   help="background colour-model seeds: saliency below this quantile")
-    p.add_argument("--components", type=cli.positive_int, default=5,
-                   help="Gaussians per colour model")
-    p.add_argument("--smoothness", type=cli.nonneg_float, default=50.0,
-                   help="weight of the contrast-sensitive pairwise term (GrabCut's 50)")
+    cli.add_graphcut_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the mixtures and SmoothGrad")
     p.add_argument("--out", metavar="PNG", default="localize.png",
                    help="output picture, one row per image")

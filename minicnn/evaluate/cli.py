@@ -97,14 +97,7 @@ def build_parser():
                      help="top5: a map and box for each top-5 class (the ILSVRC submission); "
                           "label: only for the true class, about 5x less work and the same "
                           "numbers (a pair whose class is wrong is an error whatever its box)")
-    loc.add_argument("--fg-quantile", type=cli.fraction, default=0.95,
-                     help="foreground colour-model seeds: saliency above this quantile")
-    loc.add_argument("--bg-quantile", type=cli.fraction, default=0.30,
-                     help="background colour-model seeds: saliency below this quantile")
-    loc.add_argument("--components", type=cli.positive_int, default=5,
-                     help="Gaussians per colour model")
-    loc.add_argument("--smoothness", type=cli.nonneg_float, default=50.0,
-                     help="weight of GraphCut's contrast-sensitive pairwise term")
+    cli.add_graphcut_args(loc)
     loc.add_argument("--seed", type=cli.nonneg_int, default=0,
                      help="seed of SmoothGrad's noise (with the image index) and the mixtures")
     loc.add_argument("--tolerance", type=cli.nonneg_float, default=15.0, metavar="PX",

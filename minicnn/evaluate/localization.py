@@ -36,6 +36,16 @@ TOP_K = 5
 BOX_MODES = ("top5", "label")
 
 
+def check_methods(methods):
+    """Refuse an empty list, unknown or repeated method names."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}"
+                         f"; choose from {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"a method is named twice in {','.join(methods)}")
+
+
 @dataclass
 class LocalizeSettings:
     """Everything that decides a record besides the model and the image."""
@@ -54,12 +64,7 @@ class LocalizeSettings:
     def __post_init__(self):
         if self.boxes not in BOX_MODES:
             raise ValueError(f"boxes must be one of {', '.join(BOX_MODES)}, got {self.boxes!r}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}"
-                             f"; choose from {', '.join(METHODS)}")
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"a method is named twice in {','.join(self.methods)}")
+        check_methods(self.methods)
         if not 0 <= self.bg_quantile < self.fg_quantile <= 1:
             raise ValueError(f"need 0 <= bg quantile ({self.bg_quantile}) < fg quantile "
                              f"({self.fg_quantile}) <= 1")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .localization import METHODS, _scores, _view, class_signals
+from .localization import METHODS, _scores, _view, check_methods, class_signals
 
 MODES = ("cascade", "independent")
 ORIGINAL = "original"
@@ -34,10 +34,7 @@ class SanitySettings:
     batch_size: int = 32
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}"
-                             f"; choose from {', '.join(METHODS)}")
+        check_methods(self.methods)
 
     def to_dict(self):
         return asdict(self)

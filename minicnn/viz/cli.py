@@ -87,6 +87,18 @@ def add_image_args(p, what="image"):
                         "shipped sample, weights/samples/)")
 
 
+def add_graphcut_args(p):
+    """The options of the saliency -> colour models -> GraphCut box procedure."""
+    p.add_argument("--fg-quantile", type=fraction, default=0.95,
+                   help="foreground colour-model seeds: saliency above this quantile")
+    p.add_argument("--bg-quantile", type=fraction, default=0.30,
+                   help="background colour-model seeds: saliency below this quantile")
+    p.add_argument("--components", type=positive_int, default=5,
+                   help="Gaussians per colour model")
+    p.add_argument("--smoothness", type=nonneg_float, default=50.0,
+                   help="weight of the contrast-sensitive pairwise term (GrabCut's 50)")
+
+
 def load_net(args):
     from ..io import load
     return load(args.weights if args.weights else assets.default_model(), device=args.device)
