@@ -19,6 +19,7 @@ setup(
         "matplotlib>=3.5",
         "threadpoolctl>=3.0",
         "defusedxml>=0.7",
+        "scikit-image>=0.19",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1"],
