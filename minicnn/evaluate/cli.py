@@ -1,4 +1,4 @@
-"""``tools/evaluate.py``: measure saliency maps over a data set.
+"""Measure saliency maps over a data set (tools/evaluate.py).
 
 Sub-commands:
   localize   weakly supervised localisation error (ILSVRC rule), pointing game and mask
