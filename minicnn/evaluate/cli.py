@@ -32,14 +32,19 @@ PROG = "evaluate.py"
 FIGURE = "localize_best_worst.png"
 
 
-def _methods(text):
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in METHODS]
-    if bad or not names:
+def _name_list(choices):
+    """An option type: a comma-separated list of distinct names from ``choices``."""
+    def parse(text):
         import argparse
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
-                                         f"{', '.join(METHODS)}, got {text!r}")
-    return names
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names or any(n not in choices for n in names) or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
+                                             f"{', '.join(choices)}, got {text!r}")
+        return names
+    return parse
+
+
+_methods = _name_list(list(METHODS))
 
 
 def _add_data_args(p):
@@ -124,7 +129,8 @@ def build_parser():
         description=OBJECTIVE_HELP)
     cli.add_model_args(obj)
     from ..viz.class_model import DEFAULTS, OBJECTIVES
-    obj.add_argument("--objectives", type=_objectives, default=list(OBJECTIVES), metavar="O,O",
+    obj.add_argument("--objectives", type=_name_list(OBJECTIVES), default=list(OBJECTIVES),
+                     metavar="O,O",
                      help=f"comma-separated, from {', '.join(OBJECTIVES)} (default: all)")
     obj.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
                      help="class indices or names (default: every class)")
@@ -142,16 +148,6 @@ def build_parser():
                      help="folder for the results (created if needed)")
     obj.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def _objectives(text):
-    import argparse
-    from ..viz.class_model import OBJECTIVES
-    names = [o.strip() for o in text.split(",") if o.strip()]
-    if not names or any(o not in OBJECTIVES for o in names) or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
-                                         f"{', '.join(OBJECTIVES)}, got {text!r}")
-    return names
 
 
 def _add_method_args(p):
@@ -273,16 +269,8 @@ class Evaluation:
     def item(self, key):
         return self.source.item(self.keys.index(key))
 
-    def write(self, name, content):
-        """Write DIR/name: a dict as JSON, a str as text, a PIL image as PNG."""
-        path = os.path.join(self.args.out, name)
-        if isinstance(content, dict):
-            cli.write_json(path, content)
-        elif isinstance(content, str):
-            _write_text(path, content)
-        else:
-            cli.write_png(path, content)
-        return path
+    def path(self, name):
+        return os.path.join(self.args.out, name)
 
 
 def localize(args, argv):
@@ -298,11 +286,9 @@ def localize(args, argv):
     md = report.summary_markdown(summary, settings.methods, ev.command, args.data, ev.model,
                                  skipped)
     figure = report.best_worst_figure(records, settings.methods, ev.item, ev.names)
-    paths = [ev.write("summary.json", summary), ev.write("summary.md", md),
-             ev.write(FIGURE, figure)]
     print(md)
-    for path, what in zip(paths, ("summary", "table", "figure")):
-        cli.report(path, what)
+    cli.write_outputs([(ev.path("summary.json"), summary, "summary"),
+                       (ev.path("summary.md"), md, "table"), (ev.path(FIGURE), figure, "figure")])
     return 0
 
 
@@ -327,12 +313,12 @@ def sanity(args, argv):
                                        f"{ev.names[records[0]['class']]} as the layers are "
                                        "randomised from the top down (cascade)")
     md = report.sanity_markdown(summary, settings.methods, ev.command, args.data, ev.model)
-    paths = [ev.write("sanity.json", summary), ev.write("sanity.md", md),
-             ev.write("sanity_plot.png", report.sanity_plot(summary, settings.methods)),
-             ev.write("sanity_cascade.png", strip)]
     print(md)
-    for path, what in zip(paths, ("summary", "table", "plot", "cascade strip")):
-        cli.report(path, what)
+    cli.write_outputs([(ev.path("sanity.json"), summary, "summary"),
+                       (ev.path("sanity.md"), md, "table"),
+                       (ev.path("sanity_plot.png"), report.sanity_plot(summary, settings.methods),
+                        "plot"),
+                       (ev.path("sanity_cascade.png"), strip, "cascade strip")])
     return 0
 
 
@@ -363,7 +349,7 @@ def class_objective(args, argv):
                                       scores=results[o].scores[k:k + 1], history=None)
             panel = figures.class_model_figure(net, single, columns=1)
             nums = rows[k]["objectives"][o]
-            row.append(render.panel(np.asarray(panel.crop((0, 0, panel.width, panel.height))),
+            row.append(render.panel(np.asarray(panel),
                                     f"max {o}: S_c={nums['S_c']:.1f} P_c={nums['P_c']:.2f}\n"
                                     f"others mean {nums['others_mean']:.1f} max "
                                     f"{nums['others_max']:.1f}", scale=1, font_size=12))
@@ -372,14 +358,10 @@ def class_objective(args, argv):
                                        + " (columns), same steps, regulariser, seed and start")
     md = report.objective_markdown(summary, args.objectives, command, args.weights or "shipped model")
     os.makedirs(args.out, exist_ok=True)
-    paths = [os.path.join(args.out, n) for n in ("class_objective.json", "class_objective.md",
-                                                 "class_objective.png")]
-    cli.write_json(paths[0], summary)
-    _write_text(paths[1], md)
-    cli.write_png(paths[2], picture)
     print(md)
-    for path, what in zip(paths, ("summary", "table", "picture grid")):
-        cli.report(path, what)
+    cli.write_outputs([(os.path.join(args.out, "class_objective.json"), summary, "summary"),
+                       (os.path.join(args.out, "class_objective.md"), md, "table"),
+                       (os.path.join(args.out, "class_objective.png"), picture, "picture grid")])
     return 0
 
 
@@ -401,15 +383,6 @@ def _stop_on_signals():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _write_text(path, text):
-    from ..io import atomic_write
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
 
 
 def main(argv=None):

@@ -161,13 +161,21 @@ def _json_writer(obj):
     return write
 
 
-WRITERS = {".png": _png_writer, ".npy": _npy_writer, ".json": _json_writer}
+def _text_writer(text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    return write
+
+
+WRITERS = {".png": _png_writer, ".npy": _npy_writer, ".json": _json_writer,
+           ".md": _text_writer}
 
 
 def write_outputs(outputs):
     """All of a tool's outputs, or none: ``outputs`` is [(path or None, content, what)];
     the writer is chosen by the path's extension (.png: PIL image, .npy: array, .json:
-    JSON-able). Then each is reported on stdout."""
+    JSON-able, .md: text). Then each is reported on stdout."""
     from ..io import atomic_write_all
     outputs = [(p, c, w) for p, c, w in outputs if p]
     atomic_write_all([(p, WRITERS[os.path.splitext(p)[1].lower()](c)) for p, c, _ in outputs])
