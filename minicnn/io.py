@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from .backend import check_device, to_numpy
+from .backend import check_device
 from .h5local import NotLocal, member
 from .layers import LAYER_TYPES
 from .net import Net
@@ -34,6 +34,12 @@ FORMAT_VERSION = 1
 class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file and the problem."""
 
+
+# What one model may cost, checked from the architecture before anything is allocated
+# (a 300-byte file can declare a Linear with 10^12 inputs): float32 parameters (2^31 of
+# them is 8 GiB; VGG16 has 1.4e8) and the activations of one example at the input size.
+MAX_PARAMETERS = 2**31
+MAX_ACTIVATIONS = 2**31
 
 TEMP_PREFIX_CHARS = 100     # of the target's name, so the temporary name stays < 255 bytes
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -194,9 +200,36 @@ def load(path, device="cpu"):
         raise
     except NotLocal as exc:
         raise fail(str(exc)) from None
+    except MemoryError:
+        raise fail("not enough memory to load this model") from None
     except (OSError, KeyError, RuntimeError) as exc:   # corrupt HDF5 internals
         raise fail(f"corrupt or unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
     return net.to(device) if device != "cpu" else net
+
+
+def _short(value, limit=80):
+    """repr of a value from the file, cut to ``limit`` characters (a message stays one
+    short line whatever the file holds)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _names(names, limit=5):
+    shown = ", ".join(_short(n, 40) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _declared_parameters(kind, config):
+    """Number of parameters a layer's config implies, computed before the layer (and its
+    arrays) exist; 0 for a config the layer constructor will refuse anyway."""
+    def size(name, default=None):
+        value = config.get(name, default)
+        return int(value) if isinstance(value, (int, np.integer)) and value > 0 else 0
+    if kind == "conv2d":
+        return size("out_channels") * (size("in_channels") * size("kernel_size") ** 2 + 1)
+    if kind == "linear":
+        return size("out_features") * (size("in_features") + 1)
+    return 0
 
 
 def _json_attr(f, name, fail, default=None):
@@ -219,30 +252,39 @@ def _read(f, fail):
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
     if fmt != FORMAT_NAME:
-        raise fail(f"not a minicnn model file (format attribute {fmt!r}, expected "
+        raise fail(f"not a minicnn model file (format attribute {_short(fmt)}, expected "
                    f"{FORMAT_NAME!r}); convert framework weights with tools/convert_weights.py")
     version = f.attrs.get("format_version")
     if not (isinstance(version, (int, np.integer)) and int(version) == FORMAT_VERSION):
-        raise fail(f"unsupported format version {version!r} (this minicnn reads version "
+        if isinstance(version, (int, np.integer)):
+            version = int(version)      # 2, not np.int64(2)
+        raise fail(f"unsupported format version {_short(version)} (this minicnn reads version "
                    f"{FORMAT_VERSION})")
 
     arch = _json_attr(f, "architecture", fail)
     if not isinstance(arch, list) or not arch:
         raise fail("architecture must be a non-empty list of layers")
     layers = []
+    parameters = 0
     for i, entry in enumerate(arch):
         if not isinstance(entry, dict) or not {"name", "type"} <= set(entry):
-            raise fail(f"architecture entry {i} needs 'name' and 'type', got {entry!r}")
+            raise fail(f"architecture entry {i} needs 'name' and 'type', got "
+                       f"{_short(entry)}")
         kind, config = entry["type"], entry.get("config") or {}
         if kind not in LAYER_TYPES:
-            raise fail(f"unknown layer type {kind!r} for layer {entry['name']!r} (known: "
-                       f"{', '.join(sorted(LAYER_TYPES))})")
+            raise fail(f"unknown layer type {_short(kind)} for layer {_short(entry['name'])} "
+                       f"(known: {', '.join(sorted(LAYER_TYPES))})")
         if not isinstance(config, dict):
-            raise fail(f"layer {entry['name']!r}: config must be an object")
+            raise fail(f"layer {_short(entry['name'])}: config must be an object")
+        parameters += _declared_parameters(kind, config)
+        if parameters > MAX_PARAMETERS:
+            raise fail(f"the architecture declares more than {MAX_PARAMETERS} parameters "
+                       f"(at layer {_short(entry['name'])}); not loaded")
         try:
             layers.append((entry["name"], LAYER_TYPES[kind](**config)))
         except (TypeError, ValueError) as exc:
-            raise fail(f"layer {entry['name']!r} ({kind}): bad config {config!r} ({exc})") from None
+            raise fail(f"layer {_short(entry['name'])} ({kind}): bad config {_short(config)} "
+                       f"({exc})") from None
     try:
         net = Net(layers)
     except (TypeError, ValueError) as exc:
@@ -256,6 +298,15 @@ def _read(f, fail):
     if not isinstance(extra, dict):
         raise fail("attribute 'extra' must be a JSON object")
 
+    try:
+        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
+    except ValueError as exc:
+        raise fail(f"architecture does not fit input size {preprocessing['input_size']}: {exc}") from None
+    activations = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
+    if activations > MAX_ACTIVATIONS:
+        raise fail(f"one example of input size {preprocessing['input_size']} needs "
+                   f"{activations} activations, more than {MAX_ACTIVATIONS}; not loaded")
+
     group = member(f, "weights")
     if group is None:
         raise fail("missing group 'weights'")
@@ -265,9 +316,9 @@ def _read(f, fail):
     missing = [k for k in expected if k not in group]
     unexpected = [k for k in group if k not in expected]
     if missing:
-        raise fail(f"missing weights: {', '.join(missing)}")
+        raise fail(f"missing weights: {_names(missing)}")
     if unexpected:
-        raise fail(f"unexpected weights: {', '.join(unexpected)}")
+        raise fail(f"unexpected weights: {_names(unexpected)}")
     state = {}
     for key, shape in expected.items():
         ds = member(group, key)
@@ -277,16 +328,14 @@ def _read(f, fail):
             raise fail(f"weight {key!r} has shape {tuple(ds.shape)}, expected {tuple(shape)}")
         if ds.dtype.kind != "f":
             raise fail(f"weight {key!r} has dtype {ds.dtype}, expected float")
+        if ds.size and ds.id.get_storage_size() == 0:
+            # HDF5 would hand out its fill value: a declared but never written dataset
+            raise fail(f"weight {key!r} has no data stored in the file")
         arr = np.asarray(ds[()], dtype=np.float32)
         if not np.isfinite(arr).all():
             raise fail(f"weight {key!r} contains NaN or infinite values")
         state[key] = arr
     net.load_state_dict(state, strict=True)
-
-    try:
-        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
-    except ValueError as exc:
-        raise fail(f"architecture does not fit input size {preprocessing['input_size']}: {exc}") from None
 
     class_names = []
     if "class_names" in f:

@@ -15,6 +15,10 @@ import os
 import numpy as np
 
 MAX_IMAGE_PIXELS = 64_000_000   # bigger files are refused (decompression bombs)
+# The resized frame the network input is cropped from. Its size follows the image's
+# aspect ratio, not the file's size: a 20000x1 image whose shorter side is scaled to 256
+# would need 5 gigapixels. The limit allows aspect ratios up to 256:1 at a shorter side of 256.
+MAX_FRAME_PIXELS = 4096 * 4096
 
 
 class ImageError(ValueError):
@@ -61,12 +65,15 @@ class Preprocessing:
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if min(self.input_size) < 1:
             raise ValueError(f"input_size must be positive, got {self.input_size}")
+        if self.input_size[0] * self.input_size[1] > MAX_FRAME_PIXELS:
+            raise ValueError(f"input_size {self.input_size} is larger than {MAX_FRAME_PIXELS} "
+                             f"pixels")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std need 3 values (one per channel)")
-        if not all(np.isfinite(self.mean)) or not all(s > 0 for s in self.std):
-            raise ValueError("mean must be finite and std positive")
-        if not self.input_scale > 0:
-            raise ValueError(f"input_scale must be positive, got {self.input_scale}")
+        if not all(np.isfinite(self.mean)) or not all(0 < s < np.inf for s in self.std):
+            raise ValueError("mean must be finite and std positive and finite")
+        if not 0 < self.input_scale < np.inf:
+            raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
         if self.resize is not None and (not isinstance(self.resize, int) or self.resize < 1):
             raise ValueError(f"resize must be a positive integer or null, got {self.resize!r}")
 
@@ -78,6 +85,7 @@ class Preprocessing:
             return (w, h), (0, 0)
         scale = self.resize / min(size)
         new = (max(w, round(size[0] * scale)), max(h, round(size[1] * scale)))
+        check_frame(size, new)
         return new, ((new[0] - w) // 2, (new[1] - h) // 2)
 
     def fit_image(self, image):
@@ -120,6 +128,15 @@ class Preprocessing:
     def input_to_image(self, x):
         """(3, H, W) network input -> (H, W, 3) uint8 RGB for display (clipped)."""
         return np.clip(np.rint(self.input_to_array(x)), 0, 255).astype(np.uint8)
+
+
+def check_frame(size, new):
+    """Refuse resizing an image of ``size`` (width, height) to ``new`` when the result
+    would exceed MAX_FRAME_PIXELS (checked before any pixel is allocated)."""
+    if new[0] * new[1] > MAX_FRAME_PIXELS:
+        raise ImageError(f"a {size[0]}x{size[1]} image would be resized to {new[0]}x{new[1]} "
+                         f"for the network, more than {MAX_FRAME_PIXELS} pixels; expected an "
+                         f"aspect ratio closer to 1:1 (crop the image first)")
 
 
 def to_rgb(image):

@@ -78,11 +78,13 @@ def run_chunk(job, source, indices):
             for index in indices:
                 key = source.key(index)
                 try:
-                    item = source.item(index)
+                    # an image can also be refused while it is prepared for the network
+                    # (an aspect ratio too extreme to resize), so evaluate is inside
+                    record = job.evaluate(net, source.item(index), index)
                 except (ItemError, ImageError) as exc:
                     out.append((index, key, None, " ".join(str(exc).split())))
                     continue
-                out.append((index, key, job.evaluate(net, item, index), None))
+                out.append((index, key, record, None))
     finally:
         if job.threads:
             minicnn_threads.set_threads(previous)

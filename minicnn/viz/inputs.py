@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from ..net import unknown_name_error
-from ..preprocess import ImageError, load_image
+from ..preprocess import ImageError, check_frame, load_image
 
 # The ILSVRC protocol the paper follows: shorter side 256, crops of 224 (ratio 8/7).
 TENCROP_RATIO = 256.0 / 224.0
@@ -100,7 +100,10 @@ def network_view(net, source, path=""):
         x = data
         scale, offset, size = (1.0, 1.0), (0.0, 0.0), (w, h)
     else:
-        x = net.preprocess(data)
+        try:
+            x = net.preprocess(data)
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from None
         scale, offset = p.fit_geometry(data.size)
         size = data.size
     return View(x=x, rgb=p.input_to_image(x), scale=scale, offset=offset, size=tuple(size),
@@ -129,6 +132,10 @@ def tencrop_view(net, source, path=""):
     else:
         s = max(round(h * TENCROP_RATIO) / h0, round(w * TENCROP_RATIO) / w0)
     new = (max(w, round(w0 * s)), max(h, round(h0 * s)))
+    try:
+        check_frame((w0, h0), new)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
     rgb = np.asarray(data.resize(new, Image.BILINEAR), dtype=np.uint8)
     x = p.array_to_input(rgb)
     return View(x=x, rgb=p.input_to_image(x), scale=(w0 / new[0], h0 / new[1]),
