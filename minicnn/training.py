@@ -61,8 +61,22 @@ class SGD:
         return {key: to_numpy(v) for key, v in self.velocity.items()}
 
     def load_state(self, state):
-        """Momentum buffers from :meth:`state`, moved to the net's device."""
-        self.velocity = {key: to_device(v, self.net.device) for key, v in state.items()}
+        """Momentum buffers from :meth:`state`, moved to the net's device. Each must name
+        a parameter of the net and have its shape, finite float values (else ValueError)."""
+        shapes = {key: layer.params[p].shape for key, layer, p in self.net.parameters()}
+        velocity = {}
+        for key, value in state.items():
+            if key not in shapes:
+                raise ValueError(f"optimiser state for {key!r}, which is not a parameter of "
+                                 f"the net")
+            value = np.asarray(value)
+            if value.shape != shapes[key] or value.dtype.kind != "f":
+                raise ValueError(f"optimiser state for {key!r} has shape {value.shape} and "
+                                 f"dtype {value.dtype}, expected float {shapes[key]}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"optimiser state for {key!r} holds NaN or infinite values")
+            velocity[key] = to_device(value.astype(np.float32), self.net.device)
+        self.velocity = velocity
 
 
 def learning_rate(step, total_steps, base_lr, warmup_steps):

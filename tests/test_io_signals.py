@@ -9,6 +9,7 @@ import time
 import pytest
 
 import minicnn
+from child_signals import default_dispositions
 from minicnn import assets
 
 SCRIPT = r"""
@@ -38,7 +39,8 @@ def test_signal_during_save_keeps_the_old_file(tmp_path, sig, code):
     minicnn.save(minicnn.load(assets.default_model()), target)
     before = target.read_bytes()
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(target)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_dispositions)
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
         time.sleep(0.01)

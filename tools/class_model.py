@@ -71,7 +71,7 @@ def build_parser():
                         "units). 0 is the paper's exact start, but the zero image can be a "
                         "dead point: when all first-layer biases are negative (as in the "
                         "shipped model) the gradient there is exactly zero")
-    p.add_argument("--seed", type=int, default=0, help="seed of the jitter and start noise")
+    p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the jitter and start noise")
     p.add_argument("--display", choices=("rescale", "clip"), default="rescale",
                    help="rescale each tile's min..max to 0-255 (the paper) or clip to 0-255")
     p.add_argument("--columns", type=cli.positive_int, default=5, help="tiles per row")

@@ -59,7 +59,7 @@ def build_parser():
     p.add_argument("--tencrop", choices=("auto", "on", "off"), default="auto",
                    help="ten-crop saliency (auto: when the image is larger than the input)")
     cli.add_graphcut_args(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the mixtures and SmoothGrad")
+    p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the mixtures and SmoothGrad")
     p.add_argument("--out", metavar="PNG", default="localize.png",
                    help="output picture, one row per image")
     p.add_argument("--json", metavar="PATH", default=None,

@@ -50,7 +50,7 @@ def build_parser():
                    help="average over the ten crops/mirrors (auto: when the image is larger "
                         "than the network input; off: resize to the input as the model's "
                         "preprocessing does)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the SmoothGrad noise")
+    p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the SmoothGrad noise")
     p.add_argument("--out", metavar="PNG", default="saliency.png",
                    help="output picture (image | map | overlay, one row per image)")
     p.add_argument("--npy", metavar="PATH", default=None,

@@ -15,6 +15,7 @@ The command that made weights/fashion_vgg.h5 (see weights/README.md; about 80 mi
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import multiprocessing
@@ -127,6 +128,7 @@ def sizes_type(text):
 
 def channel_stats(gen, seed, count=512):
     """Per-channel mean and std of training canvases in [0, 1] (the preprocessing)."""
+    count = min(count, len(gen))
     images, _, _ = gen.batch(range(count), [(seed, 10**6, k) for k in range(count)])
     x = images.reshape(-1, 3).astype(np.float64) / 255.0
     return [round(float(v), 3) for v in x.mean(0)], [round(float(v), 3) for v in x.std(0)]
@@ -167,7 +169,39 @@ def save_checkpoint(run_dir, net, optimizer, step, meta):
     minicnn.save(net, os.path.join(run_dir, "checkpoint.h5"), {**meta, "checkpoint_step": step})
 
 
+def load_optimiser_state(run_dir):
+    """checkpoint_opt.npz -> (step, {parameter key: velocity}); ValueError with one line
+    for a missing, corrupt or malformed file."""
+    path = os.path.join(run_dir, "checkpoint_opt.npz")
+    try:
+        with np.load(path, allow_pickle=False) as opt:
+            if not isinstance(opt, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            step = opt["step"]
+            if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+                raise ValueError(f"'step' must be one integer >= 0, found {step.dtype} "
+                                 f"{step.shape}")
+            return int(step), {k[2:]: opt[k] for k in opt.files if k.startswith("v/")}
+    except Exception as exc:   # BadZipFile, KeyError, OSError, EOFError, ValueError ...
+        raise ValueError(f"{path}: unreadable optimiser state ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); start afresh with --no-resume") from None
+
+
 def main(argv=None):
+    """Train; one line and exit status 1 for a bad file or state, 130 on Ctrl-C (the
+    last checkpoint stays for the resume)."""
+    try:
+        return _main(argv)
+    except (minicnn.ModelFileError, ValueError, OSError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("train.py: interrupted; run the same command again to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None):
     args = parse_args(argv)
     from minicnn.terminal import protect
     protect()
@@ -186,6 +220,10 @@ def main(argv=None):
     except (DatasetMissing, ValueError, OSError, EOFError) as exc:   # missing, bad, truncated
         print(f"train.py: {exc}", file=sys.stderr)
         return 2
+    if len(train_images) < args.batch:
+        print(f"train.py: {args.data} holds {len(train_images)} training items, fewer than "
+              f"--batch {args.batch}", file=sys.stderr)
+        return 2
     os.makedirs(args.run_dir, exist_ok=True)
     gen = ClutteredFashion(train_images, train_labels)
     batches = Batches(gen, args.seed, args.train_size, args.batch)
@@ -194,20 +232,25 @@ def main(argv=None):
     _BATCHES = batches
     # worker processes render the next batches while the engine trains (a bounded window);
     # forked before any GPU context exists
-    pool = multiprocessing.get_context("fork").Pool(max(1, args.workers))
+    # (the workers ignore Ctrl-C: the main process alone reports it)
+    pool = multiprocessing.get_context("fork").Pool(
+        max(1, args.workers), initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
 
     ckpt = os.path.join(args.run_dir, "checkpoint.h5")
     start, velocity = 0, {}
     if os.path.exists(ckpt) and not args.no_resume:
         net = minicnn.load(ckpt)
-        with np.load(os.path.join(args.run_dir, "checkpoint_opt.npz")) as opt:
-            start = int(opt["step"])
-            velocity = {k[2:]: opt[k] for k in opt.files if k.startswith("v/")}
+        start, velocity = load_optimiser_state(args.run_dir)
         if net.meta.get("checkpoint_step") != start:
             print(f"train.py: {ckpt} holds step {net.meta.get('checkpoint_step')} but the "
                   f"optimiser state step {start} (interrupted between the two writes); "
                   "start afresh with --no-resume", file=sys.stderr)
             return 2
+        try:
+            SGD(net).load_state(velocity)    # checked against the net before anything else
+        except ValueError as exc:
+            raise ValueError(f"{os.path.join(args.run_dir, 'checkpoint_opt.npz')}: {exc}; "
+                             "start afresh with --no-resume") from None
         meta = net.meta = {k: v for k, v in net.meta.items() if k != "checkpoint_step"}
         print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
     elif args.init:

@@ -4,6 +4,7 @@ Debian ships them: ``apt-get install dataset-fashion-mnist`` puts them in
 /usr/share/datasets/fashion-mnist/.
 """
 import gzip
+import math
 import os
 
 import numpy as np
@@ -11,6 +12,8 @@ import numpy as np
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+NUM_CLASSES = len(CLASS_NAMES)
+MAX_IDX_BYTES = 2**30      # the real training images are 47 MB
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -32,16 +35,24 @@ def _open(folder, stem):
 
 def _read_idx(folder, stem, magic, dims):
     path, fh = _open(folder, stem)
-    with fh:
-        data = fh.read()
     header = 4 + 4 * dims
-    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-        raise ValueError(f"{path}: not an IDX file with magic {magic:#x}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
-    if len(data) - header != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {int(np.prod(shape))} bytes of data for shape "
-                         f"{shape}, found {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    with fh:
+        head = fh.read(header)
+        if len(head) < header or int.from_bytes(head[:4], "big") != magic:
+            raise ValueError(f"{path}: not an IDX file with magic {magic:#x}")
+        shape = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+        expected = math.prod(shape)
+        if expected > MAX_IDX_BYTES:
+            raise ValueError(f"{path}: the header declares shape {shape}, more than "
+                             f"{MAX_IDX_BYTES} bytes")
+        # read one byte more than declared: a longer (or decompressing) file is refused
+        # without being read whole
+        data = fh.read(expected + 1)
+    if len(data) != expected:
+        found = "more" if len(data) > expected else len(data)
+        raise ValueError(f"{path}: expected {expected} bytes of data for shape "
+                         f"{shape}, found {found}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def load_fashion_mnist(split="train", folder=DEFAULT_DIR):
@@ -53,4 +64,7 @@ def load_fashion_mnist(split="train", folder=DEFAULT_DIR):
     labels = _read_idx(folder, labels_stem, 0x00000801, 1)
     if len(images) != len(labels):
         raise ValueError(f"{folder}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and labels.max() >= NUM_CLASSES:
+        raise ValueError(f"{folder}: {labels_stem} holds label {int(labels.max())}; expected "
+                         f"the classes 0-{NUM_CLASSES - 1}")
     return images, labels

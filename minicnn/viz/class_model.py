@@ -131,6 +131,10 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of "
                          f"{', '.join(OBJECTIVES)}")
+    for name, value in (("step", step), ("l2", l2), ("init_noise", init_noise)):
+        if not 0 <= value <= np.finfo(np.float32).max:
+            raise ValueError(f"{name} must be a number >= 0 within the float32 range, got "
+                             f"{value}")
     rng = np.random.default_rng(seed)
     shape = (len(classes),) + net.input_shape
     xp = np
@@ -146,30 +150,37 @@ def class_model(net, classes, steps=300, step=1.0, l2=0.0, normalize=True, jitte
         from tqdm import tqdm
         bar = tqdm(total=int(steps), desc="class model", unit="step", leave=False,
                    disable=None)   # None: no bar when stderr is not a terminal
-    for t in range(int(steps)):
-        dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
-        shifted = xp.roll(x, (dy, dx), axis=(2, 3)) if jitter else x
-        obj, g, _ = objective_and_gradient(net, shifted, classes, l2, objective)
-        if jitter:
-            g = xp.roll(g, (-dy, -dx), axis=(2, 3))
-        history[t] = obj
-        if normalize:
-            rms = xp.sqrt((g.astype(xp.float64) ** 2).reshape(len(classes), -1).mean(axis=1))
-            g = g / (rms.astype(xp.float32).reshape(-1, 1, 1, 1) + xp.float32(1e-12))
-        x = x + xp.float32(step) * g
-        if decay:
-            x = x * xp.float32(1.0 - decay)
-        if blur_every and blur_sigma > 0 and (t + 1) % blur_every == 0:
-            x = gaussian_blur(x, blur_sigma).astype(xp.float32)
-        if norm_pct:
-            norms = xp.sqrt((x ** 2).sum(axis=1))                      # (N, H, W)
-            cut = xp.percentile(norms.reshape(len(classes), -1), norm_pct, axis=1)
-            x = x * (norms >= cut.reshape(-1, 1, 1))[:, None].astype(xp.float32)
+    try:
+        # overflow is checked once per step below (one clear error instead of warnings)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(int(steps)):
+                dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
+                shifted = xp.roll(x, (dy, dx), axis=(2, 3)) if jitter else x
+                obj, g, _ = objective_and_gradient(net, shifted, classes, l2, objective)
+                if jitter:
+                    g = xp.roll(g, (-dy, -dx), axis=(2, 3))
+                history[t] = obj
+                if normalize:
+                    rms = xp.sqrt((g.astype(xp.float64) ** 2).reshape(len(classes), -1).mean(axis=1))
+                    g = g / (rms.astype(xp.float32).reshape(-1, 1, 1, 1) + xp.float32(1e-12))
+                x = x + xp.float32(step) * g
+                if decay:
+                    x = x * xp.float32(1.0 - decay)
+                if blur_every and blur_sigma > 0 and (t + 1) % blur_every == 0:
+                    x = gaussian_blur(x, blur_sigma).astype(xp.float32)
+                if norm_pct:
+                    norms = xp.sqrt((x ** 2).sum(axis=1))                      # (N, H, W)
+                    cut = xp.percentile(norms.reshape(len(classes), -1), norm_pct, axis=1)
+                    x = x * (norms >= cut.reshape(-1, 1, 1))[:, None].astype(xp.float32)
+                if not bool(xp.isfinite(x).all()):
+                    raise ValueError(f"the image left the float32 range at step {t + 1} (step "
+                                     f"{step}, l2 {l2}, init_noise {init_noise}); use smaller values")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(objective=f"{float(obj.mean()):.2f}", refresh=False)
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(objective=f"{float(obj.mean()):.2f}", refresh=False)
-    if bar is not None:
-        bar.close()
+            bar.close()
     logits = to_numpy(net.forward(x)).astype(np.float64)
     return ClassModel(x=to_numpy(x).astype(np.float32), classes=classes,
                       scores=logits[np.arange(len(classes)), classes], history=history,

@@ -63,8 +63,10 @@ def _typed(convert, test, what):
 
 positive_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
 nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _typed(float, lambda v: np.isfinite(v) and v > 0, "a number > 0")
-nonneg_float = _typed(float, lambda v: np.isfinite(v) and v >= 0, "a number >= 0")
+# the engine computes in float32: a larger value would become inf on first use
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+positive_float = _typed(float, lambda v: 0 < v <= FLOAT32_MAX, "a number > 0 (at most 3.4e38)")
+nonneg_float = _typed(float, lambda v: 0 <= v <= FLOAT32_MAX, "a number >= 0 (at most 3.4e38)")
 fraction = _typed(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 unit_interval_open = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 percentile = _typed(float, lambda v: 0 <= v < 100, "a number in [0, 100)")

@@ -55,15 +55,23 @@ def _read_npy(path, net):
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:   # ValueError, OSError, EOFError, UnpicklingError
         raise ImageError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise ImageError(f"{path}: an .npz archive, expected one .npy array")
     c = net.input_channels
     if arr.ndim != 3 or arr.shape[0] != c:
         raise ImageError(f"{path}: expected a preprocessed ({c}, H, W) tensor, got shape "
                          f"{arr.shape}")
-    if arr.dtype.kind not in "fiu" or not np.isfinite(arr).all():
-        raise ImageError(f"{path}: the tensor must be finite numbers (dtype {arr.dtype})")
     if min(arr.shape[1:]) < 1:
         raise ImageError(f"{path}: the tensor has zero size {arr.shape}")
-    return arr.astype(np.float32)
+    if arr.dtype.kind not in "fiu":
+        raise ImageError(f"{path}: the tensor must hold real numbers, not dtype {arr.dtype}")
+    with np.errstate(over="ignore"):
+        x = arr.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ImageError(f"{path}: the tensor must be finite numbers within the float32 "
+                         f"range (the engine computes in float32)")
+    return x
 
 
 def read_image(net, path):
