@@ -22,7 +22,7 @@ import threading
 import numpy as np
 
 from .backend import check_device
-from .h5local import NotLocal, member
+from .h5local import LibraryFailure, NotLocal, member, rehearse
 from .layers import LAYER_TYPES
 from .net import Net
 from .preprocess import Preprocessing
@@ -193,12 +193,15 @@ def load(path, device="cpu"):
     if not is_hdf5:
         raise fail("not an HDF5 file (expected a minicnn model .h5 written by minicnn.save "
                    "or tools/convert_weights.py)")
-    try:
+    def read(path):
         with h5py.File(path, "r") as f:
-            net = _read(f, fail)
+            return _read(f, fail)
+    try:
+        rehearse(path, read)
+        net = read(path)
     except ModelFileError:
         raise
-    except NotLocal as exc:
+    except (NotLocal, LibraryFailure) as exc:
         raise fail(str(exc)) from None
     except MemoryError:
         raise fail("not enough memory to load this model") from None
