@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark minicnn against PyTorch and the BLAS limit, in one process.
+"""Benchmark minicnn against PyTorch and the BLAS limit, each engine alone in its own process.
 
 Workloads (VGG16 at 224x224 with random weights, for each --batch):
   forward          net.forward(x)
@@ -11,18 +11,25 @@ and the small model (weights/fashion_vgg.h5 if present, else a stand-in VGG for 
 input) for one training step at --train-batch: forward, softmax cross-entropy and backward
 with param_grads, the batch split over the CPU threads as tools/train.py does.
 
-PyTorch (when importable) does the same work with the same weights in the same process
-(forward under no_grad; backward to the input with frozen weights; the training step
-with weight gradients), with torch.set_num_threads equal to the BLAS thread count.
-A float32 GEMM (512, 4608) @ (4608, 3136) (the conv4 GEMM shape) measures the BLAS rate;
-"BLAS limit" = FLOPs of the work / that rate. Repeats are interleaved (ours, torch, GEMM
-in turn) and medians are reported, since the machine may be shared. Peak memory is the
-peak RSS (ru_maxrss, so BLAS buffers count) of a fresh child process per configuration,
-weights included (VmHWM reset after building the net, on Linux).
+How it is timed: every engine runs in a fresh child process of its own (minicnn, PyTorch
+when importable, and a float32 GEMM (512, 4608) @ (4608, 3136), the conv4 GEMM shape, for
+the BLAS rate), one after the other, never two at once: thread pools that keep spinning
+after a call (OpenBLAS, minicnn's, PyTorch's OpenMP) would otherwise slow the other engine.
+A child builds its net, makes one warm-up call per workload, then --repeats timed calls.
+This is done for --rounds rounds, alternating which engine goes first; the table gives
+the median of all timed calls and the spread of the per-round medians. Both engines use
+as many threads as the BLAS (the CPUs available). PyTorch gets the same weights (the same
+seeded minicnn.vgg16()) and its scores are compared with minicnn's. "BLAS limit" = FLOPs
+of the work / the GEMM rate. Peak memory is the peak RSS (ru_maxrss, so BLAS buffers
+count) of another fresh child per configuration, weights included (VmHWM reset after
+building the net, on Linux).
+
+The minicnn child calls minicnn.backend.keep_freed_memory() as the tools do; the PyTorch
+child runs as PyTorch users run it.
 
 Examples:
-  python tools/bench.py                       # CPU, batch 1 and 8, 5 repeats
-  python tools/bench.py --batch 1 --repeats 9 --out bench.md
+  python tools/bench.py                       # CPU, batch 1 and 8
+  python tools/bench.py --batch 1 --rounds 5 --out bench.md
   python tools/bench.py --device cuda --quick # CuPy (and PyTorch CUDA when present)
 """
 import argparse
@@ -222,22 +229,16 @@ def train_workloads(net, tmodel, batch, torch, device, sync, xp, threads):
     return runs, x.shape
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def interleave(runs, repeats, warmup=1):
-    """runs: {label: fn}; every repeat runs each fn once, in turn. -> {label: median s}."""
-    for fn in runs.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in runs}
+def timed_calls(fn, repeats, warmup=1):
+    """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
     for _ in range(repeats):
-        for k, fn in runs.items():
-            times[k].append(timed(fn))
-    return {k: float(np.median(v)) for k, v in times.items()}
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def gemm_runner(device):
@@ -314,131 +315,239 @@ def peak_rss(kind, batch):
         return None
 
 
+# ------------------------------------------------------------------ the machine
+
+def processor():
+    """One line: CPU model, AVX-512 or not, CPUs available to this process."""
+    model, flags = "unknown processor", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown processor":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        import platform
+        model = platform.processor() or model
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    avx = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else
+                                                "no AVX2")
+    return f"{model}, {avx}, {cpus} CPUs"
+
+
+def torch_available():
+    """Whether PyTorch is importable, without importing it here (its threads would then
+    live in the parent)."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+# ------------------------------------------------------------------ children
+
+def engine_child(spec):
+    """Run one engine's workloads in this fresh process; returns the JSON-able result:
+    {"times": {workload: [s, ...]}, "scores": [...] (VGG16 forward scores), "info": ...}."""
+    device, batch, repeats, threads = spec["device"], spec["batch"], spec["repeats"], spec["threads"]
+    engine, kind = spec["engine"], spec["kind"]
+    rng = np.random.default_rng(0)
+    if engine == "gemm":
+        gemm, flops = gemm_runner(device)
+        sync = synchronizer(device, None)
+        times = timed_calls(lambda: (gemm(), sync()), repeats)
+        return {"times": {"gemm": times}, "flops": flops}
+    torch = import_torch() if engine == "torch" else None
+    if engine == "minicnn":
+        keep_freed_memory()            # as every minicnn tool does at start-up
+        set_threads(threads)
+    else:
+        torch.set_num_threads(threads)
+        # float32 against float32: cuDNN convs default to TF32 on Ampere and later
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    sync = synchronizer(device, torch)
+    xp = np
+    if device == "cuda" and engine == "minicnn":
+        import cupy as xp
+    out = {"info": {"threads": threads if torch is None else torch.get_num_threads(),
+                    "blas": blas_threads()[1]}}
+    if torch is not None:
+        out["info"]["torch"] = torch.__version__
+    if kind == "vgg16":
+        net = minicnn.vgg16()                         # seeded: the same weights in both
+        x_np = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
+        names = ["forward", "gradient", "deconvnet", "guided"] + (
+            ["class-model step"] if batch == 1 else [])
+        if torch is None:
+            net.to("cuda" if device == "cuda" else "cpu")
+            runs = ours_workloads(net, xp.asarray(x_np), 1, sync)
+            scores = to_numpy(net.forward(xp.asarray(x_np)))
+        else:
+            model = torch_model(net, torch, device)
+            del net
+            runs = torch_workloads(model, x_np, 1, torch, device, sync)
+            with torch.no_grad():
+                tdev = "cuda" if device == "cuda" else "cpu"
+                scores = model(torch.from_numpy(x_np).to(tdev)).cpu().numpy()
+        out["times"] = {name: timed_calls(runs[name], repeats) for name in names if name in runs}
+        out["scores"] = scores.astype(np.float64).ravel().tolist()
+    else:                                             # the small model's training step
+        small, name = small_model()
+        small.to("cuda" if device == "cuda" and torch is None else "cpu")
+        tsmall = torch_model(small, torch, device) if torch is not None else None
+        runs, xshape = train_workloads(small, tsmall, spec["train_batch"], torch, device, sync,
+                                       xp, threads)
+        run = runs["torch"] if torch is not None else runs["ours"]
+        out["times"] = {"train": timed_calls(run, repeats)}
+        out["model"], out["shape"] = name, list(xshape)
+        out["flops"] = 3 * conv_flops(small, tuple(xshape[1:])) * xshape[0]
+    return out
+
+
+def run_child(spec):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['engine']} child failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # ------------------------------------------------------------------ main
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy, with PyTorch CUDA when present)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per workload (median)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per workload per child")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="child processes per engine and configuration, alternating order")
     p.add_argument("--batch", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8],
                    help="comma-separated VGG16 batch sizes (default 1,8)")
     p.add_argument("--train-batch", type=int, default=64,
                    help="batch of the small-model training step (default 64)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke mode: batch 1 only, 2 repeats, no memory children")
+                   help="smoke mode: batch 1 only, 2 repeats, 1 round, no memory children")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     p.add_argument("--out", help="also write the results: NAME.json and NAME.md "
                                  "(extension of NAME ignored)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    keep_freed_memory()    # as every minicnn tool does; PyTorch runs in this process too
     if args.memory_child:
+        keep_freed_memory()
         return memory_child(args)
+    if args.child:
+        print(json.dumps(engine_child(json.loads(args.child))))
+        return 0
     if args.quick:
-        args.batch, args.repeats, args.no_memory = [1], 2, True
+        args.batch, args.repeats, args.rounds, args.no_memory = [1], 2, 1, True
 
-    torch = None if args.no_torch else import_torch()
+    use_torch = not args.no_torch and torch_available()
     threads, blas = blas_threads()
-    set_threads(threads)   # minicnn's own threads = BLAS's = PyTorch's
-    if torch is not None:
-        torch.set_num_threads(threads)
-        # float32 against float32: PyTorch's cuDNN convs default to TF32 on Ampere and
-        # later, which would compare 10-bit-mantissa products with our full float32
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-    if args.device == "cuda":
-        net_device = "cuda"
-        import cupy as xp
-    else:
-        net_device, xp = "cpu", np
-    sync = synchronizer(args.device, torch)
-    torch_dev_ok = torch is not None and (args.device == "cpu" or torch.cuda.is_available())
+    engines = ["minicnn"] + (["torch"] if use_torch else [])
+    base = {"device": args.device, "repeats": args.repeats, "threads": threads,
+            "train_batch": args.train_batch}
 
-    gemm, gemm_flops = gemm_runner(args.device)
-    gemm_sync = lambda: (gemm(), sync())  # noqa: E731
-    rows = []
-    results = {"device": args.device, "blas": blas, "threads": threads,
-                         "torch": None if torch is None else torch.__version__,
-                         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                                 "OMP_NUM_THREADS")},
-                         "repeats": args.repeats, "rows": rows}
+    def rounds_of(kind, batch):
+        """{engine: [child result per round]}, engines (and the GEMM) alternating."""
+        results = {e: [] for e in engines + ["gemm"]}
+        for r in range(args.rounds):
+            order = engines if r % 2 == 0 else engines[::-1]
+            for engine in order + ["gemm"]:
+                print(f"[round {r + 1}/{args.rounds}: {engine} {kind} batch {batch}]",
+                      file=sys.stderr, flush=True)
+                results[engine].append(run_child({**base, "engine": engine,
+                                                  "kind": kind if engine != "gemm" else "gemm",
+                                                  "batch": batch}))
+        return results
 
-    net = minicnn.vgg16().to(net_device)
-    tmodel = torch_model(net, torch, args.device) if torch_dev_ok else None
+    def stats(children, workload):
+        """(median of all timed calls, min and max of the per-round medians) in s."""
+        per_round = [c["times"][workload] for c in children if workload in c["times"]]
+        if not per_round:
+            return None, None, None
+        medians = [float(np.median(t)) for t in per_round]
+        return float(np.median(sum(per_round, []))), min(medians), max(medians)
+
+    rows, gemm_rates, info = [], [], {}
+    results = {"device": args.device, "processor": processor(), "blas": blas,
+               "threads": threads, "repeats": args.repeats, "rounds": args.rounds,
+               "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+                                                       "OMP_NUM_THREADS", "MINICNN_THREADS")},
+               "rows": rows}
+    net = minicnn.vgg16()
     fwd_flops = conv_flops(net, (3, 224, 224))
     # gradient to the input: forward + one transposed conv per conv (none for the first)
     grad_flops = 2 * fwd_flops - first_conv_flops(net, (3, 224, 224))
-    rng = np.random.default_rng(0)
+    del net
+
+    def add_row(workload, batch, ours, theirs, flops, rate, mem=None):
+        limit = flops / rate
+        rows.append({"workload": workload, "batch": batch,
+                     "ours_ms": 1e3 * ours[0], "ours_spread_ms": [1e3 * v for v in ours[1:]],
+                     "torch_ms": None if theirs[0] is None else 1e3 * theirs[0],
+                     "torch_spread_ms": None if theirs[0] is None else [1e3 * v for v in theirs[1:]],
+                     "vs_torch": None if theirs[0] is None else ours[0] / theirs[0],
+                     "blas_limit_ms": 1e3 * limit, "vs_blas_limit": ours[0] / limit,
+                     "peak_rss_mb": mem})
+
     for batch in args.batch:
-        x_np = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
-        x = xp.asarray(x_np)
-        ours = ours_workloads(net, x, 1, sync)
-        theirs = torch_workloads(tmodel, x_np, 1, torch, args.device, sync) if tmodel else {}
-        if tmodel is not None:     # same weights: the outputs must agree
-            with torch.no_grad():
-                ref = tmodel(torch.from_numpy(x_np).to("cuda" if args.device == "cuda" else "cpu"))
-            err = float(np.abs(to_numpy(net.forward(x)) - ref.cpu().numpy()).max())
-            results.setdefault("max_abs_diff_vs_torch", {})[f"batch {batch}"] = err
-        names = ["forward", "gradient", "deconvnet", "guided"] + (["class-model step"] if batch == 1 else [])
-        runs = {}
-        for name in names:
-            runs[("ours", name)] = ours[name]
-            if name in theirs:
-                runs[("torch", name)] = theirs[name]
-        runs[("gemm", "")] = gemm_sync
-        med = interleave(runs, args.repeats)
-        rate = gemm_flops / med[("gemm", "")]
-        results.setdefault("gemm_gflops", []).append(rate / 1e9)
-        for name in names:
+        res = rounds_of("vgg16", batch)
+        rate = res["gemm"][0]["flops"] / stats(res["gemm"], "gemm")[0]
+        gemm_rates.append(rate / 1e9)
+        info.update({e: res[e][0]["info"] for e in engines})
+        if use_torch:
+            diff = np.abs(np.array(res["minicnn"][0]["scores"]) - np.array(res["torch"][0]["scores"]))
+            results.setdefault("max_abs_diff_vs_torch", {})[f"batch {batch}"] = float(diff.max())
+        for name in res["minicnn"][0]["times"]:
             flops = {"forward": fwd_flops}.get(name, grad_flops) * batch
-            limit = flops / rate
-            mine, ref = med[("ours", name)], med.get(("torch", name))
             mem = None
-            if not args.no_memory and name in ("forward", "gradient", "deconvnet", "guided") \
-                    and args.device == "cpu":
+            if not args.no_memory and args.device == "cpu" and name != "class-model step":
                 mem = peak_rss(name, batch)
-            rows.append({"workload": f"VGG16 {name}", "batch": batch, "ours_ms": 1e3 * mine,
-                         "torch_ms": None if ref is None else 1e3 * ref,
-                         "vs_torch": None if ref is None else mine / ref,
-                         "blas_limit_ms": 1e3 * limit, "vs_blas_limit": mine / limit,
-                         "peak_rss_mb": mem})
-        if not args.no_memory and args.device == "cpu" and torch is not None and batch == args.batch[0]:
+            add_row(f"VGG16 {name}", batch, stats(res["minicnn"], name),
+                    stats(res["torch"], name) if use_torch else (None,), flops, rate, mem)
+        if not args.no_memory and args.device == "cpu" and use_torch and batch == args.batch[0]:
             results.setdefault("torch_gradient_peak_rss_mb", {})[f"batch {batch}"] = \
                 peak_rss("torch-gradient", batch)
-    del net, tmodel
 
-    small, small_name = small_model()
-    small.to(net_device)
-    tsmall = torch_model(small, torch, args.device) if torch_dev_ok else None
-    runs, xshape = train_workloads(small, tsmall, args.train_batch, torch, args.device, sync, xp,
-                                   threads)
-    runs["gemm"] = gemm_sync
-    med = interleave(runs, args.repeats)
-    rate = gemm_flops / med["gemm"]
-    flops = 3 * conv_flops(small, xshape[1:]) * xshape[0]   # forward + input and weight grads
-    rows.append({"workload": f"small model training step ({small_name})", "batch": xshape[0],
-                 "ours_ms": 1e3 * med["ours"],
-                 "torch_ms": 1e3 * med["torch"] if "torch" in med else None,
-                 "vs_torch": med["ours"] / med["torch"] if "torch" in med else None,
-                 "blas_limit_ms": 1e3 * flops / rate, "vs_blas_limit": med["ours"] * rate / flops,
-                 "peak_rss_mb": None})
+    res = rounds_of("train", args.train_batch)
+    rate = res["gemm"][0]["flops"] / stats(res["gemm"], "gemm")[0]
+    gemm_rates.append(rate / 1e9)
+    first = res["minicnn"][0]
+    add_row(f"small model training step ({first['model']})", first["shape"][0],
+            stats(res["minicnn"], "train"),
+            stats(res["torch"], "train") if use_torch else (None,), first["flops"], rate)
+    results["gemm_gflops"], results["engines"] = gemm_rates, info
 
-    lines = [f"device {args.device}; BLAS {blas}, {threads} threads; "
-             f"torch {results['torch'] or 'absent'}; GEMM {GEMM_SHAPE} float32: "
-             + ", ".join(f"{g:.1f}" for g in results["gemm_gflops"]) + " GFLOP/s; "
-             f"medians of {args.repeats} interleaved repeats", "",
+    torch_info = info.get("torch")
+    lines = [f"processor: {results['processor']}",
+             f"BLAS: {blas}; threads: minicnn {info['minicnn']['threads']}, BLAS {threads}"
+             + (f", PyTorch {torch_info['torch']} {torch_info['threads']}" if torch_info else
+                ", PyTorch absent"),
+             f"device {args.device}; GEMM {GEMM_SHAPE} float32: "
+             + ", ".join(f"{g:.1f}" for g in gemm_rates) + " GFLOP/s; each engine alone in "
+             f"its own process, {args.rounds} rounds x {args.repeats} calls, medians "
+             "(per-round range)", "",
              "| workload | batch | minicnn ms | PyTorch ms | vs PyTorch | BLAS limit ms | vs BLAS limit | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
+
     def cell(value, spec, suffix=""):
         return "-" if value is None else f"{value:{spec}}{suffix}"
 
+    def timing(value, spread):
+        if value is None:
+            return "-"
+        if spread is None or args.rounds < 2:
+            return f"{value:.1f}"
+        return f"{value:.1f} ({spread[0]:.0f}-{spread[1]:.0f})"
+
     for r in rows:
         lines.append("| " + " | ".join([
-            r["workload"], str(r["batch"]), cell(r["ours_ms"], ".1f"), cell(r["torch_ms"], ".1f"),
-            cell(r["vs_torch"], ".2f", "x"), cell(r["blas_limit_ms"], ".1f"),
-            cell(r["vs_blas_limit"], ".2f", "x"), cell(r["peak_rss_mb"], ".0f")]) + " |")
+            r["workload"], str(r["batch"]), timing(r["ours_ms"], r["ours_spread_ms"]),
+            timing(r["torch_ms"], r["torch_spread_ms"]), cell(r["vs_torch"], ".2f", "x"),
+            cell(r["blas_limit_ms"], ".1f"), cell(r["vs_blas_limit"], ".2f", "x"),
+            cell(r["peak_rss_mb"], ".0f")]) + " |")
     extra = []
     if "torch_gradient_peak_rss_mb" in results:
         extra.append("PyTorch gradient pass peak RSS MB: " + ", ".join(
@@ -449,10 +558,11 @@ def main(argv=None):
     text = "\n".join(lines + [""] + extra)
     print(text)
     if args.out:
-        base = Path(args.out).with_suffix("")
+        base_path = Path(args.out).with_suffix("")
         for suffix, content in ((".json", json.dumps(results, indent=2)), (".md", text + "\n")):
-            atomic_write(base.with_suffix(suffix), lambda tmp, c=content: Path(tmp).write_text(c))
+            atomic_write(base_path.with_suffix(suffix), lambda tmp, c=content: Path(tmp).write_text(c))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
