@@ -1,4 +1,4 @@
-"""The paper's Sect. 4 (PAPER.md table) as properties over small random networks.
+"""The paper's Sect. 4 (docs/backward_rules.md) as properties over small random networks.
 
 The three passes (gradient, DeconvNet, guided backprop) must share every layer's
 backward except ReLU's, whose three rules are the table's formulas. The gradient must
