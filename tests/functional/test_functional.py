@@ -1,8 +1,10 @@
-"""minicnn.functional: the pure math against naive loop oracles (tests/oracles.py).
+"""minicnn.functional (the dispatchers the layers call): the pure math against naive loop
+oracles (tests/oracles.py).
 
-Only the documented contracts are used: output shapes and values of conv2d and its two
-backward functions, maxpool2d's pooled values, and unpool2d routing through whatever
-switches maxpool2d returned (their encoding is an internal detail and is not checked).
+Only the documented contracts are used: output shapes and values of conv2d_forward and
+its two backward functions, maxpool2d_forward's pooled values, and maxpool2d_backward
+(unpooling) routing through whatever switches maxpool2d_forward returned (their encoding
+is an internal detail and is not checked).
 """
 import numpy as np
 import pytest
