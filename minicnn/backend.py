@@ -78,8 +78,8 @@ def to_numpy(array):
 def keep_freed_memory():
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the
     operating system. Every pass allocates and frees large temporaries; given back, each
-    comes back as fresh pages that fault in one by one (~4,500 faults per VGG16 backward,
-    5-10% of its time). Process-wide, so the library never calls it by itself: the
+    comes back as fresh pages that fault in one by one (thousands of page faults per
+    VGG16 backward). Process-wide, so the library never calls it by itself: the
     command-line tools do, at start-up. Returns True when the setting took (glibc only)."""
     import ctypes
     import ctypes.util

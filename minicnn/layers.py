@@ -1,22 +1,51 @@
 """Layers: thin classes holding parameters, gradients and one named cache.
 
-Every layer implements
-
-- ``forward(x)``: computes the output and caches exactly what ``backward`` needs;
-- ``backward(grad, rule, param_grads=False)``: maps the signal at the layer's output to
-  the signal at its input. ``rule`` is ``"gradient"``, ``"deconvnet"`` or ``"guided"``;
-  only :class:`ReLU` looks at it (PAPER.md Sect. 4). With ``param_grads=True`` layers with
-  parameters also fill ``self.grads`` (training);
-- ``output_shape(in_shape)``: shape inference on per-example shapes (no batch axis);
-- ``config()``: the constructor arguments, for model files.
+The math lives in :mod:`minicnn.functional` (read :mod:`minicnn.functional.reference`
+for each layer kind's forward beside its backward); a layer checks its input, keeps what
+its backward needs in ``self.cache`` and calls those functions. The interface every
+layer implements is :class:`Layer`'s.
 """
 import numpy as np
 
 from . import functional as F
-from .backend import get_array_module
+from .functional.winograd import KernelTransforms
+
+
+def check_int(owner, name, value, low):
+    """``value`` as an int, or ValueError unless it is an integer >= ``low``."""
+    if not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{owner} {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def window_output_size(what, h, w, kernel, stride, pad):
+    """(Ho, Wo) of a kernel x kernel window sliding over an h x w input, or ValueError
+    "{what} does not fit a HxW input" when no window position fits."""
+    ho, wo = F.out_size(h, kernel, stride, pad), F.out_size(w, kernel, stride, pad)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{what} does not fit a {h}x{w} input")
+    return ho, wo
 
 
 class Layer:
+    """The interface of every layer.
+
+    - ``forward(x)``: the output for a batch x (batch axis first); caches in
+      ``self.cache`` exactly what ``backward`` needs (a dict with named entries).
+    - ``backward(grad, rule="gradient", param_grads=False)``: maps the signal at the
+      layer's output (the shape ``forward`` returned) to the signal at its input (the
+      shape ``forward`` was given), using the cache of the last forward. ``rule`` is
+      ``"gradient"``, ``"deconvnet"`` or ``"guided"``; only :class:`ReLU` looks at it
+      (Simonyan et al. 2013, Sect. 4; docs/backward_rules.md). With
+      ``param_grads=True`` a layer with parameters also fills ``self.grads`` (same keys
+      and shapes as ``self.params``) for training.
+    - ``output_shape(in_shape)``: shape inference on per-example shapes (no batch axis);
+      raises ValueError when the input does not fit. Default: the shape unchanged.
+    - ``config()``: the constructor arguments as a JSON-able dict, for model files
+      (``type(layer)(**layer.config())`` builds an equal layer). Default: no arguments.
+
+    Subclasses set ``kind`` (the type name in model files) and ``param_names``.
+    """
     kind = None           # the type name used in model files
     param_names = ()
 
@@ -25,6 +54,13 @@ class Layer:
         self.grads = {}
         self.cache = None
         self.training = False
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+
+    def backward(self, grad, rule="gradient", param_grads=False):
+        raise NotImplementedError(f"{type(self).__name__} must implement "
+                                  "backward(grad, rule, param_grads)")
 
     def config(self):
         return {}
@@ -52,13 +88,12 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0):
         super().__init__()
-        for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
-                                 ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                                 ("pad", pad, 0)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"Conv2d {name} must be an integer >= {low}, got {value!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.pad = int(kernel_size), int(stride), int(pad)
+        self.in_channels = check_int("Conv2d", "in_channels", in_channels, 1)
+        self.out_channels = check_int("Conv2d", "out_channels", out_channels, 1)
+        self.kernel_size = check_int("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = check_int("Conv2d", "stride", stride, 1)
+        self.pad = check_int("Conv2d", "pad", pad, 0)
+        self._kernels = KernelTransforms()   # the weight's Winograd transform, between passes
         k = self.kernel_size
         self.params = {"weight": np.zeros((self.out_channels, self.in_channels, k, k), np.float32),
                        "bias": np.zeros((self.out_channels,), np.float32)}
@@ -71,20 +106,15 @@ class Conv2d(Layer):
         c, h, w = in_shape
         if c != self.in_channels:
             raise ValueError(f"Conv2d expects {self.in_channels} input channels, got {c}")
-        ho = F.out_size(h, self.kernel_size, self.stride, self.pad)
-        wo = F.out_size(w, self.kernel_size, self.stride, self.pad)
-        if ho < 1 or wo < 1:
-            raise ValueError(f"Conv2d kernel {self.kernel_size} (pad {self.pad}) does not fit "
-                             f"a {h}x{w} input")
+        ho, wo = window_output_size(f"Conv2d kernel {self.kernel_size} (pad {self.pad})",
+                                    h, w, self.kernel_size, self.stride, self.pad)
         return (self.out_channels, ho, wo)
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
         self.cache = {"x": x}
-        weight, bias = self.params["weight"], self.params["bias"]
-        if F.use_winograd(x, weight.shape, self.stride, self.pad):
-            return F.winograd_conv3x3(x, self._winograd_weight(x.dtype), bias)
-        return F.conv2d(x, weight, bias, self.stride, self.pad)
+        return F.conv2d_forward(x, self.params["weight"], self.params["bias"], self.stride,
+                                self.pad, kernels=self._kernels)
 
     def backward(self, grad, rule="gradient", param_grads=False):
         x = self._cached()["x"]
@@ -92,30 +122,8 @@ class Conv2d(Layer):
         if param_grads:
             self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
                 grad, x, weight.shape, self.stride, self.pad)
-        if F.use_winograd(grad, weight.shape, self.stride, self.pad):
-            return F.winograd_conv3x3(grad, self._winograd_weight(grad.dtype, flipped=True), None)
-        return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad)
-
-    def _winograd_weight(self, dtype, flipped=False):
-        """The kernel transform U of the current weight (F.winograd_weight), or of the
-        flipped, transposed kernel for the backward pass, remembered between calls:
-        visualisation runs hundreds of passes with fixed weights. Reused only while
-        ``params["weight"]`` is the same array with the same values (so replacing or
-        editing the weight in place is always seen)."""
-        weight = self.params["weight"]
-        xp = get_array_module(weight)
-        dtype = xp.result_type(dtype, weight.dtype)
-        memo = getattr(self, "_winograd_memo", None)
-        if not (memo is not None and memo["weight"] is weight and memo["u"].dtype == dtype
-                and bool(xp.array_equal(memo["values"], weight))):
-            memo = {"weight": weight, "values": weight.copy(),
-                    "u": F.winograd_weight(weight, dtype), "u_flipped": None}
-            self._winograd_memo = memo
-        if not flipped:
-            return memo["u"]
-        if memo["u_flipped"] is None:
-            memo["u_flipped"] = F.winograd_weight_flipped(memo["u"])
-        return memo["u_flipped"]
+        return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad,
+                                       kernels=self._kernels)
 
 
 class Linear(Layer):
@@ -125,10 +133,8 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Linear {name} must be an integer >= 1, got {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_int("Linear", "in_features", in_features, 1)
+        self.out_features = check_int("Linear", "out_features", out_features, 1)
         self.params = {"weight": np.zeros((self.out_features, self.in_features), np.float32),
                        "bias": np.zeros((self.out_features,), np.float32)}
 
@@ -144,14 +150,13 @@ class Linear(Layer):
     def forward(self, x):
         self.output_shape(x.shape[1:])
         self.cache = {"x": x}
-        return x @ self.params["weight"].T + self.params["bias"]
+        return F.linear_forward(x, self.params["weight"], self.params["bias"])
 
     def backward(self, grad, rule="gradient", param_grads=False):
         x = self._cached()["x"]
         if param_grads:
-            self.grads["weight"] = grad.T @ x
-            self.grads["bias"] = grad.sum(axis=0)
-        return grad @ self.params["weight"]
+            self.grads["weight"], self.grads["bias"] = F.linear_backward_params(grad, x)
+        return F.linear_backward_input(grad, self.params["weight"])
 
 
 class ReLU(Layer):
@@ -159,8 +164,7 @@ class ReLU(Layer):
     kind = "relu"
 
     def forward(self, x):
-        xp = get_array_module(x)
-        y = xp.maximum(x, xp.zeros((), dtype=x.dtype))
+        y = F.relu_forward(x)
         # the output doubles as the backward mask (y > 0 exactly where x > 0; a NaN
         # passes through, as in PyTorch): one pass here instead of two. Where a conv
         # follows it keeps y anyway; before a pool y costs 4 bytes per element, not 1
@@ -180,35 +184,31 @@ class MaxPool2d(Layer):
     def __init__(self, kernel_size, stride=None, pad=0):
         super().__init__()
         stride = kernel_size if stride is None else stride
-        for name, value, low in (("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                                 ("pad", pad, 0)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"MaxPool2d {name} must be an integer >= {low}, got {value!r}")
-        if pad > kernel_size // 2:
-            raise ValueError(f"MaxPool2d pad must be <= kernel_size // 2 = {kernel_size // 2}, "
-                             f"got {pad}")
-        self.kernel_size, self.stride, self.pad = int(kernel_size), int(stride), int(pad)
+        self.kernel_size = check_int("MaxPool2d", "kernel_size", kernel_size, 1)
+        self.stride = check_int("MaxPool2d", "stride", stride, 1)
+        self.pad = check_int("MaxPool2d", "pad", pad, 0)
+        if self.pad > self.kernel_size // 2:
+            raise ValueError(f"MaxPool2d pad must be <= kernel_size // 2 = "
+                             f"{self.kernel_size // 2}, got {pad}")
 
     def config(self):
         return {"kernel_size": self.kernel_size, "stride": self.stride, "pad": self.pad}
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
-        ho = F.out_size(h, self.kernel_size, self.stride, self.pad)
-        wo = F.out_size(w, self.kernel_size, self.stride, self.pad)
-        if ho < 1 or wo < 1:
-            raise ValueError(f"MaxPool2d window {self.kernel_size} does not fit a {h}x{w} input")
+        ho, wo = window_output_size(f"MaxPool2d window {self.kernel_size}",
+                                    h, w, self.kernel_size, self.stride, self.pad)
         return (c, ho, wo)
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        y, switches = F.maxpool2d(x, self.kernel_size, self.stride, self.pad)
+        y, switches = F.maxpool2d_forward(x, self.kernel_size, self.stride, self.pad)
         self.cache = {"switches": switches, "x_shape": x.shape}
         return y
 
     def backward(self, grad, rule="gradient", param_grads=False):
         cache = self._cached()
-        return F.unpool2d(grad, cache["switches"], cache["x_shape"],
+        return F.maxpool2d_backward(grad, cache["switches"], cache["x_shape"],
                           self.kernel_size, self.stride, self.pad)
 
 
@@ -221,13 +221,10 @@ class Flatten(Layer):
 
     def forward(self, x):
         self.cache = {"x": x}
-        return x.reshape(x.shape[0], -1)
+        return F.flatten_forward(x)
 
     def backward(self, grad, rule="gradient", param_grads=False):
-        x = self._cached()["x"]
-        # back in the memory layout the input had (channels-last after a Winograd conv),
-        # so the layers below see one layout
-        return F.laid_out_like(grad.reshape(x.shape), x)
+        return F.flatten_backward(grad, self._cached()["x"])
 
 
 class Dropout(Layer):
@@ -248,15 +245,13 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self.cache = {"mask": None}
             return x
-        xp = get_array_module(x)
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        mask = xp.asarray(keep.astype(np.float32) / np.float32(1.0 - self.p))
+        y, mask = F.dropout_forward(x, self.p, self.rng)
         self.cache = {"mask": mask}
-        return x * mask
+        return y
 
     def backward(self, grad, rule="gradient", param_grads=False):
         mask = self._cached()["mask"]
-        return grad if mask is None else grad * mask
+        return grad if mask is None else F.dropout_backward(grad, mask)
 
 
 LAYER_TYPES = {cls.kind: cls for cls in (Conv2d, Linear, ReLU, MaxPool2d, Flatten, Dropout)}

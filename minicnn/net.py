@@ -1,12 +1,32 @@
 """Net: an ordered, named sequence of layers with explicit forward and backward passes."""
 import difflib
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
 from .functional import check_rule
 from .layers import Layer
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype):
+    """The numpy dtype for "float32" / "float64" (or those dtypes); ValueError otherwise."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if dtype is None or name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return np.dtype(name)
+
+
+class LastRun(NamedTuple):
+    """What backward needs to know about the last forward."""
+    stop: int        # index of the last layer it ran
+    shapes: list     # output shape of each layer it ran, batch axis included
 
 
 def unknown_name_error(kind, name, valid):
@@ -40,7 +60,8 @@ class Net:
             raise ValueError("a Net needs at least one layer")
         self.meta = dict(meta or {})
         self.device = "cpu"
-        self._last_run = None   # (index of last layer run, output shape per layer)
+        self.dtype = np.dtype(np.float32)   # of the parameters and of every pass
+        self._last_run = None   # LastRun of the last complete forward
 
     # ------------------------------------------------------------------ access
     @property
@@ -114,17 +135,22 @@ class Net:
         return out
 
     # ------------------------------------------------------------------ passes
-    def forward(self, x, until=None):
-        """x: (N, C, H, W) float32 (preprocessed) -> output of the last layer (class
-        scores before any softmax) or of layer ``until``. Layers keep references to their
-        outputs for the backward pass (a ReLU's output is its mask): edit a copy."""
-        stop = len(self.layers) - 1 if until is None else self.index(until)
+    def _on_net(self, array):
+        """``array`` on the net's device, in the net's dtype (no copy when it is)."""
         xp = np if self.device == "cpu" else require_cupy()
-        if get_array_module(x) is not xp:
-            x = to_device(x, self.device)
+        if get_array_module(array) is not xp:
+            array = to_device(array, self.device)
+        return array.astype(self.dtype, copy=False)
+
+    def forward(self, x, until=None):
+        """x: (N, C, H, W) preprocessed input, cast to the net's dtype (float32 unless
+        :meth:`to` chose float64) -> output of the last layer (class scores before any
+        softmax) or of layer ``until``. Layers keep references to their outputs for the
+        backward pass (a ReLU's output is its mask): edit a copy."""
+        stop = len(self.layers) - 1 if until is None else self.index(until)
+        x = self._on_net(x)
         if x.ndim != 4:
             raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x = x.astype(np.float32, copy=False)
         self._last_run = None   # a forward that fails part-way leaves nothing to backward
         shapes = []
         for i, (name, layer) in enumerate(self.layers.items()):
@@ -138,7 +164,7 @@ class Net:
                     later.cache = None
                 raise ValueError(f"layer {name!r}: {exc}") from None
             shapes.append(tuple(x.shape))
-        self._last_run = (stop, shapes)
+        self._last_run = LastRun(stop, shapes)
         return x
 
     def backward(self, grad, rule="gradient", start=None, param_grads=False):
@@ -153,15 +179,12 @@ class Net:
             raise ValueError("param_grads=True needs rule='gradient'")
         if self._last_run is None:
             raise RuntimeError("backward called before forward: run net.forward(x) first")
-        last, shapes = self._last_run
+        last, shapes = self._last_run.stop, self._last_run.shapes
         begin = len(self.layers) - 1 if start is None else self.index(start)
         if begin > last:
             raise RuntimeError(f"backward from layer {self.names[begin]!r} but the last forward "
                                f"stopped at {self.names[last]!r}")
-        xp = np if self.device == "cpu" else require_cupy()
-        if get_array_module(grad) is not xp:
-            grad = to_device(grad, self.device)
-        grad = grad.astype(np.float32, copy=False)
+        grad = self._on_net(grad)
         if tuple(grad.shape) != shapes[begin]:
             raise ValueError(f"grad has shape {tuple(grad.shape)} but layer "
                              f"{self.names[begin]!r} produced {shapes[begin]} in the last forward")
@@ -179,18 +202,23 @@ class Net:
     def eval(self):
         return self.train(False)
 
-    def to(self, device):
-        """Move parameters to 'cpu' (NumPy) or 'cuda' (CuPy); returns self."""
-        check_device(device)
+    def to(self, device=None, dtype=None):
+        """Move parameters to ``device`` 'cpu' (NumPy) or 'cuda' (CuPy) and/or cast them
+        to ``dtype`` "float32" (the default of every net) or "float64"; None keeps the
+        current one. Every later pass runs in that dtype: its inputs and signals are cast
+        to it. float64 is for study (finite-difference checks; docs/float64.md); model
+        files store float32. Returns self."""
+        device = self.device if device is None else check_device(device)
+        dtype = self.dtype if dtype is None else check_dtype(dtype)
         if device == "cuda":
             require_cupy()
         for layer in self.layers.values():
             for key in layer.params:
-                layer.params[key] = to_device(layer.params[key], device)
+                layer.params[key] = to_device(layer.params[key], device).astype(dtype, copy=False)
             layer.grads = {}
             layer.cache = None
         self._last_run = None
-        self.device = device
+        self.device, self.dtype = device, dtype
         return self
 
     # ------------------------------------------------------------------ parameters
@@ -201,7 +229,8 @@ class Net:
                 yield f"{name}.{pname}", layer, pname
 
     def state_dict(self):
-        """OrderedDict "<layer>.weight" / "<layer>.bias" -> NumPy float32 array (copies)."""
+        """OrderedDict "<layer>.weight" / "<layer>.bias" -> NumPy array in the net's dtype
+        (copies)."""
         return OrderedDict((key, to_numpy(layer.params[p]).copy())
                            for key, layer, p in self.parameters())
 
@@ -228,9 +257,9 @@ class Net:
                 bad_value.append(f"{key}: dtype {arr.dtype}, expected real numbers")
                 continue
             with np.errstate(over="ignore", invalid="ignore"):
-                cast = arr.astype(np.float32)
+                cast = arr.astype(self.dtype)
             if not np.isfinite(cast).all():
-                bad_value.append(f"{key}: NaN, infinite or beyond float32's range")
+                bad_value.append(f"{key}: NaN, infinite or beyond {self.dtype.name}'s range")
                 continue
             converted[key] = cast
         problems = []
@@ -261,7 +290,7 @@ class Net:
                 twin.rng = layer.rng.spawn(1)[0]
             layers.append((name, twin))
         twin_net = Net(layers, self.meta)
-        twin_net.device = self.device
+        twin_net.device, twin_net.dtype = self.device, self.dtype
         return twin_net
 
     def num_parameters(self):

@@ -8,7 +8,7 @@ starting from size 1, jump 1 at the input. Layers after a Flatten see the whole 
 (size None). Multiply-adds: conv ``O*Ho*Wo * C*k*k``, linear ``in*out``; ReLU, pooling,
 flatten and dropout count none (comparisons, not multiply-adds). Biases are not counted.
 
-VGG16 at 224x224 (PAPER.md Sect. 6): 138,357,544 parameters, about 15.5 G multiply-adds,
+VGG16 at 224x224 (Simonyan & Zisserman 2014): 138,357,544 parameters, about 15.5 G multiply-adds,
 receptive field of pool5 212 pixels with jump 32.
 """
 from collections import OrderedDict

@@ -2,7 +2,7 @@
 harness, and hypothesis strategies for small random networks.
 
 Nothing here calls minicnn's math: the loops below are written from the definitions
-(PAPER.md Sect. 4, cs231n style) so they can disagree with the engine. They are slow
+(Simonyan et al. 2013, Sect. 4; cs231n style) so they can disagree with the engine. They are slow
 and meant for tiny arrays, in float64.
 """
 from dataclasses import dataclass
@@ -138,7 +138,8 @@ def linear_naive(x, W, b):
 
 
 # ============================================================================ ReLU rules
-# Written from PAPER.md Sect. 4's table, independently of minicnn.functional.
+# Written from the table of Simonyan et al. 2013, Sect. 4 (docs/backward_rules.md),
+# independently of minicnn.functional.
 
 def relu_rule(rule, grad, x_in):
     """R_n from R_{n+1} (grad) and the ReLU's forward input X_n (x_in)."""

@@ -59,13 +59,13 @@ def test_maxpool_switches_match_between_numpy_and_cupy(ties, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = (rng.integers(-2, 2, (2, 3, h, w)).astype(np.float32) if ties
          else rng.standard_normal((2, 3, h, w)).astype(np.float32))
-    y_c, sw_c = F.maxpool2d(x, k, s, p)
-    y_g, sw_g = F.maxpool2d(cupy.asarray(x), k, s, p)
+    y_c, sw_c = F.maxpool2d_forward(x, k, s, p)
+    y_g, sw_g = F.maxpool2d_forward(cupy.asarray(x), k, s, p)
     np.testing.assert_array_equal(to_np(y_g), y_c)
     np.testing.assert_array_equal(to_np(sw_g), to_np(sw_c))
     dy = rng.standard_normal(y_c.shape).astype(np.float32)
-    np.testing.assert_array_equal(to_np(F.unpool2d(cupy.asarray(dy), sw_g, x.shape, k, s, p)),
-                                  F.unpool2d(dy, sw_c, x.shape, k, s, p))
+    np.testing.assert_array_equal(to_np(F.maxpool2d_backward(cupy.asarray(dy), sw_g, x.shape, k, s, p)),
+                                  F.maxpool2d_backward(dy, sw_c, x.shape, k, s, p))
 
 
 @needs_cuda

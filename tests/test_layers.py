@@ -278,3 +278,20 @@ def test_output_shape_formula():
     assert Conv2d(3, 8, 3, 2, 1).output_shape((3, 7, 10)) == (8, conv_out(7, 3, 2, 1), conv_out(10, 3, 2, 1))
     assert MaxPool2d(3, 2, 1).output_shape((4, 7, 6)) == (4, 4, 3)
     assert Linear(5, 2).output_shape((5,)) == (2,)
+
+
+def test_layer_base_declares_the_interface():
+    """A subclass that forgets forward or backward fails loudly; output_shape and config
+    have documented defaults (shape unchanged, no arguments)."""
+    from minicnn import Layer
+
+    class Bare(Layer):
+        kind = "bare"
+
+    layer = Bare()
+    with pytest.raises(NotImplementedError, match="Bare must implement forward"):
+        layer.forward(np.zeros((1, 2)))
+    with pytest.raises(NotImplementedError, match="Bare must implement backward"):
+        layer.backward(np.zeros((1, 2)), "gradient")
+    assert layer.output_shape((3, 4, 5)) == (3, 4, 5)
+    assert layer.config() == {}

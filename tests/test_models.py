@@ -1,5 +1,5 @@
 """minicnn.models: VGG16/VGG19 structure and parameter counts (Simonyan & Zisserman 2014,
-PAPER.md Sect. 6), vgg_from_config naming, initialisation and validation."""
+Sect. 2.1), vgg_from_config naming, initialisation and validation."""
 import gc
 
 import numpy as np

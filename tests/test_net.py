@@ -265,6 +265,42 @@ def test_to_unknown_device_is_an_error():
         tiny_net().to("tpu")
 
 
+def test_float64_mode_casts_parameters_passes_and_loads_and_goes_back():
+    net = tiny_net()
+    y32 = net.forward(X)
+    assert net.to(dtype="float64") is net and net.dtype == np.float64
+    assert all(layer.params[p].dtype == np.float64 for _, layer, p in net.parameters())
+    y64 = net.forward(X)                          # float32 input: cast by the net
+    assert y64.dtype == np.float64
+    np.testing.assert_allclose(y64, y32, rtol=1e-5, atol=1e-5)
+    assert net.backward(np.ones(y64.shape, np.float32)).dtype == np.float64
+    assert all(v.dtype == np.float64 for v in net.state_dict().values())
+    net.load_state_dict({"fc2.bias": np.full(4, 0.1)}, strict=False)
+    assert net["fc2"].params["bias"].dtype == np.float64
+    assert net["fc2"].params["bias"][0] == 0.1    # not rounded through float32
+    assert net.replica().forward(X).dtype == np.float64
+    assert net.to("cpu").dtype == np.float64      # dtype=None keeps the dtype
+    net.to(dtype=np.float32)
+    assert net.forward(X).dtype == np.float32
+    assert net.state_dict()["fc2.bias"].dtype == np.float32
+    built = minicnn.vgg_from_config([4, "M"], num_classes=2, input_size=(4, 4), fc_sizes=(),
+                                    dtype="float64")
+    same = minicnn.vgg_from_config([4, "M"], num_classes=2, input_size=(4, 4), fc_sizes=())
+    for key, value in same.state_dict().items():   # one seed, the same weights
+        np.testing.assert_array_equal(built.state_dict()[key], value.astype(np.float64))
+
+
+@pytest.mark.parametrize("bad", ["float16", "int32", "double precision", None, 64])
+def test_to_unknown_dtype_is_an_error(bad):
+    net = tiny_net()
+    if bad is None:                                # None means: keep the dtype
+        assert net.to(dtype=bad).dtype == np.float32
+        return
+    with pytest.raises(ValueError, match="float32, float64"):
+        net.to(dtype=bad)
+    assert net.dtype == np.float32
+
+
 def test_input_shape_and_num_classes_come_from_the_layers_and_metadata():
     net = minicnn.vgg_from_config([4, "M"], num_classes=7, in_channels=1, input_size=(10, 12),
                                   fc_sizes=())

@@ -1,4 +1,4 @@
-"""The paper's Sect. 4 (PAPER.md table) as properties over small random networks.
+"""The paper's Sect. 4 (docs/backward_rules.md) as properties over small random networks.
 
 The three passes (gradient, DeconvNet, guided backprop) must share every layer's
 backward except ReLU's, whose three rules are the table's formulas. The gradient must
@@ -265,3 +265,49 @@ def test_batch_equals_single_examples_stacked(backend, spec):
             sum_pgrads[k] = sum_pgrads[k] + to_np(layer.grads[p]).astype(np.float64)
     for k in pgrads:
         close32(pgrads[k], sum_pgrads[k], f"param grad {k}")
+
+
+# ----------------------------------------------------------------------------- float64 Net API
+
+def test_public_net_api_in_float64_checks_a_small_vgg_against_finite_differences():
+    """Net.to(dtype="float64") end to end on a small VGG whose second block takes the
+    Winograd path: the input gradient of a random projection of the scores equals
+    centred differences tightly, and DeconvNet / guided backprop differ from it only
+    through the ReLU rule (every other layer returns the same signal under any rule)."""
+    from minicnn import functional as F
+    net = minicnn.vgg_from_config([4, "M", 16, 16, "M"], num_classes=3, input_size=(8, 8),
+                                  fc_sizes=(8,), dropout=0.0, seed=3).to(dtype="float64")
+    assert all(layer.params[p].dtype == np.float64 for _, layer, p in net.parameters())
+    conv = net["conv2_2"].params["weight"]
+    assert F.use_winograd(np.zeros((1, 16, 4, 4)), conv.shape, 1, 1)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)    # cast to float64 by the net
+    y = net.forward(x)
+    assert y.dtype == np.float64
+    g = rng.standard_normal(y.shape)
+    grad = net.backward(g, rule="gradient")
+    assert grad.dtype == np.float64
+    x64 = x.astype(np.float64)
+
+    def f(xx):
+        return float(np.sum(net.forward(xx) * g))
+    fd = np.zeros_like(x64)
+    for idx in np.ndindex(x64.shape):
+        step = np.zeros_like(x64)
+        step[idx] = H
+        fd[idx] = (f(x64 + step) - f(x64 - step)) / (2 * H)
+    scale = max(1.0, float(np.abs(fd).max()))
+    np.testing.assert_allclose(grad, fd, rtol=RTOL64, atol=RTOL64 * scale)
+
+    net.forward(x)
+    layers = list(net)
+    for rule in ("deconvnet", "guided"):
+        signal = net.backward(g, rule=rule)
+        relu_only, others_only = g, g
+        for _, layer in reversed(layers):
+            relu = isinstance(layer, ReLU)
+            relu_only = layer.backward(relu_only, rule if relu else "gradient")
+            others_only = layer.backward(others_only, "gradient" if relu else rule)
+        np.testing.assert_array_equal(relu_only, signal)
+        np.testing.assert_array_equal(others_only, grad)
+        assert not np.allclose(signal, grad)

@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from minicnn import functional as F
 from minicnn import threads
+from minicnn.functional import winograd
 
 
 def test_parallel_map_keeps_item_order_and_uses_worker_threads(two_threads):
@@ -59,7 +59,7 @@ def test_the_winograd_split_depends_on_shapes_only():
     for count in (1, 2, 3, 8):
         previous = threads.set_threads(count)
         try:
-            splits.append([F._row_groups(th, tpr, ch) for th, tpr, ch in
+            splits.append([winograd._row_groups(th, tpr, ch) for th, tpr, ch in
                            ((112, 112, 64), (28, 28, 256), (7, 7, 512), (16, 512, 128))])
         finally:
             threads.set_threads(previous)
@@ -72,16 +72,16 @@ def test_winograd_groups_in_threads_equal_the_serial_result(monkeypatch, count):
     transpose and its weight gradient equal the single-thread run bitwise (the same sums
     in the same order; BLAS splits GEMMs by rows/columns, never the summed axis)."""
     rng = np.random.default_rng(count)
-    k = F.WINOGRAD_MIN_CHANNELS
+    k = winograd.WINOGRAD_MIN_CHANNELS
     x = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
     weight = rng.standard_normal((k, k, 3, 3)).astype(np.float32)
     dy = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
-    monkeypatch.setattr(F, "WINOGRAD_CHUNK", 1)
-    monkeypatch.setattr(F, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(winograd, "WINOGRAD_CHUNK", 1)
+    monkeypatch.setattr(winograd, "WINOGRAD_MIN_TILES", 1)
 
     def passes():
-        return (F.conv2d_winograd(x, weight, None), F.conv2d_backward_input_winograd(dy, weight),
-                F.conv2d_backward_params_winograd(dy, x)[0])
+        return (winograd.conv2d_forward(x, weight, None), winograd.conv2d_backward_input(dy, weight),
+                winograd.conv2d_backward_params(dy, x)[0])
     previous = threads.set_threads(1)
     try:
         serial = passes()

@@ -3,7 +3,7 @@
     net, meta = convert("vgg16-397923af.pth")          # format detected from content
     minicnn.save(net, "vgg16.h5", meta)
 
-See tools/convert_weights.py for the command line and FORMATS.md for the layouts.
+See tools/convert_weights.py for the command line and docs/converters.md for the layouts.
 """
 import os
 

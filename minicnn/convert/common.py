@@ -9,7 +9,7 @@ A reader (torch_pickle, keras, caffe) produces a list of *ops*::
 
 where weight and bias are :class:`Source` objects: their shape is known (and checked)
 before any array is allocated; ``load()`` returns a float32 array. Every conv is followed
-by a ReLU and every fc but the last by ReLU + dropout, as in VGG (PAPER.md Sect. 6).
+by a ReLU and every fc but the last by ReLU + dropout, as in VGG (Simonyan & Zisserman 2014, Sect. 2.1 and 3.1).
 """
 import math
 import os
@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from ..layers import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
-from ..models import VGG16_CONFIG, VGG19_CONFIG
+from ..models import VGG16_CONFIG, VGG19_CONFIG, VGGNames
 from ..net import Net
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
@@ -178,44 +178,29 @@ def infer_input_size(ops):
 
 
 # ---------------------------------------------------------------------- build
-def layer_names(ops):
-    """Community names: conv{b}_{i} / relu{b}_{i}, pool{b}, flatten, fc6, relu6, drop6, ..."""
-    names, block, conv_in_block, number = [], 1, 0, 6
-    for op in ops:
-        if isinstance(op, ConvOp):
-            conv_in_block += 1
-            names.append(f"conv{block}_{conv_in_block}")
-        elif isinstance(op, PoolOp):
-            names.append(f"pool{block}")
-            block, conv_in_block = block + 1, 0
-        else:
-            names.append(f"fc{number}")
-            number += 1
-    return names
-
-
 def build_net(ops, dropout=0.5):
-    """Ops -> (Net with zero weights, [(param key, Source)]) in file order."""
-    names = layer_names(ops)
+    """Ops -> (Net with zero weights, [(param key, Source)]) in file order, with the
+    community's layer names (:class:`minicnn.models.VGGNames`)."""
+    names = VGGNames()
     layers, assign = [], []
     last_fc = max((i for i, op in enumerate(ops) if isinstance(op, FCOp)), default=None)
-    for i, (op, name) in enumerate(zip(ops, names)):
+    for i, op in enumerate(ops):
         if isinstance(op, ConvOp):
             o, c, k, _ = op.weight.shape
-            layers += [(name, Conv2d(c, o, k, op.stride, op.pad)),
-                       (name.replace("conv", "relu"), ReLU())]
+            name, relu = names.conv()
+            layers += [(name, Conv2d(c, o, k, op.stride, op.pad)), (relu, ReLU())]
         elif isinstance(op, PoolOp):
-            layers.append((name, MaxPool2d(op.kernel, op.stride)))
+            layers.append((names.pool(), MaxPool2d(op.kernel, op.stride)))
         else:
-            if not any(n == "flatten" for n, _ in layers):
-                layers.append(("flatten", Flatten()))
+            if not any(n == names.FLATTEN for n, _ in layers):
+                layers.append((names.FLATTEN, Flatten()))
             out, inp = op.weight.shape
+            name, relu, drop = names.fc()
             layers.append((name, Linear(inp, out)))
             if i != last_fc:
-                num = name[2:]
-                layers.append((f"relu{num}", ReLU()))
+                layers.append((relu, ReLU()))
                 if dropout:
-                    layers.append((f"drop{num}", Dropout(dropout)))
+                    layers.append((drop, Dropout(dropout)))
         if not isinstance(op, PoolOp):
             assign += [(f"{name}.weight", op.weight), (f"{name}.bias", op.bias)]
     return Net(layers), assign

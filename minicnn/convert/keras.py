@@ -1,6 +1,6 @@
 """Keras HDF5 weight files (``vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5``).
 
-Layout (FORMATS.md): root attribute ``layer_names``; one group per layer whose attribute
+Layout (docs/converters.md): root attribute ``layer_names``; one group per layer whose attribute
 ``weight_names`` lists its datasets (legacy ``block1_conv1_W_1:0``, Keras 2
 ``block1_conv1/kernel:0``, both resolved relative to the layer group). Full-model saves
 keep the same layout under ``model_weights``.

@@ -1,6 +1,6 @@
 """Read ``torch.save`` files without PyTorch and without running code from the file.
 
-Three containers (FORMATS.md): zip (torch >= 1.6), the legacy pickle stream (torch 0.4 -
+Three containers (docs/converters.md): zip (torch >= 1.6), the legacy pickle stream (torch 0.4 -
 1.5, the 2017 torchvision VGG files) and the old tar (torch 0.1 - 0.3). All three end up
 as an ordered dict name -> :class:`TensorRef`, whose shape is known and checked against
 its storage before any array is allocated; ``TensorRef.load()`` copies the (strided) view

@@ -1,4 +1,4 @@
-"""Class model visualisation (PAPER.md Sect. 1; Simonyan et al. 2013, Sect. 2).
+"""Class model visualisation (Simonyan et al. 2013, Sect. 2).
 
     I* = argmax_I  S_c(I) - lambda * ||I||_2^2
 

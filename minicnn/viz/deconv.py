@@ -1,4 +1,5 @@
-"""Zeiler & Fergus reconstruction of one unit, with each backward rule (PAPER.md Sect. 4).
+"""Zeiler & Fergus reconstruction of one unit, with each backward rule
+(Simonyan et al. 2013, Sect. 4; docs/backward_rules.md).
 
 For layer L and channel k of each image: run the network up to L, keep only the
 strongest activation of channel k (its value at its position; every other activation of

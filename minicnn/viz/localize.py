@@ -1,5 +1,5 @@
-"""Weakly supervised object localisation from a saliency map (PAPER.md Sect. 3;
-Simonyan et al. 2013, Sect. 3.2).
+"""Weakly supervised object localisation from a saliency map
+(Simonyan et al. 2013, Sect. 3.2).
 
 1. Seeds: foreground = saliency above its ``fg_quantile`` (0.95), background = below its
    ``bg_quantile`` (0.30); pixels in between do not enter the colour models.

@@ -1,4 +1,4 @@
-"""Image-specific class saliency (PAPER.md Sect. 2; Simonyan et al. 2013, Sect. 3).
+"""Image-specific class saliency (Simonyan et al. 2013, Sect. 3).
 
     w = dS_c / dI at the image I0         (one backward pass of the class score S_c,
                                            the unnormalised score, never the softmax)
@@ -139,7 +139,7 @@ def ten_crops(frame, crop_hw):
 
 def tencrop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0):
     """Saliency of one (C, H, W) frame at least as large as the network input, averaged
-    over its ten crops and mirrors (PAPER.md Sect. 2). cls: class index or None (top-1 of
+    over its ten crops and mirrors (Simonyan et al. 2013, Sect. 3.1). cls: class index or None (top-1 of
     the mean crop scores). Returns a :class:`Saliency` with N = 1 in the frame's size."""
     check_rule(rule)
     frame = np.asarray(to_numpy(frame), np.float32)

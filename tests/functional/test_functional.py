@@ -1,8 +1,10 @@
-"""minicnn.functional: the pure math against naive loop oracles (tests/oracles.py).
+"""minicnn.functional (the dispatchers the layers call): the pure math against naive loop
+oracles (tests/oracles.py).
 
-Only the documented contracts are used: output shapes and values of conv2d and its two
-backward functions, maxpool2d's pooled values, and unpool2d routing through whatever
-switches maxpool2d returned (their encoding is an internal detail and is not checked).
+Only the documented contracts are used: output shapes and values of conv2d_forward and
+its two backward functions, maxpool2d_forward's pooled values, and maxpool2d_backward
+(unpooling) routing through whatever switches maxpool2d_forward returned (their encoding
+is an internal detail and is not checked).
 """
 import numpy as np
 import pytest
@@ -66,7 +68,7 @@ def test_check_rule_lists_valid_rules():
 @given(case=conv_cases())
 def test_conv2d_matches_naive_loops(backend, case):
     x, w, b, s, p = case
-    y = to_np(F.conv2d(on(backend, x), on(backend, w), None if b is None else on(backend, b), s, p))
+    y = to_np(F.conv2d_forward(on(backend, x), on(backend, w), None if b is None else on(backend, b), s, p))
     assert y.dtype == np.float64
     np.testing.assert_allclose(y, conv2d_naive(x, w, b, s, p), **TIGHT)
 
@@ -101,11 +103,11 @@ def test_maxpool_and_unpool_match_naive_loops(backend, ties, data):
     routes each window's value to its first maximum in raster order (ties included),
     padding never wins, overlapping windows add up."""
     x, k, s, p = data.draw(pool_cases(ties=ties))
-    y, switches = F.maxpool2d(on(backend, x), k, s, p)
+    y, switches = F.maxpool2d_forward(on(backend, x), k, s, p)
     y_ref, winners, _ = maxpool_naive(x, k, s, p)
     np.testing.assert_array_equal(to_np(y), y_ref)
     dy = np.random.default_rng(2).standard_normal(y_ref.shape)
-    dx = to_np(F.unpool2d(on(backend, dy), switches, x.shape, k, s, p))
+    dx = to_np(F.maxpool2d_backward(on(backend, dy), switches, x.shape, k, s, p))
     assert dx.shape == x.shape
     np.testing.assert_allclose(dx, unpool_naive(dy, winners, x.shape), **TIGHT)
 
@@ -114,15 +116,15 @@ def test_maxpool_overlapping_windows_on_a_constant_input_accumulate():
     """3x3 windows, stride 1, on a constant 4x4 input: every window's first pixel wins,
     so ones routed back land on the window origins (no spreading over ties)."""
     x = np.full((1, 1, 4, 4), 5.0)
-    y, sw = F.maxpool2d(x, 3, 1, 0)
-    dx = to_np(F.unpool2d(np.ones_like(y), sw, x.shape, 3, 1, 0))
+    y, sw = F.maxpool2d_forward(x, 3, 1, 0)
+    dx = to_np(F.maxpool2d_backward(np.ones_like(y), sw, x.shape, 3, 1, 0))
     expected = np.zeros((4, 4))
     expected[:2, :2] = 1.0
     np.testing.assert_array_equal(dx[0, 0], expected)
     # with pad 1 the padded border never wins; windows starting in the border pick the
     # first real pixel of the window in raster order
-    y, sw = F.maxpool2d(x, 3, 1, 1)
-    dx = to_np(F.unpool2d(np.ones_like(y), sw, x.shape, 3, 1, 1))
+    y, sw = F.maxpool2d_forward(x, 3, 1, 1)
+    dx = to_np(F.maxpool2d_backward(np.ones_like(y), sw, x.shape, 3, 1, 1))
     expected = np.zeros((4, 4))
     expected[0, 0] = 4    # windows at (-1,-1), (-1,0), (0,-1), (0,0)
     expected[0, 1:3] = 2  # (-1, 1), (0, 1) -> (0, 1); (-1, 2), (0, 2) -> (0, 2)
@@ -134,7 +136,7 @@ def test_maxpool_overlapping_windows_on_a_constant_input_accumulate():
 
 def test_maxpool_padding_never_wins_over_negative_values():
     x = -np.arange(1, 10, dtype=np.float64).reshape(1, 1, 3, 3)   # all negative
-    y, _ = F.maxpool2d(x, 3, 2, 1)
+    y, _ = F.maxpool2d_forward(x, 3, 2, 1)
     np.testing.assert_array_equal(to_np(y), maxpool_naive(x, 3, 2, 1)[0])
     assert (to_np(y) < 0).all()
 
@@ -145,14 +147,14 @@ def test_functions_keep_the_input_dtype(dtype):
     x = rng.standard_normal((2, 3, 5, 6)).astype(dtype)
     w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
     b = rng.standard_normal(4).astype(dtype)
-    y = F.conv2d(x, w, b, 2, 1)
+    y = F.conv2d_forward(x, w, b, 2, 1)
     assert y.dtype == dtype
     assert F.conv2d_backward_input(y, w, x.shape, 2, 1).dtype == dtype
     dw, db = F.conv2d_backward_params(y, x, w.shape, 2, 1)
     assert dw.dtype == dtype and db.dtype == dtype
-    p, sw = F.maxpool2d(x, 2, 1, 1)
+    p, sw = F.maxpool2d_forward(x, 2, 1, 1)
     assert p.dtype == dtype
-    assert F.unpool2d(p, sw, x.shape, 2, 1, 1).dtype == dtype
+    assert F.maxpool2d_backward(p, sw, x.shape, 2, 1, 1).dtype == dtype
     for rule in ("gradient", "deconvnet", "guided"):
         assert F.relu_backward(x, x > 0, rule).dtype == dtype
 
@@ -184,7 +186,7 @@ def test_conv_on_larger_inputs_against_offset_sums(shape, o, ksp):
     x = rng.standard_normal(shape)
     w = rng.standard_normal((o, shape[1], k, k)) / np.sqrt(shape[1] * k * k)
     b = rng.standard_normal(o)
-    y = F.conv2d(x, w, b, s, p)
+    y = F.conv2d_forward(x, w, b, s, p)
     y_ref = conv2d_offsets(x, w, b, s, p)
     np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
     dy = rng.standard_normal(y_ref.shape)

@@ -1,0 +1,35 @@
+"""Memory-layout helpers for the CPU fast paths.
+
+On the CPU the convs return (N, C, H, W) arrays that are views of channels-last
+(N, H, W, C) buffers (see :mod:`minicnn.functional.winograd`). The values and shapes are
+those of any (N, C, H, W) array; only the strides differ. These helpers keep the signals
+of the backward pass in the layout of the forward arrays they meet, so elementwise
+passes run over matching, contiguous rows instead of one strided operand.
+"""
+from ..backend import get_array_module
+
+
+def is_channels_last(a):
+    """True for a 4-D (N, C, H, W) array stored with channels innermost."""
+    return a.ndim == 4 and a.strides[1] < a.strides[3]
+
+
+def laid_out_like(a, like):
+    """``a`` (N, C, H, W), copied channels-last when ``like`` is stored so and ``a`` is not
+    (same values and dtype)."""
+    if is_channels_last(like) and not is_channels_last(a):
+        out = zeros_laid_out_like(a.shape, like, a.dtype)
+        out[...] = a
+        return out
+    return a
+
+
+def zeros_laid_out_like(shape, like, dtype=None):
+    """Zeros of (N, C, H, W) ``shape`` (dtype: like's by default), stored channels-last
+    when ``like`` is (the CPU conv outputs are)."""
+    xp = get_array_module(like)
+    dtype = like.dtype if dtype is None else dtype
+    if is_channels_last(like):
+        n, c, h, w = shape
+        return xp.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return xp.zeros(shape, dtype=dtype)

@@ -1,0 +1,50 @@
+"""Fast path for the pools of every VGG: 2x2 windows, stride 2, no padding.
+
+Same results as :func:`minicnn.functional.reference.maxpool2d_forward` and
+:func:`~minicnn.functional.reference.maxpool2d_backward` (values, switches, ties), by
+four strided views instead of k*k window copies and an argmax.
+"""
+from ..backend import get_array_module
+from .layout import zeros_laid_out_like
+
+
+def is_2x2_pool(kernel, stride, pad):
+    """True for the pools of every VGG: 2x2 windows, stride 2, no padding."""
+    return kernel == 2 and stride == 2 and pad == 0
+
+
+def maxpool2x2_forward(x):
+    """2x2 stride-2 max-pool: the four offsets of every window are four strided views
+    (raster order 0 (0,0), 1 (0,1), 2 (1,0), 3 (1,1)); a window's switch is chosen by
+    three comparisons, each keeping the earlier offset on ties (like argmax). An odd last
+    row/column belongs to no window. x (N, C, H, W) -> (y, switches uint8), (N, C, H//2, W//2).
+    """
+    xp = get_array_module(x)
+    ho, wo = x.shape[2] // 2, x.shape[3] // 2
+    x00, x01 = x[:, :, 0:2 * ho:2, 0:2 * wo:2], x[:, :, 0:2 * ho:2, 1:2 * wo:2]
+    x10, x11 = x[:, :, 1:2 * ho:2, 0:2 * wo:2], x[:, :, 1:2 * ho:2, 1:2 * wo:2]
+    right_top = x01 > x00                   # strict: a tie keeps the earlier offset
+    right_bottom = x11 > x10
+    # max values by maximum and the switch by bit logic, not np.where: selecting on a
+    # data-dependent mask mispredicts per element on the CPU
+    top, bottom = xp.maximum(x00, x01), xp.maximum(x10, x11)
+    down = bottom > top
+    y = xp.maximum(top, bottom)
+    switches = down.astype(xp.uint8) * xp.uint8(2)
+    switches += (right_bottom & down) | (right_top & ~down)   # the winner's column
+    return y, switches
+
+
+def maxpool2x2_backward(dy, switches, x_shape):
+    """Adjoint of :func:`maxpool2x2_forward` (unpooling): dy (N, C, Ho, Wo) goes to the
+    offset its switch names -> dx (N, C, H, W) of shape ``x_shape``; offset k is written
+    through its own strided view (windows do not overlap), as the product
+    dy * 1[switch == k] (like the gradient's own formula, a non-finite dy also spreads
+    NaN over its window)."""
+    xp = get_array_module(dy)
+    ho, wo = dy.shape[2:]
+    dx = zeros_laid_out_like(x_shape, dy)
+    for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        # dy * 1[switch == k]: a branch-free multiply, where a masked copy branches
+        xp.multiply(dy, switches == k, out=dx[:, :, a:2 * ho:2, b:2 * wo:2])
+    return dx
