@@ -21,6 +21,16 @@ setup(
         "defusedxml>=0.7",
         "scikit-image>=0.19",
     ],
+    entry_points={"console_scripts": [
+        "minicnn-saliency = minicnn.commands.saliency:entry",
+        "minicnn-localize = minicnn.commands.localize:entry",
+        "minicnn-deconv = minicnn.commands.deconv:entry",
+        "minicnn-class-model = minicnn.commands.class_model:entry",
+        "minicnn-info = minicnn.commands.info:entry",
+        "minicnn-train = minicnn.commands.train:entry",
+        "minicnn-bench = minicnn.commands.bench:entry",
+        "minicnn-evaluate = minicnn.evaluate.cli:entry",
+    ]},
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1"],
         "gpu": ["cupy-cuda12x"],

@@ -1,13 +1,11 @@
 #!/usr/bin/env python3
-"""Measure saliency maps over a data set: see `python3 tools/evaluate.py --help` and
-minicnn/evaluate/cli.py."""
-import os
+"""Measure saliency maps over a data set (localisation error, pointing game, sanity checks).
+
+The code is minicnn/evaluate/cli.py; `pip install` also installs it as the command `minicnn-evaluate`.
+"""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from minicnn.evaluate.cli import PROG, main  # noqa: E402
-from minicnn.viz import cli  # noqa: E402
+from minicnn.evaluate.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, PROG))
+    sys.exit(entry())

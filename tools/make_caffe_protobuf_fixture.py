@@ -11,13 +11,11 @@ dependency: run it once where the protobuf package is installed:
 Writes tests/convert/fixtures/tiny_vgg_{v1,new}_protobuf.caffemodel.
 """
 import os
-import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from make_keras_caffe_fixtures import layers_from_state  # noqa: E402
+from make_keras_caffe_fixtures import layers_from_state
 
 FIXTURES = os.path.join(HERE, "..", "tests", "convert", "fixtures")
 

@@ -2,7 +2,7 @@
 (the weights of the genuine torch fixture; see make_torch_fixtures.py). Needs h5py only:
 the .caffemodel files are written with minicnn's own protobuf writer.
 
-Layouts follow the released files (FORMATS.md):
+Layouts follow the released files (docs/converters.md):
 
 - tiny_vgg_keras.h5        legacy Keras 1 file like vgg16_weights_tf_dim_ordering_tf_kernels.h5:
                            root attr layer_names (input_1, block1_conv1, ..., block1_pool, ...,
@@ -23,8 +23,7 @@ import sys
 import h5py
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from minicnn.convert.protobuf import (field_bytes, field_packed_floats,  # noqa: E402
+from minicnn.convert.protobuf import (field_bytes, field_packed_floats,
                                       field_packed_varints, field_varint)
 
 CONFIG = [8, 8, "M", 16, "M", 16, 16, "M"]

@@ -9,13 +9,11 @@ The file is written by ``model.save_weights(..., save_format="h5")``, the legacy
 weights layout of the released vgg16_weights_tf_dim_ordering_tf_kernels.h5.
 """
 import os
-import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from make_keras_caffe_fixtures import CONFIG, keras_weights, layers_from_state  # noqa: E402
+from make_keras_caffe_fixtures import CONFIG, keras_weights, layers_from_state
 
 FIXTURES = os.path.join(HERE, "..", "tests", "convert", "fixtures")
 

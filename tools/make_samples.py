@@ -14,11 +14,10 @@ import sys
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from minicnn.datasets.cluttered import ClutteredFashion  # noqa: E402
-from minicnn.datasets.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, DatasetMissing, load_fashion_mnist  # noqa: E402
-from minicnn.io import atomic_write  # noqa: E402
+from minicnn.datasets.cluttered import ClutteredFashion
+from minicnn.datasets.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, DatasetMissing, load_fashion_mnist
+from minicnn.io import atomic_write
 
 
 def main(argv=None):

@@ -1,92 +1,11 @@
 #!/usr/bin/env python3
 """Image-specific class saliency maps (Simonyan, Vedaldi & Zisserman 2013, Sect. 3).
 
-    M[i, j] = max over colour channels k of |dS_c / dI[k, i, j]|
-
-S_c is the unnormalised class score (the softmax input), by default of the top-1 class.
-One backward pass per image; --method picks the ReLU rule of that pass (gradient is the
-paper's map; deconvnet and guided are Sect. 4's relatives). Images larger than the
-network input are averaged over the paper's ten crops (four corners, centre, mirrors).
-
-Writes one PNG (a row per image: image with class name and score | map | overlay) and,
-with --npy, the raw input-space signal.
-
-Examples:
-    python tools/saliency.py                                  # shipped model and sample
-    python tools/saliency.py --image a.png b.png --method guided --smoothgrad 25
-    python tools/saliency.py --image x.png --class Sneaker --npy sneaker_grad.npy
-Python: minicnn.viz.saliency(net, x, classes, rule) on a (N, C, H, W) batch.
+The code is minicnn/commands/saliency.py; `pip install` also installs it as the command `minicnn-saliency`.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-
-from minicnn.functional import RULES  # noqa: E402
-from minicnn.viz import cli, figures  # noqa: E402
-from minicnn.viz.inputs import classes_per_image, load_views  # noqa: E402
-from minicnn.viz.saliency import saliency_of_views  # noqa: E402
-
-PROG = "saliency.py"
-
-
-def build_parser():
-    p = cli.parser(PROG, __doc__)
-    cli.add_model_args(p)
-    cli.add_image_args(p)
-    p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
-                   help="class index or name (case-insensitive); one for all images or one "
-                        "per image (default: the top-1 class of each image)")
-    p.add_argument("--method", choices=RULES, default="gradient",
-                   help="backward rule: gradient (the paper's saliency), deconvnet, guided")
-    p.add_argument("--smoothgrad", metavar="N", type=cli.nonneg_int, default=0,
-                   help="SmoothGrad: average the signal over N noisy copies (0: off; "
-                        "Smilkov et al. use up to 50)")
-    p.add_argument("--noise", type=cli.fraction, default=0.15,
-                   help="SmoothGrad noise sigma as a fraction of the input's (max - min)")
-    p.add_argument("--tencrop", choices=("auto", "on", "off"), default="auto",
-                   help="average over the ten crops/mirrors (auto: when the image is larger "
-                        "than the network input; off: resize to the input as the model's "
-                        "preprocessing does)")
-    p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the SmoothGrad noise")
-    p.add_argument("--out", metavar="PNG", default="saliency.png",
-                   help="output picture (image | map | overlay, one row per image)")
-    p.add_argument("--npy", metavar="PATH", default=None,
-                   help="also save the raw input-space signal of the chosen pass and class "
-                        "as float32: (C, H, W) for one image, (N, C, H, W) for several "
-                        "(images of equal size)")
-    return p
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    out = cli.checked_output(args.out, (".png",), "--out")
-    npy = cli.checked_output(args.npy, (".npy",), "--npy")
-    net = cli.load_net(args)
-    paths = cli.image_paths(args)
-    classes = classes_per_image(net, args.classes, len(paths))
-    views = load_views(net, paths, args.tencrop)
-    if npy and len({v.x.shape for v, _ in views}) > 1:
-        raise ValueError("--npy with several images needs images of equal size (after "
-                         "preprocessing / ten-crop rescaling)")
-    results = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
-                                args.seed)
-    smooth = f"SmoothGrad n={args.smoothgrad}, " if args.smoothgrad else ""
-    notes = [smooth + ("mean of 10 crops, " if tc else "") for _, tc in views]
-    picture = figures.saliency_figure(net, [v for v, _ in views], results, args.method, notes)
-    outputs = [(out, picture, "saliency picture")]
-    if npy:      # views of one size only (checked above)
-        signal = np.concatenate([r.signal for r in results])
-        signal = signal[0] if len(results) == 1 else signal
-        outputs.append((npy, signal, f"signal {tuple(signal.shape)}"))
-    cli.write_outputs(outputs)
-    for view, r in zip((v for v, _ in views), results):
-        print(f"{view.path}: class {int(r.classes[0])} ({figures.class_name(net, int(r.classes[0]))}) "
-              f"score {float(r.scores[0]):.3f}")
-    return 0
-
+from minicnn.commands.saliency import entry
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, PROG))
+    sys.exit(entry())

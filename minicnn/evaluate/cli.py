@@ -398,5 +398,6 @@ def main(argv=None):
     return class_objective(args, argv)
 
 
-def entry_point():
-    sys.exit(cli.run(main, PROG))
+def entry():
+    """The console command ``minicnn-evaluate`` (and tools/evaluate.py)."""
+    return cli.run(main, PROG)
