@@ -118,3 +118,36 @@ def tiny_state(seed=0, config=(4, "M", 4, "M"), side=8, fc=(6, 5)):
         state[f"classifier.{3 * n}.bias"] = rng.standard_normal(out).astype(np.float32)
         features = out
     return state
+
+
+# ---------------------------------------------------------------------- hostile structures
+def put(n):
+    """BINPUT n (memoize the top of the stack)."""
+    return b"q" + bytes([n])
+
+
+def get(n):
+    """BINGET n (push the memoized object again: a shared reference, not a copy)."""
+    return b"h" + bytes([n])
+
+
+def shared_tuple(depth, leaf=None, memo=0):
+    """A tuple of the same tuple, ``depth`` levels deep: 2**depth leaves as a tree, a few
+    bytes as a pickle (each level is (prev, prev) from the memo)."""
+    out = (leaf if leaf is not None else s("x")) + put(memo) + b"0"     # POP: memo only
+    for _ in range(depth):
+        out += get(memo) + get(memo) + b"\x86" + put(memo) + b"0"
+    return out + get(memo)
+
+
+def limited_run(args, timeout=20, memory=1 << 30, cwd=None):
+    """Run ``args`` (a Python command line) with an address-space limit and a timeout: a
+    regression that hangs or allocates fails the test instead of swapping."""
+    import resource
+    import subprocess
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit, cwd=cwd)
