@@ -19,7 +19,7 @@ detected from the kernels' orientation and the ``backend`` attribute, and refuse
 import numpy as np
 
 from ..h5local import NotLocal, member
-from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
+from .common import ConvOp, ConvertError, FCOp, PoolOp, Source, short
 
 
 def _text(value):
@@ -60,6 +60,8 @@ def _read(f):
     root = f
     if "layer_names" not in root.attrs and "model_weights" in root:
         root = member(root, "model_weights")
+        if not isinstance(root, h5py.Group):
+            raise ConvertError("'model_weights': expected a group of layers, found a dataset")
     names = _names(root.attrs, "layer_names")
     if names is None:
         keys = ", ".join(list(root.keys())[:5]) or "nothing"
@@ -75,9 +77,9 @@ def _read(f):
     for name in names:
         group = member(root, name) if isinstance(name, str) else None
         if group is None:
-            raise ConvertError(f"layer {name!r} is listed in layer_names but has no group")
+            raise ConvertError(f"layer {short(name)} is listed in layer_names but has no group")
         if not isinstance(group, h5py.Group):
-            raise ConvertError(f"layer {name!r}: expected a group of weights, found a dataset")
+            raise ConvertError(f"layer {short(name)}: expected a group of weights, found a dataset")
         weight_names = _names(group.attrs, "weight_names") or []
         datasets = []
         for wn in weight_names:
@@ -85,25 +87,25 @@ def _read(f):
             if ds is None:
                 ds = member(root, wn)   # some writers store the full path from the root
             if not isinstance(ds, h5py.Dataset):
-                raise ConvertError(f"layer {name!r}: weight {wn!r} not found in the file")
+                raise ConvertError(f"layer {short(name)}: weight {short(wn)} not found in the file")
             datasets.append(ds)
         if datasets:
             kernels = [d for d in datasets if d.ndim > 1]
             biases = [d for d in datasets if d.ndim == 1]
             if len(kernels) != 1 or len(biases) != 1 or len(datasets) != 2:
-                raise ConvertError(f"layer {name!r}: expected a kernel and a bias, found "
-                                   f"datasets of shapes {[d.shape for d in datasets]}")
+                raise ConvertError(f"layer {short(name)}: expected a kernel and a bias, found "
+                                   f"datasets of shapes {short([d.shape for d in datasets], 200)}")
             kernel, bias = kernels[0], biases[0]
             if kernel.ndim == 4:
                 layers.append((name, "conv", kernel, bias))
             elif kernel.ndim == 2:
                 layers.append((name, "dense", kernel, bias))
             else:
-                raise ConvertError(f"layer {name!r}: expected a 4-D conv or 2-D dense kernel, "
-                                   f"found shape {kernel.shape}")
+                raise ConvertError(f"layer {short(name)}: expected a 4-D conv or 2-D dense kernel, "
+                                   f"found shape {short(kernel.shape)}")
         elif "pool" in name.lower():
             if "avg" in name.lower() or "average" in name.lower() or "global" in name.lower():
-                raise ConvertError(f"layer {name!r}: only max-pooling is supported (VGG)")
+                raise ConvertError(f"layer {short(name)}: only max-pooling is supported (VGG)")
             layers.append((name, "pool", None, None))
     _check_orientation([l for l in layers if l[1] == "conv"])
     ops = _to_ops(layers)

@@ -350,8 +350,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         inst = self.stack[-1]
         if not (isinstance(inst, OrderedDict) and isinstance(state, dict)
                 and all(isinstance(k, str) for k in state)):
-            raise UnsafePickleError(f"the pickle sets the state of a {type(inst).__name__} "
-                                    f"(only attributes of an OrderedDict are allowed)")
+            raise UnsafePickleError(f"the pickle sets the state of a {type(inst).__name__}: "
+                                    f"only string-named attributes of an OrderedDict are "
+                                    f"allowed")
         vars(inst).update(state)
 
     def load_refused(self):
