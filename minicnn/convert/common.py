@@ -283,7 +283,10 @@ def fill_weights(net, assign, quiet=False):
                 raise ConvertError(f"{key}: expected shape {expected[key]}, found {src.shape}")
             arr = src.load()
             # float64 sum: NaN/inf propagate and nothing the size of the tensor is allocated
-            if not math.isfinite(float(arr.sum(dtype=np.float64))):
+            # (inf + -inf is NaN: no warning line, the error says it)
+            with np.errstate(invalid="ignore", over="ignore"):
+                total = float(arr.sum(dtype=np.float64))
+            if not math.isfinite(total):
                 raise ConvertError(f"{src.name or key}: expected finite weights, found NaN or "
                                    f"infinite values")
             net[layer_name].params[pname] = arr

@@ -134,6 +134,7 @@ def _check_orientation(convs):
 def _to_ops(layers):
     ops, last_channels, seen_dense = [], None, False
     for name, kind, kernel, bias in layers:
+        name = name if len(name) <= 100 else name[:100] + "..."    # for messages only
         if kind == "pool":
             ops.append(PoolOp(2, 2, name=name))
         elif kind == "conv":
