@@ -388,3 +388,48 @@ def test_ctrl_c_while_reading(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["convert_weights: interrupted"], err
     assert sorted(os.listdir(tmp_path)) == ["x.pt"]
+
+
+def _keras_with_fc(path, make_fc):
+    with h5py.File(path, "w") as f:
+        conv = f.create_group("block1_conv1")
+        conv.attrs["weight_names"] = [b"block1_conv1/kernel:0", b"block1_conv1/bias:0"]
+        conv.create_dataset("block1_conv1/kernel:0", data=np.zeros((3, 3, 3, 8), "f4"))
+        conv.create_dataset("block1_conv1/bias:0", data=np.zeros(8, "f4"))
+        fc = f.create_group("fc1")
+        fc.attrs["weight_names"] = [b"fc1/kernel:0", b"fc1/bias:0"]
+        make_fc(fc)
+        f.attrs["layer_names"] = [b"block1_conv1", b"fc1"]
+    return path
+
+
+def test_keras_dataset_declared_but_never_written(tmp_path):
+    """13 kB of HDF5 declaring a 32 GiB fc kernel: 'no data' before anything is allocated
+    (it used to allocate the layer, then read the fill value: out of memory)."""
+    def make_fc(fc):
+        fc.create_dataset("fc1/kernel:0", shape=(8 * 2**14, 2**16), dtype="f4")
+        fc.create_dataset("fc1/bias:0", data=np.zeros(2**16, "f4"))
+    path = _keras_with_fc(tmp_path / "k.h5", make_fc)
+    refused(tmp_path, path, "dataset '/fc1/fc1/kernel:0': no data in the file for its shape")
+
+
+def test_keras_dataset_mostly_unwritten_chunks(tmp_path):
+    def make_fc(fc):
+        ds = fc.create_dataset("fc1/kernel:0", shape=(8 * 2**14, 2**16), dtype="f4",
+                               chunks=(256, 256), compression="gzip")
+        ds[0, 0] = 1.0
+        fc.create_dataset("fc1/bias:0", data=np.zeros(2**16, "f4"))
+    path = _keras_with_fc(tmp_path / "k.h5", make_fc)
+    refused(tmp_path, path, "compressed more than 1100:1")
+
+
+def test_keras_global_heap_that_loops_libhdf5(tmp_path):
+    """Found by the fuzz test: a free-space object of size 0 in the global heap holding
+    layer_names makes libhdf5 parse the heap for ever (inside C: no alarm can stop it)."""
+    raw = bytearray(_fixture("tiny_vgg_keras_genuine.h5"))
+    at = raw.find(b"GCOL")
+    first = at + 16                                # after the collection header
+    raw[first:first + 2] = b"\0\0"                 # object index 0: free space ...
+    raw[first + 8:first + 16] = b"\0" * 8          # ... of size 0
+    (tmp_path / "k.h5").write_bytes(bytes(raw))
+    fails(tmp_path / "k.h5", "corrupt HDF5 global heap at byte 2064 \\(object 0 of size 0\\)")
