@@ -77,9 +77,19 @@ def check(name, mutations):
     assert "\n" not in message and len(message) < 1000, message
 
 
-@pytest.mark.parametrize("name", FILES)
-@settings(derandomize=True, max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+FUZZ = dict(derandomize=True, deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("name", [n for n in FILES if not n.endswith(".h5")])
+@settings(max_examples=25, **FUZZ)
 @given(mutations=st.lists(mutation, min_size=1, max_size=4))
-def test_mutated_weight_files(name, mutations):
+def test_mutated_torch_and_caffe_files(name, mutations):
+    check(name, mutations)
+
+
+@pytest.mark.parametrize("name", [n for n in FILES if n.endswith(".h5")])
+@settings(max_examples=16, **FUZZ)          # HDF5 files take longer to open
+@given(mutations=st.lists(mutation, min_size=1, max_size=4))
+def test_mutated_keras_files(name, mutations):
     check(name, mutations)
