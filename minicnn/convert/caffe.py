@@ -186,14 +186,16 @@ def _layer(buf, start, end, fields, v1):
         return _fc(buf, name, blobs)
     if kind == "Pooling":
         return _pool(name, pool)
-    raise ConvertError(f"layer {short(name)} of type {short(kind)[1:-1]}: not supported (expected a VGG-style net "
+    raise ConvertError(f"layer {short(name)} of type {short(kind)[1:-1]}: not supported "
+                       f"(expected a VGG-style net "
                        f"of Convolution, ReLU, Pooling, InnerProduct, Dropout layers)")
 
 
 def _one(params, key, default, name):
     values = params.get(key, [])
     if len(set(values)) > 1:
-        raise ConvertError(f"layer {short(name)}: different {key} per axis {short(values)} not supported")
+        raise ConvertError(f"layer {short(name)}: different {key} per axis {short(values)} "
+                           f"not supported")
     return values[0] if values else default
 
 

@@ -768,8 +768,8 @@ def read_state(path, container, mm):
                 value.storage.data()    # located (and intact) before any layer is allocated
             tensors[key] = value
         else:
-            raise ConvertError(f"state_dict entry {short(key)} is a {type(value).__name__}, expected "
-                               f"a tensor")
+            raise ConvertError(f"state_dict entry {short(key)} is a {type(value).__name__}, "
+                               f"expected a tensor")
     if not tensors:
         raise ConvertError("the state_dict holds no tensors")
     return tensors
