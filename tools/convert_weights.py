@@ -13,7 +13,7 @@ and the class names (ImageNet's for 1000 outputs).
 torch state_dict are inferred from gaps in the features.N indices (see
 minicnn/convert/torch_map.py).
 
-Errors: one line on stderr, exit status 1, and no output file.
+Errors: one line on stderr, exit status 1, and no output file (Ctrl-C: exit status 130).
 """
 import argparse
 import os
@@ -62,4 +62,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:     # Ctrl-C: nothing was written (saving is atomic)
+        print("convert_weights: interrupted", file=sys.stderr)
+        sys.exit(130)

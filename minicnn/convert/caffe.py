@@ -11,9 +11,11 @@ Caffe convolution is cross-correlation like PyTorch's (no flip); weights are alr
 OIHW and fc6 already flattens C,H,W, so blobs are used as they are. Caffe rounds pooled
 sizes up where PyTorch rounds down: the two agree for VGG's even map sizes.
 """
+import math
+
 import numpy as np
 
-from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
+from .common import ConvOp, ConvertError, FCOp, PoolOp, Source, short
 from .protobuf import WireError, as_string, iter_fields, packed_floats, packed_varints
 
 NET_NAME, NET_LAYERS_V1, NET_INPUT, NET_INPUT_DIM, NET_INPUT_SHAPE, NET_LAYER = 1, 2, 3, 4, 8, 100
@@ -59,8 +61,11 @@ def looks_like_caffe(buf, limit=1_000_000):
         return False
 
 
-def _ints(buf, wire, value, end):
-    """A repeated uint32 field: unpacked (one varint) or packed."""
+def _ints(buf, wire, value, end, what):
+    """A repeated integer field: unpacked (one varint) or packed."""
+    if wire not in (0, 2):
+        raise ConvertError(f"{what}: expected a varint or packed varints, found protobuf "
+                           f"wire type {wire}")
     return packed_varints(buf, value, end) if wire == 2 else [value]
 
 
@@ -69,7 +74,7 @@ def _parse_params(buf, start, end, names):
     out = {}
     for field, wire, value, stop in iter_fields(buf, start, end):
         if field in names and wire in (0, 2):
-            out.setdefault(names[field], []).extend(_ints(buf, wire, value, stop))
+            out.setdefault(names[field], []).extend(_ints(buf, wire, value, stop, names[field]))
     return out
 
 
@@ -90,7 +95,7 @@ def _blob(buf, start, end, where):
             dims = []
             for f2, w2, v2, s2 in iter_fields(buf, value, stop):
                 if f2 == 1:
-                    dims.extend(_ints(buf, w2, v2, s2))
+                    dims.extend(_ints(buf, w2, v2, s2, f"{where}: blob dimension"))
         elif field == 5 and wire == 2:
             chunks.append(packed_floats(buf, value, stop))
         elif field == 5 and wire == 5:
@@ -99,7 +104,9 @@ def _blob(buf, start, end, where):
             raise ConvertError(f"{where}: double-precision blobs are not supported")
     if dims is None:
         dims = [legacy.get(i, 0) for i in (1, 2, 3, 4)]
-    count = int(np.prod(dims)) if dims else 0
+    if len(dims) > 8:
+        raise ConvertError(f"{where}: expected at most 8 blob dimensions, found {len(dims)}")
+    count = math.prod(dims) if dims else 0     # Python integers: no int64 wrap-around
     data = chunks[0] if len(chunks) == 1 else (
         np.concatenate(chunks) if chunks else np.zeros(0, "<f4"))
     if data.size != count:
@@ -138,7 +145,7 @@ def _read(buf):
         if field == NET_NAME and wire == 2:
             info["net_name"] = as_string(buf, value, end)
         elif field == NET_INPUT_DIM:
-            input_dim.extend(_ints(buf, wire, value, end))
+            input_dim.extend(_ints(buf, wire, value, end, "input_dim"))
         elif field in (NET_LAYERS_V1, NET_LAYER) and wire == 2:
             layouts.add("V1" if field == NET_LAYERS_V1 else "new")
             op = _layer(buf, value, end, V1_FIELDS if field == NET_LAYERS_V1 else NEW_FIELDS,
@@ -158,7 +165,7 @@ def _layer(buf, start, end, fields, v1):
     name, kind, blobs, conv, pool = "?", None, [], {}, {}
     for field, wire, value, stop in iter_fields(buf, start, end):
         if field == f_name and wire == 2:
-            name = as_string(buf, value, stop)
+            name = as_string(buf, value, min(stop, value + 200))   # a name, not a book
         elif field == f_type:
             kind = V1_TYPES.get(value, f"V1 type {value}") if v1 and wire == 0 else (
                 as_string(buf, value, stop) if wire == 2 else None)
@@ -169,7 +176,7 @@ def _layer(buf, start, end, fields, v1):
         elif field == f_pool and wire == 2:
             pool = _parse_params(buf, value, stop, POOL_PARAM)
         elif v1 and field == 1 and wire == 2:
-            raise ConvertError(f"layer {name!r}: V0 layer definitions (Caffe before 2014) are "
+            raise ConvertError(f"layer {short(name)}: V0 layer definitions (Caffe before 2014) are "
                                f"not supported; upgrade the model with Caffe's upgrade_net_proto_binary")
     if kind in SKIPPED and not blobs:
         return None
@@ -179,29 +186,31 @@ def _layer(buf, start, end, fields, v1):
         return _fc(buf, name, blobs)
     if kind == "Pooling":
         return _pool(name, pool)
-    raise ConvertError(f"layer {name!r} of type {kind}: not supported (expected a VGG-style net "
+    raise ConvertError(f"layer {short(name)} of type {short(kind)[1:-1]}: not supported "
+                       f"(expected a VGG-style net "
                        f"of Convolution, ReLU, Pooling, InnerProduct, Dropout layers)")
 
 
 def _one(params, key, default, name):
     values = params.get(key, [])
     if len(set(values)) > 1:
-        raise ConvertError(f"layer {name!r}: different {key} per axis {values} not supported")
+        raise ConvertError(f"layer {short(name)}: different {key} per axis {short(values)} "
+                           f"not supported")
     return values[0] if values else default
 
 
 def _conv(buf, name, blobs, param):
     if not 1 <= len(blobs) <= 2:
-        raise ConvertError(f"layer {name!r} (Convolution): expected weight and bias blobs, "
+        raise ConvertError(f"layer {short(name)} (Convolution): expected weight and bias blobs, "
                            f"found {len(blobs)}")
     wshape, wdata = _blob(buf, *blobs[0], f"{name} weights")
     if len(wshape) != 4:
-        raise ConvertError(f"layer {name!r}: expected a 4-D weight blob, found {wshape}")
+        raise ConvertError(f"layer {short(name)}: expected a 4-D weight blob, found {wshape}")
     if _one(param, "group", 1, name) != 1:
-        raise ConvertError(f"layer {name!r}: grouped convolution is not supported")
+        raise ConvertError(f"layer {short(name)}: grouped convolution is not supported")
     for a, b in (("pad_h", "pad_w"), ("stride_h", "stride_w"), ("kernel_h", "kernel_w")):
         if _one(param, a, None, name) != _one(param, b, None, name):
-            raise ConvertError(f"layer {name!r}: non-square {a[:-2]} not supported")
+            raise ConvertError(f"layer {short(name)}: non-square {a[:-2]} not supported")
     pad = _one(param, "pad_h", None, name)
     pad = _one(param, "pad", 0, name) if pad is None else pad
     stride = _one(param, "stride_h", None, name)
@@ -217,7 +226,7 @@ def _conv(buf, name, blobs, param):
 
 def _fc(buf, name, blobs):
     if len(blobs) != 2:
-        raise ConvertError(f"layer {name!r} (InnerProduct): expected weight and bias blobs, "
+        raise ConvertError(f"layer {short(name)} (InnerProduct): expected weight and bias blobs, "
                            f"found {len(blobs)}")
     wshape, wdata = _blob(buf, *blobs[0], f"{name} weights")
     bshape, bdata = _blob(buf, *blobs[1], f"{name} bias")
@@ -229,13 +238,13 @@ def _fc(buf, name, blobs):
 
 def _pool(name, param):
     if _one(param, "pool", 0, name) != 0:
-        raise ConvertError(f"layer {name!r}: only MAX pooling is supported (VGG)")
+        raise ConvertError(f"layer {short(name)}: only MAX pooling is supported (VGG)")
     if _one(param, "global_pooling", 0, name):
-        raise ConvertError(f"layer {name!r}: global pooling is not supported")
+        raise ConvertError(f"layer {short(name)}: global pooling is not supported")
     if _one(param, "pad", 0, name):
-        raise ConvertError(f"layer {name!r}: padded pooling is not supported")
+        raise ConvertError(f"layer {short(name)}: padded pooling is not supported")
     kernel = _one(param, "kernel_h", None, name) or _one(param, "kernel_size", None, name)
     if not kernel:
-        raise ConvertError(f"layer {name!r}: pooling without a kernel size")
+        raise ConvertError(f"layer {short(name)}: pooling without a kernel size")
     stride = _one(param, "stride_h", None, name) or _one(param, "stride", 1, name)
     return PoolOp(kernel, stride, name=name)

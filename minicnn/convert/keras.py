@@ -16,10 +16,12 @@ contains "pool" is a 2x2 stride-2 max-pool (Keras VGG), as Keras names them
 ``th_kernels`` files (Theano: kernels (out, in, kh, kw), rotated 180 degrees) are
 detected from the kernels' orientation and the ``backend`` attribute, and refused.
 """
+import math
+
 import numpy as np
 
 from ..h5local import NotLocal, member
-from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
+from .common import ConvOp, ConvertError, FCOp, PoolOp, Source, short
 
 
 def _text(value):
@@ -34,9 +36,50 @@ def _names(attrs, key):
     return [_text(v) for v in np.atleast_1d(attrs[key])]
 
 
+def _lengths_size(buf):
+    """HDF5 "size of lengths" from the superblock (at 0, 512, 1024, ...); 8 by default."""
+    base = 0
+    while base + 16 <= len(buf) and buf[base:base + 8] != b"\x89HDF\r\n\x1a\n":
+        base = 512 if base == 0 else base * 2
+    if base + 16 > len(buf):
+        return 8
+    size = buf[base + 14] if buf[base + 8] in (0, 1) else buf[base + 10]
+    return size if size in (2, 4, 8, 16, 32) else 8
+
+
+def check_global_heaps(buf):
+    """Refuse a global heap collection (where HDF5 keeps variable-length strings, such as
+    Keras's layer_names) that libhdf5 would parse for ever: an object whose size does not
+    move the parser forward (a free-space object of size 0) loops inside the library,
+    where no signal or timeout of ours can stop it."""
+    length = _lengths_size(buf)
+    header, objhdr = 8 + length, 8 + length
+    at = buf.find(b"GCOL")
+    while at >= 0:
+        size = int.from_bytes(buf[at + 8:at + 8 + length], "little")
+        end = at + size
+        if buf[at + 4] == 1 and header <= size and end <= len(buf):
+            p = at + header
+            while p + objhdr <= end:
+                index = int.from_bytes(buf[p:p + 2], "little")
+                obj = int.from_bytes(buf[p + 8:p + 8 + length], "little")
+                step = objhdr + (obj + 7) // 8 * 8 if index else obj
+                if step == 0 or step >= 2**63:
+                    raise ConvertError(f"corrupt HDF5 global heap at byte {p} (object {index} "
+                                       f"of size {obj}): truncated or corrupt file")
+                p += step
+        at = buf.find(b"GCOL", at + 4)
+
+
 def read_keras(path):
     """-> (ops, info dict). Datasets are read one at a time when the weights are filled."""
     import h5py
+    from .torch_pickle import open_map
+    mm = open_map(path)
+    try:
+        check_global_heaps(mm)
+    finally:
+        mm.close()
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -60,6 +103,8 @@ def _read(f):
     root = f
     if "layer_names" not in root.attrs and "model_weights" in root:
         root = member(root, "model_weights")
+        if not isinstance(root, h5py.Group):
+            raise ConvertError("'model_weights': expected a group of layers, found a dataset")
     names = _names(root.attrs, "layer_names")
     if names is None:
         keys = ", ".join(list(root.keys())[:5]) or "nothing"
@@ -75,9 +120,9 @@ def _read(f):
     for name in names:
         group = member(root, name) if isinstance(name, str) else None
         if group is None:
-            raise ConvertError(f"layer {name!r} is listed in layer_names but has no group")
+            raise ConvertError(f"layer {short(name)} is listed in layer_names but has no group")
         if not isinstance(group, h5py.Group):
-            raise ConvertError(f"layer {name!r}: expected a group of weights, found a dataset")
+            raise ConvertError(f"layer {short(name)}: expected a group of weights, found a dataset")
         weight_names = _names(group.attrs, "weight_names") or []
         datasets = []
         for wn in weight_names:
@@ -85,31 +130,48 @@ def _read(f):
             if ds is None:
                 ds = member(root, wn)   # some writers store the full path from the root
             if not isinstance(ds, h5py.Dataset):
-                raise ConvertError(f"layer {name!r}: weight {wn!r} not found in the file")
-            datasets.append(ds)
+                raise ConvertError(f"layer {short(name)}: weight {short(wn)} not found in the file")
+            datasets.append(_check_stored(ds))
         if datasets:
             kernels = [d for d in datasets if d.ndim > 1]
             biases = [d for d in datasets if d.ndim == 1]
             if len(kernels) != 1 or len(biases) != 1 or len(datasets) != 2:
-                raise ConvertError(f"layer {name!r}: expected a kernel and a bias, found "
-                                   f"datasets of shapes {[d.shape for d in datasets]}")
+                raise ConvertError(f"layer {short(name)}: expected a kernel and a bias, found "
+                                   f"datasets of shapes {short([d.shape for d in datasets], 200)}")
             kernel, bias = kernels[0], biases[0]
             if kernel.ndim == 4:
                 layers.append((name, "conv", kernel, bias))
             elif kernel.ndim == 2:
                 layers.append((name, "dense", kernel, bias))
             else:
-                raise ConvertError(f"layer {name!r}: expected a 4-D conv or 2-D dense kernel, "
-                                   f"found shape {kernel.shape}")
+                raise ConvertError(f"layer {short(name)}: expected a 4-D conv or 2-D dense kernel, "
+                                   f"found shape {short(kernel.shape)}")
         elif "pool" in name.lower():
             if "avg" in name.lower() or "average" in name.lower() or "global" in name.lower():
-                raise ConvertError(f"layer {name!r}: only max-pooling is supported (VGG)")
+                raise ConvertError(f"layer {short(name)}: only max-pooling is supported (VGG)")
             layers.append((name, "pool", None, None))
     _check_orientation([l for l in layers if l[1] == "conv"])
     ops = _to_ops(layers)
     keras_version = _text(f.attrs.get("keras_version", root.attrs.get("keras_version", "")))
     info = {"keras_version": keras_version} if keras_version else {}
     return ops, info, f
+
+
+def _check_stored(ds):
+    """The dataset's bytes must be in the file before its shape is trusted: a few bytes of
+    HDF5 can declare a 32 GiB dataset that was never written (read as its fill value)."""
+    nbytes, stored = math.prod(ds.shape or ()) * ds.dtype.itemsize, ds.id.get_storage_size()
+    name = short(ds.name)
+    if nbytes and not stored:
+        raise ConvertError(f"dataset {name}: no data in the file for its shape "
+                           f"{short(ds.shape)}")
+    if ds.compression is None and stored < nbytes:
+        raise ConvertError(f"dataset {name}: {stored:,} bytes stored for its shape "
+                           f"{short(ds.shape)} of {nbytes:,} bytes (truncated or corrupt file)")
+    if nbytes > max(2**24, 1100 * stored):      # beyond what gzip can do (~1030:1)
+        raise ConvertError(f"dataset {name}: {stored:,} bytes stored for {nbytes:,} "
+                           f"(compressed more than 1100:1): refused")
+    return ds
 
 
 def _check_orientation(convs):
@@ -132,6 +194,7 @@ def _check_orientation(convs):
 def _to_ops(layers):
     ops, last_channels, seen_dense = [], None, False
     for name, kind, kernel, bias in layers:
+        name = name if len(name) <= 100 else name[:100] + "..."    # for messages only
         if kind == "pool":
             ops.append(PoolOp(2, 2, name=name))
         elif kind == "conv":

@@ -17,9 +17,9 @@ Classifier linears are taken in index order whatever their indices and become fc
 """
 import re
 
-from .common import ConvertError, ConvOp, FCOp, PoolOp, Source, format_config
+from .common import ConvertError, ConvOp, FCOp, PoolOp, Source, format_config, short
 
-KEY = re.compile(r"^(features|classifier)\.(\d+)\.(weight|bias)$")
+KEY = re.compile(r"^(features|classifier)\.(\d{1,9})\.(weight|bias)$")
 
 
 def _expected_indices(config):
@@ -47,7 +47,7 @@ def torchvision_ops(tensors, arch_config=None, arch="auto"):
         raise ConvertError("batch-norm VGG (vgg*_bn) state_dict: only plain VGG is supported "
                            "(found running_mean / running_var keys)")
     if unknown or not groups["features"]:
-        shown = ", ".join(unknown[:4] or list(tensors)[:4])
+        shown = ", ".join(short(k, 60)[1:-1] for k in (unknown[:4] or list(tensors)[:4]))
         raise ConvertError(f"not a torchvision VGG state_dict: expected keys "
                            f"features.N.weight/bias and classifier.N.weight/bias, found {shown}"
                            f"{' ...' if len(unknown) > 4 else ''}")
