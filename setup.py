@@ -27,6 +27,7 @@ setup(
         "minicnn-deconv = minicnn.commands.deconv:entry",
         "minicnn-class-model = minicnn.commands.class_model:entry",
         "minicnn-info = minicnn.commands.info:entry",
+        "minicnn-convert = minicnn.commands.convert_weights:entry",
         "minicnn-train = minicnn.commands.train:entry",
         "minicnn-bench = minicnn.commands.bench:entry",
         "minicnn-evaluate = minicnn.evaluate.cli:entry",

@@ -1,0 +1,72 @@
+"""Convert public VGG weights to a minicnn model file.
+
+    python tools/convert_weights.py SRC DST.h5 [--format auto|torchvision|keras|caffe]
+                                    [--arch vgg16|vgg19|auto|CONFIG] [--classes FILE]
+
+SRC: a torch.save'd VGG state_dict (zip, legacy or tar container, e.g. torchvision's
+vgg16-397923af.pth), a Keras HDF5 weights file (vgg16_weights_tf_dim_ordering_tf_kernels
+[_notop].h5) or a Caffe .caffemodel (VGG_ILSVRC_16_layers.caffemodel). The format is
+detected from the content; the output records the preprocessing that the source expects
+and the class names (ImageNet's for 1000 outputs).
+
+--arch CONFIG lists conv widths and pools, e.g. 64,64,M,128,128,M; with auto, pools in a
+torch state_dict are inferred from gaps in the features.N indices (see
+minicnn/convert/torch_map.py).
+
+Errors: one line on stderr, exit status 1, and no output file (Ctrl-C: exit status 130).
+"""
+import argparse
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="weights file (torch, Keras HDF5 or Caffe)")
+    parser.add_argument("dst", help="output minicnn model file (.h5)")
+    parser.add_argument("--format", default="auto",
+                        choices=["auto", "torchvision", "keras", "caffe"])
+    parser.add_argument("--arch", default="auto",
+                        help="vgg16, vgg19, auto (default) or a config like 64,64,M,128,M")
+    parser.add_argument("--classes", help="class names, one per line (default: ImageNet's "
+                                          "for 1000 outputs, else class_0 ...)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from minicnn.convert import ConvertError, convert_file
+    from minicnn.terminal import protect
+    protect()
+    try:
+        if os.path.abspath(args.src) == os.path.abspath(args.dst):
+            raise ConvertError("DST is the same file as SRC")
+        if os.path.isdir(args.dst):
+            raise ConvertError(f"{args.dst}: is a folder, expected an output file name")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.dst))):
+            raise ConvertError(f"{args.dst}: its folder does not exist")
+        net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
+                                 quiet=args.quiet)
+    except (ConvertError, ValueError, OSError) as exc:
+        print(f"convert_weights: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("convert_weights: error: out of memory", file=sys.stderr)
+        return 1
+    source = meta["source"]
+    print(f"{args.src} ({source['format']}, {source['container']}, {source['arch']}) -> "
+          f"{args.dst}: {len(net)} layers, {net.num_parameters():,} parameters, "
+          f"{len(meta['class_names'])} classes, input {meta['preprocessing']['input_size']} "
+          f"{meta['preprocessing']['channel_order']}")
+    return 0
+
+
+def entry():
+    """The console command ``minicnn-convert`` (and tools/convert_weights.py)."""
+    try:
+        return main()
+    except KeyboardInterrupt:     # Ctrl-C: nothing was written (saving is atomic)
+        print("convert_weights: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
