@@ -110,3 +110,15 @@ def test_the_rehearsal_reports_a_crash_a_hang_and_memory(tmp_path):
 def test_a_good_model_still_loads_through_the_rehearsal(tmp_path):
     r = load_in_child(assets.default_model())
     assert r.stdout.strip() == "loaded", r.stderr
+
+
+def test_a_keras_file_that_crashes_the_library_is_refused(monkeypatch):
+    # the converter rehearses a Keras (HDF5) conversion in a child as load does: here the
+    # reader itself crashes there, as libhdf5 did on crafted model files
+    import signal
+    import minicnn.convert.keras as keras
+    from minicnn.convert import ConvertError, convert
+    monkeypatch.setattr(keras, "read_keras", lambda path: os.kill(os.getpid(), signal.SIGSEGV))
+    fixture = os.path.join(HERE, "convert", "fixtures", "tiny_vgg_keras.h5")
+    with pytest.raises(ConvertError, match="crashed.*SIGSEGV"):
+        convert(fixture, quiet=True)

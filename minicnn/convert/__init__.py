@@ -75,13 +75,14 @@ FAMILY = {"torch-zip": "torchvision", "torch-legacy": "torchvision", "torch-tar"
           "keras": "keras", "caffe": "caffe"}
 
 
-def convert(path, fmt="auto", arch="auto", classes=None, quiet=False):
+def convert(path, fmt="auto", arch="auto", classes=None, quiet=False, _rehearsed=False):
     """Read a weights file -> (Net with the weights, meta for minicnn.save).
 
     fmt: 'auto' (detect from content), 'torchvision', 'keras' or 'caffe' (must agree with
     the content). arch: 'auto', 'vgg16', 'vgg19' or a config like '64,64,M,128,M'.
     classes: optional file of class names, one per line. quiet: no progress bar (by
-    default a tqdm bar shows on a terminal)."""
+    default a tqdm bar shows on a terminal). A Keras (HDF5) file is first converted once
+    in a child process (minicnn.h5local.rehearse), as model files are loaded."""
     from . import common
     if fmt not in FORMATS:
         raise ConvertError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
@@ -108,6 +109,12 @@ def convert(path, fmt="auto", arch="auto", classes=None, quiet=False):
             preprocessing = dict(common.TORCHVISION_PREPROCESSING)
         elif family == "keras":
             from .keras import read_keras
+            if not _rehearsed:
+                from ..h5local import LibraryFailure, rehearse
+                try:
+                    rehearse(path, lambda p: convert(p, "keras", arch, classes, True, True))
+                except LibraryFailure as exc:
+                    raise ConvertError(f"{path}: {exc}") from None
             ops, info, handle = read_keras(path)
             source.update(info)
             preprocessing = dict(common.CAFFE_PREPROCESSING)
