@@ -289,12 +289,25 @@ def imagenet_class_names():
     return names
 
 
+MAX_CLASS_FILE_BYTES = 16 * 2**20     # ImageNet's 1000 names are 30 KB
+
+
 def read_class_file(path, count):
+    """--classes: ``count`` names, one per line, UTF-8 text."""
     try:
+        if os.path.getsize(path) > MAX_CLASS_FILE_BYTES:
+            raise ConvertError(f"--classes {path}: larger than {MAX_CLASS_FILE_BYTES} bytes; "
+                               "expected a text file of class names")
         with open(path, encoding="utf-8") as f:
             names = [line.strip() for line in f if line.strip()]
     except OSError as exc:
         raise ConvertError(f"--classes {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConvertError(f"--classes {path}: not UTF-8 text (byte {exc.start}); expected "
+                           "class names, one per line") from None
+    if any("\x00" in name for name in names):
+        raise ConvertError(f"--classes {path}: holds NUL bytes; expected class names, one "
+                           "per line")
     if len(names) != count:
         raise ConvertError(f"--classes {path}: expected {count} names (one per line, the "
                            f"model's outputs), found {len(names)}")

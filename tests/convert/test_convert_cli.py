@@ -105,3 +105,19 @@ def test_peak_memory_about_twice_the_weights(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 2.3 * weights, (peak, weights)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"\x00\xff\xfe\x01binary\x89PNG", "not UTF-8 text"),
+    (b"a\x00b\n" * 1000, "NUL bytes"),
+])
+def test_a_binary_classes_file_names_the_option(tmp_path, content, match):
+    classes = tmp_path / "classes.bin"
+    classes.write_bytes(content)
+    dst = tmp_path / "out.h5"
+    r = run("convert_weights.py", os.path.join(FIXTURES, "tiny_vgg_zip.pt"), str(dst),
+            "--quiet", "--classes", str(classes))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--classes" in lines[0] and match in lines[0], r.stderr
+    assert not dst.exists()
