@@ -179,6 +179,10 @@ def load_image(path):
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: image is too large ({exc})") from None
-    except Exception as exc:   # UnidentifiedImageError, OSError (truncated), SyntaxError ...
-        kind = "not an image Pillow can read" if "identify" in str(exc) else "corrupt or truncated image"
-        raise ImageError(f"{path}: {kind} ({type(exc).__name__}: {exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read (expected PNG, JPEG or "
+                         "another format Pillow knows)") from None
+    except Exception as exc:   # OSError (truncated), SyntaxError ...
+        detail = str(exc).replace(repr(path), "the file").replace(path, "the file")
+        raise ImageError(f"{path}: corrupt or truncated image ({type(exc).__name__}: "
+                         f"{detail})") from None

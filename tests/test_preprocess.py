@@ -270,3 +270,12 @@ def test_load_image_too_large(tmp_path, monkeypatch):
     _image_error(p, "too large")
     Image.fromarray(random_rgb(10, 10)).save(p)          # at the limit: fine
     assert load_image(p).size == (10, 10)
+
+
+def test_an_unreadable_image_names_its_file_once(tmp_path):
+    from minicnn.preprocess import ImageError, load_image
+    path = tmp_path / "notes.png"
+    path.write_text("garbage")
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value).count(str(path)) == 1 and "not an image" in str(e.value)

@@ -1,6 +1,6 @@
 """The four tools end to end (subprocess) on a tiny model, and their error handling:
 one line on stderr, non-zero exit, no output file."""
-import importlib.util
+import importlib
 import json
 import os
 
@@ -16,10 +16,8 @@ SHIPPED = assets.DEFAULT_MODEL.is_file() and assets.SAMPLES_INDEX.is_file()
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(TOOLS, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module behind tools/NAME.py (minicnn.commands.NAME)."""
+    return importlib.import_module(f"minicnn.commands.{name}")
 
 
 def png_size(path):
