@@ -2,7 +2,6 @@
 one line on stderr, non-zero exit, no output file."""
 import importlib
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 
 from minicnn import assets
 
-from conftest import TOOLS, run_tool
+from conftest import run_tool
 
 SHIPPED = assets.DEFAULT_MODEL.is_file() and assets.SAMPLES_INDEX.is_file()
 
