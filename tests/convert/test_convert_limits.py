@@ -18,10 +18,10 @@ import pytest
 from minicnn.convert import ConvertError, convert
 from minicnn.convert.protobuf import field_bytes, field_packed_floats, field_varint
 
+from child_signals import default_dispositions
 from convert_helpers import (FIXTURES, g, get, i, limited_run, put, run_bounded, s,
-                             shared_tuple,
-                             state_pickle, tensor, tiny_state, tup, write_legacy, write_tar,
-                             write_torch, write_zip, zip_patch)
+                             shared_tuple, state_pickle, tensor, tiny_state, tup,
+                             write_legacy, write_tar, write_torch, write_zip, zip_patch)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "convert_weights.py")
@@ -378,7 +378,7 @@ def test_ctrl_c_while_reading(tmp_path):
     src = zip_with(tmp_path, b"\x80\x02" + b"N0" * 450_000 + b"}.")
     dst = tmp_path / "out.h5"
     proc = subprocess.Popen([sys.executable, TOOL, str(src), str(dst), "--quiet"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_dispositions)
     deadline = time.monotonic() + 60
     while str(src) not in open(f"/proc/{proc.pid}/maps").read():   # mapped: reading begun
         assert proc.poll() is None and time.monotonic() < deadline
