@@ -15,13 +15,13 @@ import h5py
 import numpy as np
 import pytest
 
-from minicnn.convert import ConvertError, convert
+from minicnn.convert import convert
 from minicnn.convert.protobuf import field_bytes, field_packed_floats, field_varint
 
 from child_signals import default_dispositions
 from convert_helpers import (FIXTURES, g, get, i, limited_run, put, run_bounded, s,
-                             shared_tuple, state_pickle, tensor, tiny_state, tup,
-                             write_legacy, write_tar, write_torch, write_zip, zip_patch)
+                             shared_tuple, state_pickle, tensor, tup, write_legacy,
+                             write_tar, write_zip, zip_patch)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "convert_weights.py")
@@ -121,7 +121,7 @@ def test_huge_integers_in_tensor_metadata(tmp_path):
 def test_long_names_are_cut_short_in_messages(tmp_path):
     name = "x" * 1_000_000
     pkl = b"\x80\x02" + g("os", name) + b"."
-    msg = fails(zip_with(tmp_path, pkl), "refused to load global os.xxx")
+    assert len(fails(zip_with(tmp_path, pkl), "refused to load global os.xxx")) < 300
     pkl = state_pickle([(name, b"N")])
     assert len(fails(zip_with(tmp_path, pkl, "y.pt"), "state_dict entry 'xxx")) < 300
 
@@ -143,7 +143,7 @@ def test_legacy_header_shared_structure(tmp_path):
 # ---------------------------------------------------------------------- class 3: memory
 def test_big_byteorder_record_gives_a_short_line(tmp_path):
     """14 kB zip with a 10 MB byteorder record: used to print a 42 MB error line."""
-    pkl, storages = b"\x80\x02}.", {}
+    pkl = b"\x80\x02}."
     src = tmp_path / "x.pt"
     with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", pkl)
@@ -254,7 +254,7 @@ def test_bad_crc(tmp_path, member):
 
 @pytest.mark.parametrize("member", ["data.pkl", "byteorder"])
 def test_corrupt_deflate_stream(tmp_path, member):
-    pkl, storages = b"\x80\x02}.", {}
+    pkl = b"\x80\x02}."
     src = tmp_path / "x.pt"
     with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", pkl * (50 if member == "data.pkl" else 1),
