@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""An explorer in the browser: look inside the network interactively.
+
+Serves a local web page (Flask; plain HTML, CSS and JavaScript served by this tool,
+nothing fetched from the internet):
+
+- input: the model's sample images, an uploaded PNG/JPEG of any size (shown as the
+  model's preprocessing resizes it), or a fresh cluttered canvas (shipped model; needs
+  Fashion-MNIST: apt-get install dataset-fashion-mnist);
+- prediction: the top-5 classes with S_c and P_c;
+- saliency of any class: gradient, DeconvNet and guided backprop side by side, SmoothGrad,
+  the overlay, and the weakly supervised box with its seeds and GraphCut mask;
+- layers: the layer table with shapes and receptive fields; a layer's channels for the
+  image; a unit's strongest position, receptive field, its three reconstructions and
+  its top-activating crops among the model's samples;
+- class models: the gallery of every class, computed in the background.
+
+Every picture downloads as PNG, and each section shows the command line of the tool that
+writes the same picture. Open the printed address in a browser; Ctrl-C stops the server.
+
+Examples:
+    python3 tools/explore.py                       # shipped model, http://127.0.0.1:8000/
+    python3 tools/explore.py --weights vgg16.h5 --port 8080 --device cuda
+Python: minicnn.explore.server.ExplorerServer(minicnn.explore.core.Explorer(net)).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from minicnn.viz import cli  # noqa: E402
+
+PROG = "explore.py"
+
+
+def port_type(text):
+    value = cli.nonneg_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return value
+
+
+port_type.__name__ = "a port number 0-65535"
+
+
+def build_parser():
+    p = cli.parser(PROG, __doc__)
+    cli.add_model_args(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; the default serves this machine only (use "
+                        "0.0.0.0 to let other machines in: the page has no login)")
+    p.add_argument("--port", type=port_type, default=8000, help="port to listen on (0: any free one)")
+    p.add_argument("--max-upload-mb", type=cli.positive_float, default=16.0,
+                   help="largest image upload accepted, in MB (larger: HTTP 413)")
+    p.add_argument("--replicas", type=cli.positive_int, default=2,
+                   help="requests computed at once (each holds its own layer caches)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        from minicnn.explore.core import Explorer
+        from minicnn.explore.server import ExplorerServer
+    except ImportError as exc:
+        raise ImportError(f"{exc}; install the explorer's packages with pip install -e "
+                          "'.[explore]'", name=exc.name) from None
+    net = cli.load_net(args)
+    explorer = Explorer(net, weights=args.weights, replicas=args.replicas)
+    try:
+        server = ExplorerServer(explorer, args.host, args.port,
+                                int(args.max_upload_mb * 1024 * 1024))
+    except OSError as exc:
+        explorer.close()
+        raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    print(f"minicnn explorer: {server.url}  (model: {explorer.model_info()['model']}, "
+          f"device {net.device}; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("explore.py: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, PROG))
