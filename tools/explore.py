@@ -35,9 +35,12 @@ PROG = "explore.py"
 
 
 def port_type(text):
-    value = cli.nonneg_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -77,9 +80,10 @@ def main(argv=None):
     print(f"minicnn explorer: {server.url}  (model: {explorer.model_info()['model']}, "
           f"device {net.device}; Ctrl-C stops)", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()      # Werkzeug's loop returns on Ctrl-C
     except KeyboardInterrupt:
-        print("explore.py: stopped", flush=True)
+        pass
+    print("explore.py: stopped", flush=True)
     return 0
 
 
