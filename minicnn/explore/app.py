@@ -239,7 +239,12 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
     def png(kind):
         data = png_bytes(ex.picture(kind, request.args))
         response = app.response_class(data, mimetype="image/png")
-        if request.args.get("download"):
+        if request.args.get("download") and kind == "input":
+            # the name the page's command lines give the picture (--image canvas_7.png)
+            name = os.path.basename(ex.image(request.args.get("image")).cli_path)
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+        elif request.args.get("download"):
             what = "_".join(str(request.args.get(k)) for k in ("method", "layer", "unit", "view")
                             if request.args.get(k))
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in what)

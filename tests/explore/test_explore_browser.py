@@ -296,7 +296,7 @@ def test_class_model_gallery_with_progress(page, shipped_net):
         d.execute_script("const f = document.getElementById('cm-form'); f.steps.value = '300';"
                          "f.seed.value = '0';")
         click(d, "#cm-start")
-        wait_for(d, "document.getElementById('cm-section').dataset.state === 'running'")
+        wait_for(d, "document.getElementById('cm-progress').value > 100", 1800)
         screenshot(d, "class_models_progress", 520, "#cm-section")
         wait_for(d, "document.getElementById('cm-section').dataset.state === 'done'", 1800)
         screenshot(d, "class_models", 520, "#cm-section")
