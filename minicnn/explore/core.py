@@ -304,6 +304,7 @@ class Explorer:
         self._uploads_lock = threading.Lock()
         self._views = LRU(128)
         self._results = LRU(256)
+        self._activations = LRU(16)            # whole feature maps: VGG16's conv1 is 13 MB
         self._sample_maxima = LRU(64)
         self._fashion_dir = fashion_dir
         self._canvas_gen, self._canvas_error = None, None
@@ -611,7 +612,7 @@ class Explorer:
             x = self.view(entry).x[None]
             with self.borrow() as net:
                 return to_numpy(net.forward(x, until=layer))[0].astype(np.float32)
-        return self._results.get(("activation", entry.spec, layer), compute)
+        return self._activations.get((entry.spec, layer), compute)
 
     def check_channel(self, layer, channel):
         count = int(self.net.shapes(self.net.input_shape)[layer][0])
