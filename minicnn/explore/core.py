@@ -45,6 +45,7 @@ from ..viz.localize import localize_map
 from ..viz.saliency import saliency_of_views, softmax
 
 MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
+MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
 MAX_SMOOTHGRAD = 200        # SmoothGrad samples one request may ask for
 MAX_CLASS_MODEL_STEPS = 5000
 TOP_CROPS = 6               # top-activating sample crops shown for a unit
@@ -309,7 +310,7 @@ class Explorer:
         self._fashion_dir = fashion_dir
         self._canvas_gen, self._canvas_error = None, None
         self._canvas_lock = threading.Lock()
-        self._canvas_truth = {}                # seed -> class, box, name
+        self._canvas_truth = OrderedDict()     # seed -> class, box, name (files on disk)
         self._jobs = OrderedDict()             # ClassModelSettings -> ClassModelJob
         self._jobs_lock = threading.Lock()
         self._job_runner = ThreadPoolExecutor(1, thread_name_prefix="class-models")
@@ -516,7 +517,13 @@ class Explorer:
                 Image.fromarray(canvas["image"]).save(tmp, format="PNG")
                 os.replace(tmp, path)
                 self._canvas_truth[seed] = {"class": canvas["label"], "box": canvas["box"],
-                                           "name": self.classes[canvas["label"]]}
+                                            "name": self.classes[canvas["label"]]}
+                while len(self._canvas_truth) > MAX_CANVASES:    # bounded disk use
+                    old, _ = self._canvas_truth.popitem(last=False)
+                    try:
+                        os.unlink(os.path.join(self._tmp, f"canvas_{old}.png"))
+                    except OSError:
+                        pass
             truth = self._canvas_truth.get(seed)
         return ImageEntry(f"canvas:{seed}", path, f"fresh canvas {seed}", name, truth)
 

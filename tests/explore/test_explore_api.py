@@ -348,3 +348,36 @@ def test_tool_serves_and_stops_on_ctrl_c():
             proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_canvas_files_are_bounded_and_rendered_again(monkeypatch, shipped_net):
+    from minicnn.explore import core
+    monkeypatch.setattr(core, "MAX_CANVASES", 2)
+    explorer = core.Explorer(shipped_net.replica())
+    try:
+        first = explorer.input_rgb(explorer.image("canvas:1")).copy()
+        for seed in (2, 3):
+            explorer.image(f"canvas:{seed}")
+        files = sorted(f for f in os.listdir(explorer._tmp) if f.startswith("canvas_"))
+        assert files == ["canvas_2.png", "canvas_3.png"]
+        explorer._views.clear()
+        assert np.array_equal(explorer.input_rgb(explorer.image("canvas:1")), first)
+    finally:
+        explorer.close()
+    assert not os.path.exists(explorer._tmp)
+
+
+def test_another_model_gets_its_own_command_lines(shipped_net):
+    from minicnn.explore.core import ClassModelSettings, Explorer
+    explorer = Explorer(shipped_net.replica(), weights="/models/my vgg.h5", samples=[])
+    try:
+        info = explorer.model_info()
+        assert info["samples"] == [] and not info["canvas"]["available"]
+        assert "shipped model" in info["canvas"]["reason"]
+        assert info["info_command"] == "python3 tools/info.py '/models/my vgg.h5'"
+        assert explorer.class_model_command(ClassModelSettings(steps=5)) == \
+            "python3 tools/class_model.py --weights '/models/my vgg.h5' --steps 5"
+    finally:
+        explorer.close()
