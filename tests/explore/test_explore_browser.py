@@ -132,6 +132,8 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
     rows = d.execute_script("return [...document.querySelectorAll('#predictions tbody tr')]"
                             ".map(r => Number(r.dataset.class));")
     assert rows == [int(c) for c in np.argsort(-logits)[:5]]
+    assert d.find_element("id", "predict-command").text.endswith(
+        "--image weights/samples/sample_07_sneaker.png --class 7 --method gradient")
 
     # click the second class of the prediction: the three passes for that class
     second = rows[1]

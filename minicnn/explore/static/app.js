@@ -192,6 +192,7 @@ async function refreshPrediction() {
     if (!current()) return;
     const tbody = document.querySelector("#predictions tbody");
     tbody.replaceChildren();
+    $("predict-command").textContent = r.command;
     r.top.forEach((t, i) => {
       const tr = el("tr", { "data-class": String(t.class) }, [
         el("td", { text: String(i + 1) }), el("td", { text: `${t.name} (${t.class})` }),
