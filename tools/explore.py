@@ -25,6 +25,7 @@ Python: minicnn.explore.server.ExplorerServer(minicnn.explore.core.Explorer(net)
 """
 import argparse
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,6 +46,10 @@ def port_type(text):
 
 
 port_type.__name__ = "a port number 0-65535"
+
+
+def stop_on_signal(signum, frame):
+    raise KeyboardInterrupt     # Werkzeug's serve_forever returns on it; then we clean up
 
 
 def build_parser():
@@ -85,6 +90,7 @@ def main(argv=None):
     except OSError as exc:
         explorer.close()
         raise OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    signal.signal(signal.SIGTERM, stop_on_signal)     # stop as cleanly as on Ctrl-C
     print(f"minicnn explorer: {server.url}  (model: {explorer.model_info()['model']}, "
           f"device {net.device}; Ctrl-C stops)", flush=True)
     try:

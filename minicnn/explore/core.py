@@ -21,7 +21,6 @@ import math
 import os
 import queue
 import shlex
-import shutil
 import tempfile
 import threading
 import time
@@ -300,7 +299,9 @@ class Explorer:
         self._nets = queue.Queue()
         for i in range(max(1, int(replicas))):
             self._nets.put(net if i == 0 else net.replica())
-        self._tmp = tempfile.mkdtemp(prefix="minicnn-explore-")
+        # removed by close(), or at exit / garbage collection when close() is never called
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="minicnn-explore-")
+        self._tmp = self._tmpdir.name
         self._uploads = OrderedDict()          # sha -> ImageEntry
         self._uploads_lock = threading.Lock()
         self._views = LRU(128)
@@ -323,7 +324,7 @@ class Explorer:
         """Cancel the background work and delete the temporary folder."""
         self._closing.set()
         self._job_runner.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmpdir.cleanup()
 
     @contextmanager
     def borrow(self):

@@ -328,7 +328,8 @@ def test_tool_refuses_bad_options_in_one_line(args, code, words):
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in run.stderr
 
 
-def test_tool_serves_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_tool_serves_and_stops_on_ctrl_c(stop):
     from child_signals import default_dispositions
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "explore.py"),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -340,7 +341,7 @@ def test_tool_serves_and_stops_on_ctrl_c():
         assert http(url, "/").status == 200
         assert b"minicnn explorer" in http(url, "/").body
         assert http(url, "/static/app.js").status == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
