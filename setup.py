@@ -6,7 +6,7 @@ setup(
     description="From-scratch NumPy/CuPy ConvNet engine for seeing inside image classifiers "
                 "(Simonyan, Vedaldi & Zisserman 2013)",
     packages=find_packages(include=["minicnn", "minicnn.*"]),
-    package_data={"minicnn": ["data/*"]},
+    package_data={"minicnn": ["data/*", "explore/static/*"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.25",
@@ -30,10 +30,14 @@ setup(
         "minicnn-convert = minicnn.commands.convert_weights:entry",
         "minicnn-train = minicnn.commands.train:entry",
         "minicnn-bench = minicnn.commands.bench:entry",
+        "minicnn-explore = minicnn.commands.explore:entry",
         "minicnn-evaluate = minicnn.evaluate.cli:entry",
     ]},
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1"],
+        "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1",
+                 "flask>=2.3", "selenium>=4.11"],
+        # tools/explore.py: the web page (Flask serves it; the engine does not need it)
+        "explore": ["flask>=2.3"],
         "gpu": ["cupy-cuda12x"],
         "dask": ["dask[distributed]>=2024.1"],
     },

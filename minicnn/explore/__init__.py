@@ -1,0 +1,13 @@
+"""An explorer in the browser: look inside a network interactively (issue 15).
+
+``python3 tools/explore.py`` serves a local page: pick an input, see the prediction,
+the saliency maps of the three backward passes with the weakly supervised box, walk the
+layers, click a unit for its reconstructions and top-activating crops, and compute the
+class-model gallery in the background. Everything is computed by :mod:`minicnn.viz`, as
+the tools compute it; each section shows the command line that writes the same picture.
+
+- :mod:`.core`: images, computations and caches (no web code);
+- :mod:`.app`: the Flask routes; :mod:`.server`: starting and stopping the server.
+
+Needs the ``explore`` extra (``pip install -e '.[explore]'``: Flask).
+"""

@@ -1,0 +1,255 @@
+"""The explorer's web side: a Flask app over an :class:`~minicnn.explore.core.Explorer`.
+
+Routes (GET unless said; every JSON answer to a bad request is ``{"error": text}`` with a
+4xx status, never a traceback):
+
+    /                          the page (static/index.html; scripts and styles from /static)
+    /api/model                 model facts, layer table, samples, defaults
+    /api/image?image=          an image's size and geometry          POST /api/upload (file)
+    /api/canvas?seed=          a fresh cluttered canvas (shipped model + Fashion-MNIST)
+    /api/predict?image=        top-5 classes with S_c and P_c
+    /api/saliency?image=&class=&smoothgrad=&noise=&seed=      the three passes
+    /api/localize?image=&class=&method=&...&fg_quantile=...    box, seeds, GraphCut mask
+    /api/layer?image=&layer=   the grid of the layer's channels
+    /api/unit?image=&layer=&unit=   strongest position, receptive field, reconstructions,
+                               top-activating sample crops
+    /api/classmodels?steps=... GET: status; POST: start (background, cached per settings)
+    /png/KIND?...              every picture as PNG (download=1: as an attachment)
+"""
+import io
+import logging
+import os
+import traceback
+from urllib.parse import urlencode
+
+from flask import Flask, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from ..functional import RULES
+from ..preprocess import ImageError
+from ..viz.inputs import class_name
+from .core import (ClassModelSettings, GraphCutSettings, RequestError, SaliencySettings,
+                   parse_choice)
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+DEFAULT_MAX_UPLOAD = 16 * 1024 * 1024
+
+log = logging.getLogger("minicnn.explore")
+
+
+def png_url(kind, **params):
+    """/png/KIND?sorted params (None dropped): one URL per distinct picture."""
+    clean = {k: v for k, v in sorted(params.items()) if v is not None and v != ""}
+    return f"/png/{kind}?{urlencode(clean)}"
+
+
+def png_bytes(picture):
+    """(H, W, 3) uint8 array or PIL image -> PNG bytes."""
+    from PIL import Image
+    import numpy as np
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(
+        np.ascontiguousarray(picture, dtype=np.uint8), "RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
+    """The Flask app serving ``explorer``; uploads larger than ``max_upload`` bytes get
+    HTTP 413."""
+    app = Flask("minicnn.explore", static_folder=STATIC, static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload)
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False
+    ex = explorer
+
+    # ------------------------------------------------------------------ errors
+    @app.errorhandler(RequestError)
+    def request_error(exc):
+        return jsonify(error=str(exc)), exc.status
+
+    @app.errorhandler(ImageError)
+    def image_error(exc):
+        return jsonify(error=" ".join(str(exc).split())), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        if exc.code == 413:
+            return jsonify(error=f"the upload is larger than the limit of "
+                                 f"{app.config['MAX_CONTENT_LENGTH'] // 1024 // 1024} MB"), 413
+        return jsonify(error=f"{exc.name}: {exc.description}"), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        # the traceback goes to the server's log, never to the page
+        log.error("unexpected error on %s: %s", request.path,
+                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        if isinstance(exc, MemoryError):
+            return jsonify(error="out of memory"), 503
+        return jsonify(error=f"internal error ({type(exc).__name__}); see the server's log"), 500
+
+    @app.after_request
+    def headers(response):
+        # results are fixed per URL, but a restarted server may hold another model
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    # ------------------------------------------------------------------ page
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/api/model")
+    def model():
+        return jsonify(ex.model_info())
+
+    # ------------------------------------------------------------------ images
+    def image_answer(entry):
+        info = ex.image_info(entry)
+        info["input_url"] = png_url("input", image=entry.spec)
+        return jsonify(info)
+
+    @app.get("/api/image")
+    def image():
+        return image_answer(ex.image(request.args.get("image")))
+
+    @app.post("/api/upload")
+    def upload():
+        f = request.files.get("file")
+        if f is None:
+            raise RequestError("no file in the upload (form field 'file')")
+        return image_answer(ex.add_upload(f.read(), f.filename))
+
+    @app.get("/api/canvas")
+    def canvas():
+        return image_answer(ex.image(f"canvas:{request.args.get('seed', '')}"))
+
+    # ------------------------------------------------------------------ prediction
+    @app.get("/api/predict")
+    def predict():
+        entry = ex.image(request.args.get("image"))
+        top = ex.predict(entry)
+        return jsonify(image=entry.spec, top=top,
+                       command=ex.saliency_command(entry, top[0]["class"], "gradient",
+                                                   SaliencySettings()))
+
+    # ------------------------------------------------------------------ saliency
+    @app.get("/api/saliency")
+    def saliency():
+        args = request.args
+        entry = ex.image(args.get("image"))
+        cls = ex.resolve_class(entry, args.get("class"))
+        settings = SaliencySettings.from_args(args)
+        common = dict(image=entry.spec, **{"class": cls}, smoothgrad=settings.smoothgrad or None,
+                      noise=settings.noise if settings.smoothgrad else None,
+                      seed=settings.seed or None)
+        methods = {}
+        for rule in RULES:
+            sal = ex.saliency(entry, cls, rule, settings)
+            methods[rule] = {
+                "score": float(sal.scores[0]), "prob": float(sal.probs[0]),
+                "max": float(sal.map[0].max()),
+                "map_url": png_url("saliency", method=rule, **common),
+                "overlay_url": png_url("overlay", method=rule, **common),
+                "figure_url": png_url("saliency_figure", method=rule, **common),
+                "command": ex.saliency_command(entry, cls, rule, settings)}
+        return jsonify(image=entry.spec, **{"class": cls}, name=class_name(ex.net, cls),
+                       settings=settings.__dict__, methods=methods)
+
+    @app.get("/api/localize")
+    def localize():
+        args = request.args
+        entry = ex.image(args.get("image"))
+        cls = ex.resolve_class(entry, args.get("class"))
+        method = parse_choice(args.get("method"), "method", RULES, "gradient")
+        settings = SaliencySettings.from_args(args)
+        graphcut = GraphCutSettings.from_args(args)
+        loc, file_box = ex.localization(entry, cls, method, settings, graphcut)
+        params = dict(image=entry.spec, **{"class": cls}, method=method,
+                      smoothgrad=settings.smoothgrad or None,
+                      noise=settings.noise if settings.smoothgrad else None,
+                      seed=settings.seed or None, **{
+                          k: v for k, v in graphcut.__dict__.items()
+                          if v != getattr(GraphCutSettings(), k)})
+        return jsonify(image=entry.spec, **{"class": cls}, name=class_name(ex.net, cls),
+                       method=method, box=loc.box, file_box=file_box, fallback=bool(loc.fallback),
+                       truth=entry.truth,
+                       urls={kind: png_url(kind, **params)
+                             for kind in ("boxed", "saliency", "seeds", "mask", "localize_figure")},
+                       command=ex.localize_command(entry, cls, method, settings, graphcut))
+
+    # ------------------------------------------------------------------ layers and units
+    @app.get("/api/layer")
+    def layer():
+        entry = ex.image(request.args.get("image"))
+        name = ex.resolve_layer(request.args.get("layer"))
+        _, geometry = ex.activation_grid(entry, name)
+        row = next(r for r in ex.layer_rows if r["name"] == name)
+        return jsonify(image=entry.spec, layer=name, shape=list(row["output_shape"]),
+                       grid=geometry, grid_url=png_url("activations", image=entry.spec, layer=name),
+                       python=f"net.forward(x, until={name!r})[0]  # {tuple(row['output_shape'])}")
+
+    @app.get("/api/unit")
+    def unit():
+        entry = ex.image(request.args.get("image"))
+        name = ex.resolve_layer(request.args.get("layer"))
+        channel = ex.check_channel(name, request.args.get("unit"))
+        rec = ex.unit(entry, name, channel)
+        params = dict(image=entry.spec, layer=name, unit=channel)
+        crops = ex.top_crops(name, channel)
+        for rank, crop in enumerate(crops):
+            crop["url"] = png_url("crop", layer=name, unit=channel, rank=rank, image=crop["image"])
+        return jsonify(
+            image=entry.spec, layer=name, unit=channel, position=list(rec.positions[0]),
+            value=float(rec.values[0]), receptive_field=ex.receptive_box(name, rec.positions[0]),
+            field_url=png_url("unit", view="field", **params),
+            figure_url=png_url("unit", view="figure", **params),
+            reconstructions={rule: {"signed_url": png_url("unit", view=f"{rule}_signed", **params),
+                                    "abs_url": png_url("unit", view=f"{rule}_abs", **params)}
+                             for rule in RULES},
+            top_crops=crops, command=ex.deconv_command(entry, name, channel))
+
+    # ------------------------------------------------------------------ class models
+    def gallery_answer(settings, job):
+        answer = {"settings": settings.as_dict(), "command": ex.class_model_command(settings),
+                  "status": job.status() if job else {"state": "not started"}}
+        if job is not None and job.state == "done":
+            params = settings.as_dict()
+            answer["gallery_url"] = png_url("gallery", **params)
+            answer["tiles"] = [{"class": int(c), "name": class_name(ex.net, int(c)),
+                                "score": float(s), "url": png_url("class_model", **params,
+                                                                  **{"class": int(c)})}
+                               for c, s in zip(job.result.classes, job.result.scores)]
+        return jsonify(answer)
+
+    @app.get("/api/classmodels")
+    def class_models_status():
+        settings = ClassModelSettings.from_args(request.args)
+        return gallery_answer(settings, ex.class_model_job(settings, start=False))
+
+    @app.post("/api/classmodels")
+    def class_models_start():
+        values = request.get_json(silent=True) or request.form or request.args
+        settings = ClassModelSettings.from_args(values)
+        return gallery_answer(settings, ex.class_model_job(settings, start=True))
+
+    # ------------------------------------------------------------------ pictures
+    @app.get("/png/<kind>")
+    def png(kind):
+        data = png_bytes(ex.picture(kind, request.args))
+        response = app.response_class(data, mimetype="image/png")
+        if request.args.get("download") and kind == "input":
+            # the name the page's command lines give the picture (--image canvas_7.png)
+            name = os.path.basename(ex.image(request.args.get("image")).cli_path)
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+        elif request.args.get("download"):
+            what = "_".join(str(request.args.get(k)) for k in ("method", "layer", "unit", "view")
+                            if request.args.get(k))
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in what)
+            response.headers["Content-Disposition"] = \
+                f'attachment; filename="minicnn_{kind}{"_" + safe if safe else ""}.png"'
+        return response
+
+    return app

@@ -1,0 +1,849 @@
+"""The explorer's model side: images, computations and their caches, no web code.
+
+Every result is a pure function of its request (image, class, method, layer, unit,
+settings), computed with the same :mod:`minicnn.viz` functions the tools call, so a
+request gets exactly what the same request alone gets and what the command line writes.
+Caches are keyed by the whole request; a cache hit and a recomputation give the same
+bytes.
+
+Layers keep per-forward caches, so a Net must serve one computation at a time: requests
+borrow one of a few replicas (:meth:`Net.replica`: own layer objects, shared parameters)
+from a queue; the class-model gallery runs in a background thread on a replica of its
+own, so it never blocks the interactive requests.
+
+Images are named by strings, never by paths: ``sample:FILE`` (a file of the model's
+samples index), ``upload:SHA256`` (bytes the page uploaded, kept in a private temporary
+folder under a name the server chose) and ``canvas:SEED`` (a cluttered Fashion-MNIST
+canvas rendered for the shipped model).
+"""
+import hashlib
+import math
+import os
+import queue
+import shlex
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import assets
+from ..backend import to_numpy
+from ..functional import RULES
+from ..preprocess import ImageError
+from ..summary import summarize
+from ..viz import figures, render
+from ..viz.class_model import DEFAULTS as CLASS_MODEL_DEFAULTS, OBJECTIVES, class_model
+from ..viz.deconv import unit_reconstruction
+from ..viz.inputs import class_name, load_views, resolve_class, resolve_layer
+from ..viz.localize import localize_map
+from ..viz.saliency import saliency_of_views, softmax
+
+MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
+MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
+MAX_SMOOTHGRAD = 200        # SmoothGrad samples one request may ask for
+MAX_CLASS_MODEL_STEPS = 5000
+TOP_CROPS = 6               # top-activating sample crops shown for a unit
+CANVAS_SEED_BASE = 7077     # canvas SEED is rendered from seed (CANVAS_SEED_BASE, SEED)
+MAX_SEED = 2**32 - 1
+
+
+class RequestError(ValueError):
+    """A request the explorer refuses; ``status`` is the HTTP code (400, 404, 503)."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def parse_int(value, name, low, high, default=None):
+    """A request parameter -> int in [low, high]; RequestError naming the parameter."""
+    if value is None or value == "":
+        if default is None:
+            raise RequestError(f"missing parameter {name!r}")
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise RequestError(f"{name}: expected an integer, got {str(value)[:40]!r}") from None
+    if not low <= number <= high:
+        raise RequestError(f"{name}: expected an integer in [{low}, {high}], got {number}")
+    return number
+
+
+def parse_float(value, name, low, high, default=None, high_open=False):
+    """A request parameter -> finite float in [low, high] (or [low, high))."""
+    if value is None or value == "":
+        if default is None:
+            raise RequestError(f"missing parameter {name!r}")
+        return float(default)
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise RequestError(f"{name}: expected a number, got {str(value)[:40]!r}") from None
+    bad = not math.isfinite(number) or number < low or number > high or (high_open and number == high)
+    if bad:
+        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}"
+        raise RequestError(f"{name}: expected a number in {interval}, got {str(value)[:40]}")
+    return number
+
+
+def parse_choice(value, name, choices, default=None):
+    if value is None or value == "":
+        if default is None:
+            raise RequestError(f"missing parameter {name!r}")
+        return default
+    if value not in choices:
+        raise RequestError(f"{name}: expected one of {', '.join(choices)}, got {str(value)[:40]!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SaliencySettings:
+    """What a saliency map depends on besides the image and the class."""
+    smoothgrad: int = 0
+    noise: float = 0.15
+    seed: int = 0
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(smoothgrad=parse_int(args.get("smoothgrad"), "smoothgrad", 0, MAX_SMOOTHGRAD, 0),
+                   noise=parse_float(args.get("noise"), "noise", 0.0, 1.0, 0.15),
+                   seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, 0))
+
+    def options(self):
+        """Command-line options (as tools/saliency.py spells them)."""
+        out = ["--smoothgrad", str(self.smoothgrad), "--noise", f"{self.noise:g}"] \
+            if self.smoothgrad else []
+        return out + (["--seed", str(self.seed)] if self.seed else [])
+
+
+@dataclass(frozen=True)
+class GraphCutSettings:
+    fg_quantile: float = 0.95
+    bg_quantile: float = 0.30
+    components: int = 5
+    smoothness: float = 50.0
+
+    @classmethod
+    def from_args(cls, args):
+        s = cls(fg_quantile=parse_float(args.get("fg_quantile"), "fg_quantile", 0.0, 1.0, 0.95),
+                bg_quantile=parse_float(args.get("bg_quantile"), "bg_quantile", 0.0, 1.0, 0.30),
+                components=parse_int(args.get("components"), "components", 1, 20, 5),
+                smoothness=parse_float(args.get("smoothness"), "smoothness", 0.0, 1e6, 50.0))
+        if not s.bg_quantile < s.fg_quantile:
+            raise RequestError(f"bg_quantile ({s.bg_quantile:g}) must be below fg_quantile "
+                               f"({s.fg_quantile:g})")
+        return s
+
+    def options(self):
+        out = []
+        for flag, value, default in (("--fg-quantile", self.fg_quantile, 0.95),
+                                     ("--bg-quantile", self.bg_quantile, 0.30),
+                                     ("--components", self.components, 5),
+                                     ("--smoothness", self.smoothness, 50.0)):
+            if value != default:
+                out += [flag, f"{value:g}"]
+        return out
+
+
+@dataclass(frozen=True)
+class ClassModelSettings:
+    """The options of tools/class_model.py that the gallery exposes (defaults: the tool's)."""
+    steps: int = CLASS_MODEL_DEFAULTS["steps"]
+    step: float = CLASS_MODEL_DEFAULTS["step"]
+    lam: float = CLASS_MODEL_DEFAULTS["lam"]
+    jitter: int = CLASS_MODEL_DEFAULTS["jitter"]
+    blur_every: int = CLASS_MODEL_DEFAULTS["blur_every"]
+    blur_sigma: float = CLASS_MODEL_DEFAULTS["blur_sigma"]
+    decay: float = CLASS_MODEL_DEFAULTS["decay"]
+    norm_pct: float = CLASS_MODEL_DEFAULTS["norm_pct"]
+    init_noise: float = CLASS_MODEL_DEFAULTS["init_noise"]
+    objective: str = "score"
+    seed: int = 0
+
+    FLAGS = (("steps", "--steps"), ("step", "--step"), ("lam", "--lam"), ("jitter", "--jitter"),
+             ("blur_every", "--blur-every"), ("blur_sigma", "--blur-sigma"), ("decay", "--decay"),
+             ("norm_pct", "--norm-pct"), ("init_noise", "--init-noise"),
+             ("objective", "--objective"), ("seed", "--seed"))
+
+    @classmethod
+    def from_args(cls, args):
+        d = cls()
+        return cls(
+            steps=parse_int(args.get("steps"), "steps", 1, MAX_CLASS_MODEL_STEPS, d.steps),
+            step=parse_float(args.get("step"), "step", 1e-9, 1e6, d.step),
+            lam=parse_float(args.get("lam"), "lam", 0.0, 1e6, d.lam),
+            jitter=parse_int(args.get("jitter"), "jitter", 0, 64, d.jitter),
+            blur_every=parse_int(args.get("blur_every"), "blur_every", 0, 1000, d.blur_every),
+            blur_sigma=parse_float(args.get("blur_sigma"), "blur_sigma", 0.0, 100.0, d.blur_sigma),
+            decay=parse_float(args.get("decay"), "decay", 0.0, 1.0, d.decay, high_open=True),
+            norm_pct=parse_float(args.get("norm_pct"), "norm_pct", 0.0, 100.0, d.norm_pct,
+                                 high_open=True),
+            init_noise=parse_float(args.get("init_noise"), "init_noise", 0.0, 1e3, d.init_noise),
+            objective=parse_choice(args.get("objective"), "objective", OBJECTIVES, d.objective),
+            seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, d.seed))
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name, _ in self.FLAGS}
+
+    def options(self):
+        """Command-line options of tools/class_model.py that differ from its defaults."""
+        default, out = ClassModelSettings(), []
+        for name, flag in self.FLAGS:
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return out
+
+    def title(self):
+        """The gallery figure's title, worded as tools/class_model.py words it."""
+        what = {"score": "S_c(I)", "softmax": "P_c(I)", "log-softmax": "log P_c(I)"}[self.objective]
+        return (f"Class models: argmax_I {what} - {self.lam:g} ||I||^2, {self.steps} steps of "
+                f"{self.step:g}, jitter {self.jitter}, blur {self.blur_sigma:g} every "
+                f"{self.blur_every}, decay {self.decay:g}, norm pct {self.norm_pct:g}, start "
+                f"noise {self.init_noise:g}, seed {self.seed}")
+
+
+# ----------------------------------------------------------------------------- caches
+
+class LRU:
+    """A small thread-safe least-recently-used map. Values are computed outside the lock
+    (two threads may compute the same deterministic value; either result is the same)."""
+
+    def __init__(self, size):
+        self.size, self._data, self._lock = int(size), OrderedDict(), threading.Lock()
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = compute()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self):
+        with self._lock:
+            self._data.clear()
+
+
+@dataclass
+class ImageEntry:
+    """One input image: ``spec`` (its name in requests), ``path`` (server side only),
+    ``label`` (for the page), ``cli_path`` (what --image says in the command line),
+    ``truth`` (a sample's class index and box, or None)."""
+    spec: str
+    path: str
+    label: str
+    cli_path: str
+    truth: dict = None
+
+
+@dataclass
+class ClassModelJob:
+    """A gallery computation: state queued|running|done|failed|cancelled, progress in
+    steps (done of total), result (ClassModel) when done, error text when failed."""
+    settings: ClassModelSettings
+    state: str = "queued"
+    done: int = 0
+    total: int = 0
+    result: object = None
+    error: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    created: float = field(default_factory=time.time)
+
+    def status(self):
+        elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
+        return {"state": self.state, "done": self.done, "total": self.total,
+                "error": self.error, "elapsed_s": round(elapsed, 2)}
+
+
+class _Cancelled(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- the explorer
+
+class Explorer:
+    """The model, its images and every computation the page shows.
+
+    net: a loaded :class:`minicnn.Net`; weights: the model file it came from (for the
+    command lines; None: the shipped model); samples: list of sample records as
+    :func:`minicnn.assets.samples` gives them (None: the shipped samples when ``net`` is
+    the shipped model, else none); replicas: nets serving requests at once."""
+
+    def __init__(self, net, weights=None, samples=None, replicas=2, fashion_dir=None):
+        net.eval()
+        self.net = net
+        self.weights = weights
+        self.shipped = weights is None or os.path.realpath(weights) == os.path.realpath(
+            assets.DEFAULT_MODEL)
+        if samples is None:
+            try:
+                samples = assets.samples() if self.shipped else []
+            except FileNotFoundError:
+                samples = []
+        self.samples = OrderedDict((os.path.basename(s["file"]), s) for s in samples)
+        self._nets = queue.Queue()
+        for i in range(max(1, int(replicas))):
+            self._nets.put(net if i == 0 else net.replica())
+        # removed by close(), or at exit / garbage collection when close() is never called
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="minicnn-explore-")
+        self._tmp = self._tmpdir.name
+        self._uploads = OrderedDict()          # sha -> ImageEntry
+        self._uploads_lock = threading.Lock()
+        self._views = LRU(128)
+        self._results = LRU(256)
+        self._activations = LRU(16)            # whole feature maps: VGG16's conv1 is 13 MB
+        self._sample_maxima = LRU(64)
+        self._fashion_dir = fashion_dir
+        self._canvas_gen, self._canvas_error = None, None
+        self._canvas_lock = threading.Lock()
+        self._canvas_truth = OrderedDict()     # seed -> class, box, name (files on disk)
+        self._jobs = OrderedDict()             # ClassModelSettings -> ClassModelJob
+        self._jobs_lock = threading.Lock()
+        self._job_runner = ThreadPoolExecutor(1, thread_name_prefix="class-models")
+        self._closing = threading.Event()
+        self.layer_rows = summarize(net, net.input_shape)
+        self._geometry = self._receptive_geometry()
+
+    # ------------------------------------------------------------------ life
+    def close(self):
+        """Cancel the background work and delete the temporary folder."""
+        self._closing.set()
+        self._job_runner.shutdown(wait=True, cancel_futures=True)
+        self._tmpdir.cleanup()
+
+    @contextmanager
+    def borrow(self):
+        """One net for one computation (blocks while all are busy)."""
+        net = self._nets.get()
+        try:
+            yield net
+        finally:
+            self._nets.put(net)
+
+    # ------------------------------------------------------------------ model facts
+    @property
+    def classes(self):
+        return [class_name(self.net, i) for i in range(self.net.num_classes)]
+
+    def model_info(self):
+        """JSON-able description of the model for the page."""
+        p = self.net.preprocessing
+        layers = [{"name": r["name"], "type": r["type"], "shape": list(r["output_shape"]),
+                   "params": r["params"], "macs": r["macs"], "rf_size": r["rf_size"],
+                   "rf_jump": r["rf_jump"]} for r in self.layer_rows]
+        return {
+            "model": os.path.basename(self.weights) if self.weights else "fashion_vgg.h5 (shipped)",
+            "device": self.net.device,
+            "input_shape": list(self.net.input_shape),
+            "preprocessing": {"channel_order": p.channel_order, "input_size": list(p.input_size),
+                              "resize": p.resize},
+            "classes": self.classes,
+            "layers": layers,
+            "default_layer": self.default_layer(),
+            "samples": [{"spec": f"sample:{name}", "name": name, "label": s.get("label"),
+                         "class": s.get("name", "")} for name, s in self.samples.items()],
+            "canvas": self.canvas_available(),
+            "methods": list(RULES),
+            "objectives": list(OBJECTIVES),
+            "class_model_defaults": ClassModelSettings().as_dict(),
+            "limits": {"smoothgrad": MAX_SMOOTHGRAD, "steps": MAX_CLASS_MODEL_STEPS},
+            "info_command": self.command("info.py", [], model_positional=True),
+        }
+
+    def default_layer(self):
+        """The last ReLU after a convolution (tools/deconv.py's default)."""
+        last, seen_conv = None, False
+        for name, layer in self.net:
+            if layer.kind == "conv2d":
+                seen_conv = True
+            elif layer.kind == "flatten":
+                break
+            elif layer.kind == "relu" and seen_conv:
+                last = name
+        return last or self.net.names[-1]
+
+    def _receptive_geometry(self):
+        """layer -> (first window's top-left in input pixels, size, jump) or None (the
+        whole input: after a flatten). Windows may start outside the image (padding)."""
+        out, start, size, jump = {}, 0, 1, 1
+        for name, layer in self.net:
+            if layer.kind in ("flatten", "linear") or size is None:
+                size = None
+            elif layer.kind in ("conv2d", "maxpool2d"):
+                start -= layer.pad * jump
+                size += (layer.kernel_size - 1) * jump
+                jump *= layer.stride
+            out[name] = None if size is None else (start, size, jump)
+        return out
+
+    def receptive_box(self, layer, position):
+        """[x0, y0, x1, y1] (x1, y1 exclusive, clipped to the input) of the unit at
+        ``position`` (i, j) of ``layer``; the whole input for fully connected units."""
+        h, w = self.net.preprocessing.input_size
+        geo = self._geometry[layer]
+        if geo is None or len(position) != 2:
+            return [0, 0, w, h]
+        start, size, jump = geo
+        y0, x0 = start + position[0] * jump, start + position[1] * jump
+        return [max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)]
+
+    # ------------------------------------------------------------------ command lines
+    def command(self, tool, options, image=None, model_positional=False):
+        """The command line of ``tools/<tool>`` that computes what the page shows."""
+        words = ["python3", f"tools/{tool}"]
+        model = self.weights if self.weights and not self.shipped else None
+        if model_positional:
+            words.append(model or "weights/fashion_vgg.h5")
+        elif model:
+            words += ["--weights", model]
+        if self.net.device != "cpu" and not model_positional:
+            words += ["--device", self.net.device]
+        if image is not None:
+            words += ["--image", image.cli_path]
+        return " ".join(shlex.quote(w) for w in words + list(options))
+
+    # ------------------------------------------------------------------ images
+    def image(self, spec):
+        """A request's image name -> ImageEntry (RequestError when unknown)."""
+        spec = str(spec or "")
+        kind, _, key = spec.partition(":")
+        if kind == "sample":
+            sample = self.samples.get(key)
+            if sample is None:
+                raise RequestError(f"unknown sample {key[:60]!r}", 404)
+            rel = os.path.relpath(sample["file"], os.getcwd())
+            return ImageEntry(spec, sample["file"], f"{key} ({sample.get('name', '')})",
+                              rel if not rel.startswith("..") else sample["file"],
+                              {"class": sample.get("label"), "box": sample.get("box"),
+                               "name": sample.get("name", "")})
+        if kind == "upload":
+            with self._uploads_lock:
+                entry = self._uploads.get(key)
+            if entry is None:
+                raise RequestError("unknown upload (the server keeps the last "
+                                   f"{MAX_UPLOADS}; upload the image again)", 404)
+            return entry
+        if kind == "canvas":
+            seed = parse_int(key, "canvas seed", 0, MAX_SEED)
+            return self._canvas(seed)
+        raise RequestError("image: expected sample:NAME, upload:ID or canvas:SEED, got "
+                           f"{spec[:60]!r}", 400)
+
+    def add_upload(self, data, filename="upload.png"):
+        """Keep uploaded bytes and check they are an image the model can take.
+        Returns the ImageEntry; RequestError with the reason otherwise."""
+        if not data:
+            raise RequestError("the uploaded file is empty")
+        sha = hashlib.sha256(data).hexdigest()
+        shown = os.path.basename(str(filename or "upload.png")).strip() or "upload.png"
+        shown = "".join(ch for ch in shown if ch.isprintable())[:80] or "upload.png"
+        path = os.path.join(self._tmp, f"upload_{sha}")
+        entry = ImageEntry(f"upload:{sha}", path, shown, shown)
+        with self._uploads_lock:
+            if sha in self._uploads:
+                self._uploads.move_to_end(sha)
+                return self._uploads[sha]
+        with open(path, "wb") as fh:
+            fh.write(data)
+        try:
+            self.view(entry)       # refuses non-images, truncated files, bombs
+        except ImageError as exc:
+            os.unlink(path)
+            raise RequestError(str(exc).replace(path, shown)) from None
+        with self._uploads_lock:
+            self._uploads[sha] = entry
+            while len(self._uploads) > MAX_UPLOADS:
+                _, old = self._uploads.popitem(last=False)
+                try:
+                    os.unlink(old.path)
+                except OSError:
+                    pass
+        return entry
+
+    def canvas_available(self):
+        """{"available": bool, "reason": text}: fresh canvases need the shipped model
+        (its 64x64 Fashion-MNIST classes) and the Fashion-MNIST files."""
+        if not self.shipped:
+            return {"available": False, "reason": "fresh canvases are for the shipped model "
+                                                  "(cluttered Fashion-MNIST) only"}
+        try:
+            self._canvas_generator()
+        except RequestError as exc:
+            return {"available": False, "reason": str(exc)}
+        return {"available": True, "reason": ""}
+
+    def _canvas_generator(self):
+        with self._canvas_lock:
+            if self._canvas_gen is None and self._canvas_error is None:
+                from ..datasets.cluttered import ClutteredFashion
+                from ..datasets.fashion_mnist import DEFAULT_DIR, load_fashion_mnist
+                try:
+                    images, labels = load_fashion_mnist("test", self._fashion_dir or DEFAULT_DIR)
+                    self._canvas_gen = ClutteredFashion(images, labels)
+                except (OSError, ValueError) as exc:
+                    self._canvas_error = (f"fresh canvases need Fashion-MNIST: {exc}")
+            if self._canvas_error:
+                raise RequestError(self._canvas_error, 503)
+            return self._canvas_gen
+
+    def _canvas(self, seed):
+        """Canvas ``seed``: Fashion-MNIST test item seed % 10000 on a canvas drawn from
+        seed (CANVAS_SEED_BASE, seed); written once as PNG so the tools can read it."""
+        if not self.shipped:
+            raise RequestError("fresh canvases are for the shipped model only", 400)
+        gen = self._canvas_generator()
+        path = os.path.join(self._tmp, f"canvas_{seed}.png")
+        name = f"canvas_{seed}.png"
+        source = seed % len(gen)
+        with self._canvas_lock:
+            if not os.path.isfile(path):
+                from PIL import Image
+                canvas = gen.render(source, (CANVAS_SEED_BASE, seed))
+                tmp = path + ".tmp"
+                Image.fromarray(canvas["image"]).save(tmp, format="PNG")
+                os.replace(tmp, path)
+                self._canvas_truth[seed] = {"class": canvas["label"], "box": canvas["box"],
+                                            "name": self.classes[canvas["label"]]}
+                while len(self._canvas_truth) > MAX_CANVASES:    # bounded disk use
+                    old, _ = self._canvas_truth.popitem(last=False)
+                    try:
+                        os.unlink(os.path.join(self._tmp, f"canvas_{old}.png"))
+                    except OSError:
+                        pass
+            truth = self._canvas_truth.get(seed)
+        return ImageEntry(f"canvas:{seed}", path, f"fresh canvas {seed}", name, truth)
+
+    def view(self, entry):
+        """ImageEntry -> the View the network sees (as the tools with --tencrop off)."""
+        def compute():
+            try:
+                return load_views(self.net, [entry.path], "off")[0][0]
+            except ImageError as exc:
+                raise ImageError(str(exc).replace(entry.path, entry.label)) from None
+        return self._views.get(entry.spec, compute)
+
+    def image_info(self, entry):
+        view = self.view(entry)
+        w, h = view.size
+        ih, iw = self.net.preprocessing.input_size
+        return {"image": entry.spec, "label": entry.label, "cli_path": entry.cli_path,
+                "size": [w, h], "input_size": [iw, ih], "resized": (w, h) != (iw, ih),
+                "truth": entry.truth}
+
+    def input_rgb(self, entry):
+        """(H, W, 3) uint8: the picture of the network input."""
+        return self.view(entry).rgb
+
+    # ------------------------------------------------------------------ predictions
+    def logits(self, entry):
+        """(K,) float64 class scores S_c of the image."""
+        def compute():
+            x = self.view(entry).x[None]
+            with self.borrow() as net:
+                return to_numpy(net.forward(x)).astype(np.float64)[0]
+        return self._results.get(("logits", entry.spec), compute)
+
+    def predict(self, entry, top=5):
+        logits = self.logits(entry)
+        probs = softmax(logits[None])[0]
+        order = np.argsort(-logits, kind="stable")[:top]
+        return [{"class": int(c), "name": class_name(self.net, int(c)),
+                 "score": float(logits[c]), "prob": float(probs[c])} for c in order]
+
+    def resolve_class(self, entry, spec):
+        """A class given by index or name, or empty for the image's top-1."""
+        if spec is None or str(spec).strip() == "":
+            return int(np.argmax(self.logits(entry)))
+        try:
+            return resolve_class(self.net, spec)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    # ------------------------------------------------------------------ saliency
+    def saliency(self, entry, cls, method, settings):
+        """Saliency (N = 1) of class ``cls`` with backward rule ``method``: what
+        tools/saliency.py --tencrop off computes."""
+        def compute():
+            view = self.view(entry)
+            with self.borrow() as net:
+                return saliency_of_views(net, [(view, False)], [cls], method,
+                                         settings.smoothgrad, settings.noise, settings.seed)[0]
+        return self._results.get(("saliency", entry.spec, cls, method, settings), compute)
+
+    def saliency_command(self, entry, cls, method, settings):
+        opts = ["--class", str(cls), "--method", method] + settings.options()
+        if self.image_info(entry)["resized"]:
+            opts += ["--tencrop", "off"]
+        return self.command("saliency.py", opts, entry)
+
+    def localization(self, entry, cls, method, settings, graphcut):
+        """(Localization, box in the file's pixels or None): tools/localize.py's steps."""
+        def compute():
+            view = self.view(entry)
+            sal = self.saliency(entry, cls, method, settings)
+            loc = localize_map(view.rgb, sal.map[0], graphcut.fg_quantile, graphcut.bg_quantile,
+                               graphcut.components, graphcut.smoothness, settings.seed)
+            return loc, (view.box_to_file(loc.box) if loc.box is not None else None)
+        return self._results.get(("localize", entry.spec, cls, method, settings, graphcut), compute)
+
+    def localize_command(self, entry, cls, method, settings, graphcut):
+        opts = ["--class", str(cls), "--method", method] + settings.options() + graphcut.options()
+        if self.image_info(entry)["resized"]:
+            opts += ["--tencrop", "off"]
+        return self.command("localize.py", opts, entry)
+
+    # ------------------------------------------------------------------ layers
+    def resolve_layer(self, name):
+        try:
+            return resolve_layer(self.net, str(name or ""))
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    def activation(self, entry, layer):
+        """The layer's output for the image: (C, H, W) or (C,) float32."""
+        def compute():
+            x = self.view(entry).x[None]
+            with self.borrow() as net:
+                return to_numpy(net.forward(x, until=layer))[0].astype(np.float32)
+        return self._activations.get((entry.spec, layer), compute)
+
+    def check_channel(self, layer, channel):
+        count = int(self.net.shapes(self.net.input_shape)[layer][0])
+        return parse_int(channel, "unit", 0, count - 1)
+
+    def unit(self, entry, layer, channel):
+        """UnitReconstruction (N = 1) of the strongest activation of ``channel``:
+        tools/deconv.py --layer L --channel K."""
+        def compute():
+            x = self.view(entry).x[None]
+            with self.borrow() as net:
+                return unit_reconstruction(net, x, layer, channel)
+        return self._results.get(("unit", entry.spec, layer, channel), compute)
+
+    def deconv_command(self, entry, layer, channel):
+        return self.command("deconv.py", ["--layer", layer, "--channel", str(channel)], entry)
+
+    def sample_maxima(self, layer):
+        """Over the model's samples: (values (S, C), positions (S, C) flat index) of each
+        channel's strongest activation in ``layer``."""
+        def compute():
+            names = list(self.samples)
+            if not names:
+                return names, np.zeros((0, 0)), np.zeros((0, 0), np.int64)
+            x = np.stack([self.view(self.image(f"sample:{n}")).x for n in names])
+            with self.borrow() as net:
+                act = to_numpy(net.forward(x, until=layer)).astype(np.float32)
+            flat = act.reshape(act.shape[0], act.shape[1], -1)
+            return names, flat.max(axis=2), flat.argmax(axis=2)
+        return self._sample_maxima.get(layer, compute)
+
+    def top_crops(self, layer, channel, count=TOP_CROPS):
+        """The samples where ``channel`` of ``layer`` responds most: list of dicts with
+        sample spec, value, position and receptive-field box, strongest first."""
+        names, values, positions = self.sample_maxima(layer)
+        if not names:
+            return []
+        spatial = self.net.shapes(self.net.input_shape)[layer][1:]
+        order = np.argsort(-values[:, channel], kind="stable")[:count]
+        out = []
+        for s in order:
+            pos = tuple(int(v) for v in np.unravel_index(int(positions[s, channel]), spatial)) \
+                if spatial else ()
+            out.append({"image": f"sample:{names[s]}", "value": float(values[s, channel]),
+                        "position": list(pos), "box": self.receptive_box(layer, pos)})
+        return out
+
+    # ------------------------------------------------------------------ class models
+    def class_model_job(self, settings, start=True):
+        """The gallery job for ``settings`` (started when new and ``start``), or None."""
+        with self._jobs_lock:
+            job = self._jobs.get(settings)
+            if job is not None and job.state in ("failed", "cancelled") and start:
+                job = None
+            if job is None and start:
+                job = ClassModelJob(settings, total=settings.steps + 1)
+                self._jobs[settings] = job
+                while len(self._jobs) > 16:      # forget the oldest finished galleries
+                    old = next((k for k, j in self._jobs.items()
+                                if j.state in ("done", "failed", "cancelled")), None)
+                    if old is None:
+                        break
+                    del self._jobs[old]
+                self._job_runner.submit(self._run_class_models, job)
+            return job
+
+    def _run_class_models(self, job):
+        if self._closing.is_set():
+            job.state = "cancelled"
+            return
+        job.state, job.started = "running", time.time()
+        net = self.net.replica()
+        plain_forward = net.forward
+
+        def counted_forward(x, until=None):
+            # class_model calls forward once per step and once at the end: progress
+            if self._closing.is_set():
+                raise _Cancelled()
+            out = plain_forward(x, until)
+            job.done = min(job.done + 1, job.total)
+            return out
+
+        net.forward = counted_forward
+        s = job.settings
+        try:
+            job.result = class_model(net, list(range(self.net.num_classes)), steps=s.steps,
+                                     step=s.step, l2=s.lam, normalize=True, jitter=s.jitter,
+                                     blur_every=s.blur_every, blur_sigma=s.blur_sigma,
+                                     decay=s.decay, norm_pct=s.norm_pct, seed=s.seed,
+                                     init_noise=s.init_noise, objective=s.objective)
+            job.state = "done"
+        except _Cancelled:
+            job.state = "cancelled"
+        except (ValueError, MemoryError, RuntimeError) as exc:
+            job.state, job.error = "failed", " ".join(str(exc).split()) or type(exc).__name__
+        finally:
+            job.finished = time.time()
+
+    def class_model_command(self, settings):
+        return self.command("class_model.py", settings.options())
+
+    # ------------------------------------------------------------------ pictures
+    def picture(self, kind, args):
+        """A picture the page shows -> (H, W, 3) uint8 array or PIL image (figures).
+        ``args``: the request's parameters. RequestError for unknown kinds/values."""
+        if kind == "gallery" or kind == "class_model":
+            return self._class_model_picture(kind, args)
+        entry = self.image(args.get("image"))
+        if kind == "input":
+            return self.input_rgb(entry)
+        if kind in ("saliency", "overlay", "saliency_figure", "boxed", "seeds", "mask",
+                    "localize_figure"):
+            cls = self.resolve_class(entry, args.get("class"))
+            method = parse_choice(args.get("method"), "method", RULES, "gradient")
+            settings = SaliencySettings.from_args(args)
+            sal = self.saliency(entry, cls, method, settings)
+            m = sal.map[0]
+            if kind == "saliency":
+                return render.heatmap(m)
+            if kind == "overlay":
+                return render.overlay(self.input_rgb(entry), m)
+            if kind == "saliency_figure":
+                smooth = f"SmoothGrad n={settings.smoothgrad}, " if settings.smoothgrad else ""
+                return figures.saliency_figure(self.net, [self._named_view(entry)], [sal], method,
+                                               [smooth])
+            graphcut = GraphCutSettings.from_args(args)
+            loc, file_box = self.localization(entry, cls, method, settings, graphcut)
+            return self._localize_picture(kind, entry, sal, loc, file_box)
+        if kind in ("activations", "unit", "crop"):
+            layer = self.resolve_layer(args.get("layer"))
+            if kind == "activations":
+                return self.activation_grid(entry, layer)[0]
+            channel = self.check_channel(layer, args.get("unit"))
+            if kind == "crop":
+                rank = parse_int(args.get("rank"), "rank", 0, TOP_CROPS - 1)
+                crops = self.top_crops(layer, channel)
+                if rank >= len(crops):
+                    raise RequestError(f"rank {rank}: only {len(crops)} samples", 404)
+                x0, y0, x1, y1 = crops[rank]["box"]
+                return self.input_rgb(self.image(crops[rank]["image"]))[y0:y1, x0:x1]
+            rec = self.unit(entry, layer, channel)
+            view = args.get("view", "field")
+            if view == "field":
+                return self.receptive_field_picture(entry, layer, rec)
+            if view == "figure":
+                return figures.deconv_figure(self.net, [self._named_view(entry)], rec, layer)
+            rule, _, part = str(view).partition("_")
+            parse_choice(rule, "view", RULES)
+            parse_choice(part, "view part", ("signed", "abs"))
+            signal = rec.signals[rule][0]
+            if part == "signed":
+                return render.signed_rgb(signal, self.net.preprocessing.channel_order)
+            return render.heatmap(np.abs(signal).max(axis=0))
+        raise RequestError(f"unknown picture {kind[:40]!r}", 404)
+
+    def _named_view(self, entry):
+        """The view with the name the command line would print (for the figures' titles)."""
+        from dataclasses import replace
+        return replace(self.view(entry), path=entry.cli_path)
+
+    def _localize_picture(self, kind, entry, sal, loc, file_box):
+        view = self._named_view(entry)
+        truth = entry.truth["box"] if entry.truth and entry.truth.get("box") is not None \
+            and view.size == tuple(view.rgb.shape[1::-1]) else None
+        row = figures.localize_figure(self.net, view, sal, loc, file_box, truth,
+                                      (entry.truth or {}).get("name", ""))
+        if kind == "localize_figure":
+            return render.grid([row], title="Weakly supervised localisation: saliency -> colour "
+                                            "models -> GraphCut -> largest component (Simonyan "
+                                            "et al. 2013, Sect. 3.2)")
+        if kind == "seeds":
+            seeds = (view.rgb.astype(np.float64) * 0.45).astype(np.uint8)
+            seeds[loc.fg_seeds] = (255, 40, 40)
+            seeds[loc.bg_seeds] = (60, 110, 255)
+            return seeds
+        if kind == "mask":
+            mask = np.zeros_like(view.rgb)
+            mask[loc.segmentation] = (110, 110, 110)
+            mask[loc.mask] = (255, 255, 255)
+            return mask
+        boxes = [(truth, figures.TRUTH_COLOUR)] if truth is not None else []
+        if loc.box is not None:
+            boxes.append((loc.box, figures.PRED_COLOUR))
+        return render.panel(view.rgb, "", 4, boxes=boxes)
+
+    def activation_grid(self, entry, layer):
+        """(picture (H, W, 3) uint8, geometry): every channel of the layer as a tile, in
+        rows of ``columns``, colour = activation / the layer's maximum (negative values
+        shown as 0). geometry: columns, rows, tile (h, w), gap, channels, vmax."""
+        act = self.activation(entry, layer)
+        maps = act.reshape(act.shape[0], *(act.shape[1:] if act.ndim == 3 else (1, 1)))
+        c, th, tw = maps.shape
+        columns = int(math.ceil(math.sqrt(c)))
+        rows = int(math.ceil(c / columns))
+        gap = 1 if min(th, tw) >= 4 else 0
+        vmax = float(maps.max())
+        out = np.full((rows * (th + gap) - gap if rows else 0, columns * (tw + gap) - gap, 3),
+                      60, np.uint8)
+        coloured = render.heatmap(np.maximum(maps, 0).reshape(c * th, tw),
+                                  vmax=vmax if vmax > 0 else 1.0).reshape(c, th, tw, 3)
+        for k in range(c):
+            r, q = divmod(k, columns)
+            out[r * (th + gap):r * (th + gap) + th, q * (tw + gap):q * (tw + gap) + tw] = coloured[k]
+        return out, {"columns": columns, "rows": rows, "tile": [th, tw], "gap": gap,
+                     "channels": c, "vmax": vmax,
+                     "maxima": [float(v) for v in maps.reshape(c, -1).max(axis=1)]}
+
+    def receptive_field_picture(self, entry, layer, rec):
+        """The input with the unit's receptive field (yellow) around its strongest
+        position, upscaled 4x."""
+        box = self.receptive_box(layer, rec.positions[0])
+        return render.panel(self.input_rgb(entry), "", 4, boxes=[(box, figures.SUPPORT_COLOUR)])
+
+    def _class_model_picture(self, kind, args):
+        settings = ClassModelSettings.from_args(args)
+        job = self.class_model_job(settings, start=False)
+        if job is None or job.state != "done":
+            raise RequestError("this gallery is not computed (yet); start it first", 404)
+        if kind == "gallery":
+            return figures.class_model_figure(self.net, job.result, "rescale", 5,
+                                              settings.title())
+        cls = self.resolve_class(None, args.get("class")) if args.get("class") else None
+        if cls is None:
+            raise RequestError("missing parameter 'class'")
+        p = self.net.preprocessing
+        return render.rescaled_rgb(p.input_to_array(job.result.x[list(job.result.classes).index(cls)]))

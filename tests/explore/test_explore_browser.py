@@ -1,0 +1,314 @@
+"""The explorer in a real headless browser (Debian's chromium through Selenium and
+chromedriver; no browser download): click through input, class, method, layer and unit
+and check that the pictures the page displays are, pixel for pixel, what the Python API
+computes for the same request. The displayed pixels are read back from the browser
+(the <img> drawn on a canvas), not fetched again by the test.
+
+MINICNN_SCREENSHOTS=1 also saves the README's screenshots to docs/explore_*.png.
+"""
+import base64
+import io
+import os
+import re
+import shutil
+import time
+from urllib.parse import parse_qs, unquote, urlparse
+
+import numpy as np
+import pytest
+
+from minicnn import assets
+from minicnn.viz import render
+from minicnn.viz.class_model import class_model
+from minicnn.viz.deconv import unit_reconstruction
+from minicnn.viz.inputs import load_views
+from minicnn.viz.localize import localize_map
+from minicnn.viz.saliency import saliency_of_views
+
+from conftest import FASHION_DIR, REPO, png_of
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+
+try:
+    import selenium  # noqa: F401
+    MISSING = None
+except ImportError:
+    MISSING = "selenium not installed (pip install -e '.[test]')"
+if MISSING is None and (CHROMIUM is None or CHROMEDRIVER is None):
+    MISSING = "no chromium/chromedriver (apt-get install chromium chromium-driver)"
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+SCREENSHOTS = os.environ.get("MINICNN_SCREENSHOTS") == "1"
+WAIT = 90        # seconds; the CI machine has 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--force-color-profile=srgb",
+                "--disable-extensions", "--no-first-run"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    """The page of the module's server, loaded once, with its first sample shown."""
+    browser.get(server.url)
+    wait_for(browser, "document.querySelectorAll('#predictions tbody tr').length === 5")
+    return browser
+
+
+def wait_for(driver, condition, timeout=WAIT):
+    """Wait until the JavaScript expression ``condition`` is true."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: d.execute_script(f"return Boolean({condition});"))
+
+
+READ_PIXELS = """
+const img = document.querySelector(arguments[0]);
+const done = arguments[arguments.length - 1];
+const finish = () => {
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  c.getContext('2d').drawImage(img, 0, 0);
+  done([img.src, c.toDataURL('image/png')]);
+};
+if (img.complete && img.naturalWidth > 0) finish(); else img.addEventListener('load', finish, {once: true});
+"""
+
+
+def shown(driver, selector):
+    """(query parameters of the displayed <img>'s URL, its pixels (H, W, 3) as the
+    browser decoded them)."""
+    from PIL import Image
+    src, data = driver.execute_async_script(READ_PIXELS, selector)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB"))
+    return {k: v[0] for k, v in parse_qs(urlparse(src).query).items()}, pixels
+
+
+def click(driver, selector):
+    driver.execute_script("document.querySelector(arguments[0]).click();", selector)
+
+
+def screenshot(driver, name, height, scroll_to=None):
+    """docs/explore_NAME.png of a 1400 x ``height`` window (top of the page, or scrolled
+    to the element ``scroll_to``), when MINICNN_SCREENSHOTS=1."""
+    if not SCREENSHOTS:
+        return
+    driver.set_window_size(1400, height)
+    driver.execute_script("const e = arguments[0] && document.querySelector(arguments[0]);"
+                          "if (e) e.scrollIntoView(); else window.scrollTo(0, 0);", scroll_to)
+    time.sleep(0.5)
+    os.makedirs(os.path.join(REPO, "docs"), exist_ok=True)
+    driver.save_screenshot(os.path.join(REPO, "docs", f"explore_{name}.png"))
+    driver.set_window_size(1400, 1000)
+
+
+def view_of(net, spec):
+    return load_views(net, [os.path.join(assets.SAMPLES_DIR, spec.split(":", 1)[1])], "off")[0][0]
+
+
+def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
+    d = page
+    params, pixels = shown(d, "#input-img")
+    assert np.array_equal(pixels, view_of(shipped_net, params["image"]).rgb)
+
+    click(d, "#samples button[data-spec='sample:sample_07_sneaker.png']")
+    wait_for(d, "document.querySelector('#predictions tbody tr').dataset.class === '7'")
+    view = view_of(shipped_net, "sample:sample_07_sneaker.png")
+    logits = shipped_net.forward(view.x[None])[0]
+    rows = d.execute_script("return [...document.querySelectorAll('#predictions tbody tr')]"
+                            ".map(r => Number(r.dataset.class));")
+    assert rows == [int(c) for c in np.argsort(-logits)[:5]]
+    assert d.find_element("id", "predict-command").text.endswith(
+        "--image weights/samples/sample_07_sneaker.png --class 7 --method gradient")
+
+    # click the second class of the prediction: the three passes for that class
+    second = rows[1]
+    click(d, "#predictions tbody tr:nth-child(2)")
+    wait_for(d, f"document.querySelector('#saliency-panels').dataset.cls === '{second}'")
+    for method in ("gradient", "deconvnet", "guided"):
+        sal = saliency_of_views(shipped_net, [(view, False)], [second], method)[0]
+        q, pixels = shown(d, f"img[data-kind=map][data-method={method}]")
+        assert (q["class"], q["method"], q["image"]) == (str(second), method, "sample:sample_07_sneaker.png")
+        assert np.array_equal(pixels, render.heatmap(sal.map[0]))
+        _, pixels = shown(d, f"img[data-kind=overlay][data-method={method}]")
+        assert np.array_equal(pixels, render.overlay(view.rgb, sal.map[0]))
+
+    # a class by name, SmoothGrad on, the box from the DeconvNet map
+    d.execute_script("const s = document.getElementById('class-select'); s.value = '8';"
+                     "s.dispatchEvent(new Event('change'));")
+    d.execute_script("const n = document.getElementById('smoothgrad-n'); n.value = '3';"
+                     "const c = document.getElementById('smoothgrad-on'); c.checked = true;"
+                     "c.dispatchEvent(new Event('change'));"
+                     "const m = document.getElementById('localize-method'); m.value = 'deconvnet';"
+                     "m.dispatchEvent(new Event('change'));")
+    wait_for(d, "document.querySelector('img[data-kind=map][data-method=guided]')"
+                ".src.includes('smoothgrad=3') && document.querySelector('#saliency-panels')"
+                ".dataset.cls === '8'")
+    sal = saliency_of_views(shipped_net, [(view, False)], [8], "guided", 3, 0.15, 0)[0]
+    _, pixels = shown(d, "img[data-kind=map][data-method=guided]")
+    assert np.array_equal(pixels, render.heatmap(sal.map[0]))
+
+    wait_for(d, "document.querySelector('#localize-panels img[data-kind=mask]') && document"
+                ".querySelector('#localize-panels img[data-kind=mask]').src.includes("
+                "'method=deconvnet') && document.querySelector('#localize-panels img[data-kind=mask]')"
+                ".src.includes('smoothgrad=3') && document.querySelector('#localize-panels "
+                "img[data-kind=mask]').src.includes('class=8')")
+    sal = saliency_of_views(shipped_net, [(view, False)], [8], "deconvnet", 3, 0.15, 0)[0]
+    loc = localize_map(view.rgb, sal.map[0])
+    _, mask = shown(d, "#localize-panels img[data-kind=mask]")
+    assert np.array_equal(mask.min(axis=2) == 255, loc.mask)
+    _, boxed = shown(d, "#localize-panels img[data-kind=boxed]")
+    truth = next(e["box"] for e in assets.samples() if e["file"].endswith("sample_07_sneaker.png"))
+    boxes = [(truth, (40, 220, 40))] + ([] if loc.box is None else [(loc.box, (255, 40, 40))])
+    assert np.array_equal(boxed, np.asarray(render.panel(view.rgb, "", 4, boxes=boxes)))
+    command = d.find_element("id", "localize-command").text
+    assert "--class 8 --method deconvnet --smoothgrad 3" in command
+    d.execute_script("const c = document.getElementById('smoothgrad-on'); c.checked = false;"
+                     "c.dispatchEvent(new Event('change'));")
+
+
+def test_layer_and_unit_clicks_show_the_api_reconstructions(page, shipped_net):
+    from selenium.webdriver.common.action_chains import ActionChains
+    d = page
+    spec = d.execute_script("return new URL(document.getElementById('input-img').src)"
+                            ".searchParams.get('image');")
+    view = view_of(shipped_net, spec)
+    click(d, "#layers-table tr[data-layer=relu3_1]")
+    wait_for(d, "document.getElementById('layer-grid').dataset.layer === 'relu3_1' && "
+                "document.getElementById('layer-grid').complete")
+    act = shipped_net.forward(view.x[None], until="relu3_1")[0]     # (128, 16, 16)
+    _, grid = shown(d, "#layer-grid")
+    k = 77
+    r, c = divmod(k, 12)                      # 128 channels: 12 columns of 16 + 1 px gap
+    assert grid.shape == (11 * 17 - 1, 12 * 17 - 1, 3)
+    assert np.array_equal(grid[r * 17:r * 17 + 16, c * 17:c * 17 + 16],
+                          render.heatmap(act[k], vmax=float(act.max())))
+
+    # click the middle of tile k on the displayed (scaled) grid
+    img = d.find_element("id", "layer-grid")
+    scale = img.size["width"] / grid.shape[1]
+    x = (c * 17 + 8) * scale - img.size["width"] / 2
+    y = (r * 17 + 8) * scale - img.size["height"] / 2
+    ActionChains(d).move_to_element_with_offset(img, int(x), int(y)).click().perform()
+    wait_for(d, f"document.getElementById('unit-box').dataset.unit === '{k}' && "
+                "!document.getElementById('unit-box').hidden")
+    rec = unit_reconstruction(shipped_net, view.x[None], "relu3_1", k)
+    for rule in ("gradient", "deconvnet", "guided"):
+        q, signed = shown(d, f"#unit-panels img[data-rule={rule}][data-part=signed]")
+        assert (q["layer"], q["unit"]) == ("relu3_1", str(k))
+        assert np.array_equal(signed, render.signed_rgb(rec.signals[rule][0], "RGB"))
+        _, magnitude = shown(d, f"#unit-panels img[data-rule={rule}][data-part=abs]")
+        assert np.array_equal(magnitude, render.heatmap(np.abs(rec.signals[rule][0]).max(axis=0)))
+    title = d.find_element("id", "unit-title").text
+    assert f"at ({rec.positions[0][0]}, {rec.positions[0][1]})" in title
+    assert d.find_element("id", "unit-command").text.endswith(f"--layer relu3_1 --channel {k}")
+    crops = d.execute_script("return document.querySelectorAll('#top-crops img').length;")
+    assert crops == 6
+    wait_for(d, "[...document.querySelectorAll('img')].every(i => i.complete) && "
+                "document.querySelector('#localize-panels img[data-kind=mask]')")
+    screenshot(d, "overview", 1350)
+    screenshot(d, "layers", 1150, "#layers-section")
+
+    # a unit by number, in a fully connected layer
+    click(d, "#layers-table tr[data-layer=fc7]")
+    wait_for(d, "document.getElementById('layer-grid').dataset.layer === 'fc7'")
+    d.execute_script("document.getElementById('unit-number').value = '3';")
+    click(d, "#unit-go")
+    wait_for(d, "document.getElementById('unit-box').dataset.unit === '3' && "
+                "document.getElementById('unit-box').dataset.layer === 'fc7'")
+    rec = unit_reconstruction(shipped_net, view.x[None], "fc7", 3)
+    _, signed = shown(d, "#unit-panels img[data-rule=guided][data-part=signed]")
+    assert np.array_equal(signed, render.signed_rgb(rec.signals["guided"][0], "RGB"))
+    # an out-of-range unit: a message on the page
+    d.execute_script("document.getElementById('unit-number').value = '10';")
+    click(d, "#unit-go")
+    wait_for(d, "!document.getElementById('unit-error').hidden")
+    assert "[0, 9]" in d.find_element("id", "unit-error").text
+
+
+def test_uploads_and_canvases(page, shipped_net, tmp_path):
+    d = page
+    picture = np.random.default_rng(5).integers(0, 256, (48, 100, 3), dtype=np.uint8)
+    path = tmp_path / "my photo.png"
+    path.write_bytes(png_of(picture))
+    d.find_element("id", "upload-file").send_keys(str(path))
+    wait_for(d, "document.getElementById('input-caption').textContent.includes('my photo.png')")
+    _, pixels = shown(d, "#input-img")
+    assert np.array_equal(pixels, load_views(shipped_net, [str(path)], "off")[0][0].rgb)
+    assert "100x48 → 64x64" in d.find_element("id", "input-caption").text
+
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is text")
+    d.find_element("id", "upload-file").send_keys(str(bad))
+    wait_for(d, "!document.getElementById('input-error').hidden")
+    assert "not an image" in d.find_element("id", "input-error").text
+
+    if not os.path.isdir(FASHION_DIR):
+        assert d.find_element("id", "canvas-btn").get_attribute("disabled")
+        assert "Fashion-MNIST" in d.find_element("id", "canvas-note").text
+        return
+    click(d, "#canvas-btn")
+    wait_for(d, "document.getElementById('input-caption').textContent.includes('fresh canvas')")
+    q, pixels = shown(d, "#input-img")
+    seed = int(unquote(q["image"]).split(":")[1])
+    from minicnn.datasets.cluttered import ClutteredFashion
+    from minicnn.datasets.fashion_mnist import load_fashion_mnist
+    from minicnn.explore.core import CANVAS_SEED_BASE
+    images, labels = load_fashion_mnist("test")
+    canvas = ClutteredFashion(images, labels).render(seed % len(images), (CANVAS_SEED_BASE, seed))
+    assert np.array_equal(pixels, canvas["image"])
+
+
+def test_class_model_gallery_with_progress(page, shipped_net):
+    d = page
+    d.execute_script("const f = document.getElementById('cm-form'); f.steps.value = '3';"
+                     "f.seed.value = '2';")
+    click(d, "#cm-start")
+    # the progress bar moves: seen running part-way, or already done
+    wait_for(d, "(() => { const p = document.getElementById('cm-progress');"
+                " return p.value > 0 && p.max === 4; })()")
+    wait_for(d, "['queued', 'running', 'done'].includes(document.getElementById('cm-section').dataset.state)")
+    wait_for(d, "document.getElementById('cm-section').dataset.state === 'done' && "
+                "document.querySelectorAll('#cm-gallery img').length === 10")
+    assert d.execute_script("const p = document.getElementById('cm-progress'); return [p.value, p.max];") == [4, 4]
+    ref = class_model(shipped_net, list(range(10)), steps=3, step=0.1, l2=0.01, jitter=2,
+                      blur_every=4, blur_sigma=1.0, seed=2, init_noise=0.01)
+    p = shipped_net.preprocessing
+    for c in (0, 7):
+        _, pixels = shown(d, f"#cm-gallery img[data-class='{c}']")
+        assert np.array_equal(pixels, render.rescaled_rgb(p.input_to_array(ref.x[c])))
+    assert d.find_element("id", "cm-command").text.endswith("--steps 3 --seed 2")
+    if SCREENSHOTS:      # the README's gallery: the tool's default settings (minutes)
+        d.execute_script("document.getElementById('unit-number').value = '3';")
+        click(d, "#unit-go")       # a valid unit clears the previous test's error
+        d.execute_script("const f = document.getElementById('cm-form'); f.steps.value = '300';"
+                         "f.seed.value = '0';")
+        click(d, "#cm-start")
+        wait_for(d, "document.getElementById('cm-progress').value > 100", 1800)
+        screenshot(d, "class_models_progress", 520, "#cm-section")
+        wait_for(d, "document.getElementById('cm-section').dataset.state === 'done'", 1800)
+        screenshot(d, "class_models", 520, "#cm-section")
+
+
+def test_page_fetches_nothing_from_outside(page):
+    """Every script, style and picture comes from the tool itself."""
+    urls = page.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".concat([...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href));")
+    host = re.match(r"https?://[^/]+", page.current_url).group(0)
+    outside = [u for u in urls if not (u.startswith(host) or u.startswith("data:"))]
+    assert urls and not outside
