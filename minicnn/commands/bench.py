@@ -346,7 +346,9 @@ def engine_child(spec):
     """Run one engine's workloads in this fresh process; returns the JSON-able result:
     {"times": {workload: [s, ...]}, "scores": [...] (VGG16 forward scores), "info": ...}."""
     device, batch, repeats, threads = spec["device"], spec["batch"], spec["repeats"], spec["threads"]
-    engine, kind = spec["engine"], spec["kind"]
+    engine, kind = spec["engine"], spec.get("kind")
+    if engine == "profile":
+        return {"rows": profile_child(batch, repeats, threads)}
     rng = np.random.default_rng(0)
     if engine == "gemm":
         gemm, flops = gemm_runner(device)
@@ -401,6 +403,71 @@ def engine_child(spec):
     return out
 
 
+def profile_child(batch, repeats, threads):
+    """Per-layer times of a VGG16 gradient pass at ``batch``: each layer timed inside the
+    pass (the pass run layer by layer, repeated) and alone (the same call repeated on the
+    same input). -> list of rows {layer, forward_pass_ms, forward_alone_ms,
+    backward_pass_ms, backward_alone_ms}."""
+    keep_freed_memory()
+    set_threads(threads)
+    net = minicnn.vgg16()
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    layers = list(net)
+    inside = {name: ([], []) for name, _ in layers}
+    for _ in range(repeats + 1):                     # the first pass warms up
+        h, outputs = x, []
+        for name, layer in layers:
+            t0 = time.perf_counter()
+            h = layer.forward(h)
+            inside[name][0].append(time.perf_counter() - t0)
+            outputs.append(h)
+        g = np.zeros_like(h)
+        g[:, 1] = 1
+        for name, layer in reversed(layers):
+            t0 = time.perf_counter()
+            g = layer.backward(g, "gradient")
+            inside[name][1].append(time.perf_counter() - t0)
+    rows = []
+    h = x
+    for (name, layer), out in zip(layers, outputs):
+        forward_alone = timed_calls(lambda: layer.forward(h), repeats)
+        layer.forward(h)                             # its cache again, for backward
+        grad = np.ones_like(out)
+        backward_alone = timed_calls(lambda: layer.backward(grad, "gradient"), repeats)
+        rows.append({"layer": name,
+                     "forward_pass_ms": 1e3 * float(np.median(inside[name][0][1:])),
+                     "forward_alone_ms": 1e3 * float(np.median(forward_alone)),
+                     "backward_pass_ms": 1e3 * float(np.median(inside[name][1][1:])),
+                     "backward_alone_ms": 1e3 * float(np.median(backward_alone))})
+        h = out
+    return rows
+
+
+def print_profile(args):
+    """--profile: the per-layer table, from a child process of its own."""
+    threads, blas = blas_threads()
+    batch = args.batch[0]
+    rows = run_child({"engine": "profile", "batch": batch, "repeats": args.repeats,
+                      "threads": threads, "device": "cpu"})["rows"]
+    lines = [f"processor: {processor()}", f"BLAS: {blas}; minicnn threads {threads}",
+             f"VGG16 gradient pass, batch {batch}: per layer, medians of {args.repeats} "
+             "(inside the pass: the pass run layer by layer; alone: the same call repeated)",
+             "", "| layer | forward in pass ms | forward alone ms | backward in pass ms | "
+             "backward alone ms |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['forward_pass_ms']:.1f} | {r['forward_alone_ms']:.1f}"
+                     f" | {r['backward_pass_ms']:.1f} | {r['backward_alone_ms']:.1f} |")
+    total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "layer"}
+    lines.append(f"| total | {total['forward_pass_ms']:.1f} | {total['forward_alone_ms']:.1f} | "
+                 f"{total['backward_pass_ms']:.1f} | {total['backward_alone_ms']:.1f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        atomic_write(Path(args.out).with_suffix(".md"),
+                     lambda tmp: Path(tmp).write_text(text + "\n"))
+    return 0
+
+
 def run_child(spec):
     cmd = [sys.executable, "-m", "minicnn.commands.bench", "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
@@ -428,6 +495,9 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     p.add_argument("--out", help="also write the results: NAME.json and NAME.md "
                                  "(extension of NAME ignored)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: per-layer times of a VGG16 gradient pass at the first "
+                        "--batch, each layer inside the pass and alone (minicnn only)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -439,6 +509,8 @@ def main(argv=None):
         return 0
     if args.quick:
         args.batch, args.repeats, args.rounds, args.no_memory = [1], 2, 1, True
+    if args.profile:
+        return print_profile(args)
 
     use_torch = not args.no_torch and torch_available()
     threads, blas = blas_threads()
