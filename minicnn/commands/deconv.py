@@ -17,7 +17,7 @@ import sys
 
 
 from minicnn.viz import cli, figures
-from minicnn.viz.deconv import unit_reconstruction
+from minicnn.viz.deconv import default_layer, unit_reconstruction
 from minicnn.viz.inputs import load_views, resolve_layer, stack
 
 PROG = "deconv.py"
@@ -30,19 +30,6 @@ def channel_type(text):
 
 
 channel_type.__name__ = "'top' or a channel index >= 0"
-
-
-def default_layer(net):
-    """The last ReLU that follows a convolution (a Zeiler-Fergus style feature map)."""
-    last, seen_conv = None, False
-    for name, layer in net:
-        if layer.kind == "conv2d":
-            seen_conv = True
-        elif layer.kind == "flatten":
-            break
-        elif layer.kind == "relu" and seen_conv:
-            last = name
-    return last or net.names[-1]
 
 
 def build_parser():

@@ -367,15 +367,8 @@ class Explorer:
 
     def default_layer(self):
         """The last ReLU after a convolution (tools/deconv.py's default)."""
-        last, seen_conv = None, False
-        for name, layer in self.net:
-            if layer.kind == "conv2d":
-                seen_conv = True
-            elif layer.kind == "flatten":
-                break
-            elif layer.kind == "relu" and seen_conv:
-                last = name
-        return last or self.net.names[-1]
+        from ..viz.deconv import default_layer
+        return default_layer(self.net)
 
     def _receptive_geometry(self):
         """layer -> (first window's top-left in input pixels, size, jump) or None (the

@@ -80,3 +80,16 @@ def unit_reconstruction(net, x, layer, channel="top", rules=RULES):
                for rule in rules}
     return UnitReconstruction(signals=signals, channels=np.asarray(channels), positions=positions,
                               values=values)
+
+
+def default_layer(net):
+    """The last ReLU that follows a convolution (a Zeiler-Fergus style feature map)."""
+    last, seen_conv = None, False
+    for name, layer in net:
+        if layer.kind == "conv2d":
+            seen_conv = True
+        elif layer.kind == "flatten":
+            break
+        elif layer.kind == "relu" and seen_conv:
+            last = name
+    return last or net.names[-1]
