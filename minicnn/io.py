@@ -14,6 +14,7 @@ model behind.
 """
 from contextlib import contextmanager
 import json
+import math
 import os
 import signal
 import tempfile
@@ -222,19 +223,6 @@ def _names(names, limit=5):
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _declared_parameters(kind, config):
-    """Number of parameters a layer's config implies, computed before the layer (and its
-    arrays) exist; 0 for a config the layer constructor will refuse anyway."""
-    def size(name, default=None):
-        value = config.get(name, default)
-        return int(value) if isinstance(value, (int, np.integer)) and value > 0 else 0
-    if kind == "conv2d":
-        return size("out_channels") * (size("in_channels") * size("kernel_size") ** 2 + 1)
-    if kind == "linear":
-        return size("out_features") * (size("in_features") + 1)
-    return 0
-
-
 def _json_attr(f, name, fail, default=None):
     if name not in f.attrs:
         if default is not None:
@@ -279,7 +267,12 @@ def _read(f, fail):
                        f"(known: {', '.join(sorted(LAYER_TYPES))})")
         if not isinstance(config, dict):
             raise fail(f"layer {_short(entry['name'])}: config must be an object")
-        parameters += _declared_parameters(kind, config)
+        try:
+            shapes = LAYER_TYPES[kind].parameter_shapes(config)
+        except (TypeError, ValueError) as exc:
+            raise fail(f"layer {_short(entry['name'])} ({kind}): bad config {_short(config)} "
+                       f"({exc})") from None
+        parameters += sum(math.prod(shape) for shape in shapes.values())
         if parameters > MAX_PARAMETERS:
             raise fail(f"the architecture declares more than {MAX_PARAMETERS} parameters "
                        f"(at layer {_short(entry['name'])}); not loaded")

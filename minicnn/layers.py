@@ -65,6 +65,12 @@ class Layer:
     def config(self):
         return {}
 
+    @classmethod
+    def parameter_shapes(cls, config):
+        """{parameter name: shape} a layer built from ``config`` holds, known before it is
+        built (model files are costed with it before anything is allocated)."""
+        return {}
+
     def output_shape(self, in_shape):
         return tuple(in_shape)
 
@@ -94,9 +100,16 @@ class Conv2d(Layer):
         self.stride = check_int("Conv2d", "stride", stride, 1)
         self.pad = check_int("Conv2d", "pad", pad, 0)
         self._kernels = KernelTransforms()   # the weight's Winograd transform, between passes
-        k = self.kernel_size
-        self.params = {"weight": np.zeros((self.out_channels, self.in_channels, k, k), np.float32),
-                       "bias": np.zeros((self.out_channels,), np.float32)}
+        self.params = {name: np.zeros(shape, np.float32)
+                       for name, shape in self.parameter_shapes(self.config()).items()}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        out = check_int("Conv2d", "out_channels", config.get("out_channels"), 1)
+        k = check_int("Conv2d", "kernel_size", config.get("kernel_size"), 1)
+        return {"weight": (out, check_int("Conv2d", "in_channels", config.get("in_channels"), 1),
+                           k, k),
+                "bias": (out,)}
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -135,8 +148,14 @@ class Linear(Layer):
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features, 1)
         self.out_features = check_int("Linear", "out_features", out_features, 1)
-        self.params = {"weight": np.zeros((self.out_features, self.in_features), np.float32),
-                       "bias": np.zeros((self.out_features,), np.float32)}
+        self.params = {name: np.zeros(shape, np.float32)
+                       for name, shape in self.parameter_shapes(self.config()).items()}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        out = check_int("Linear", "out_features", config.get("out_features"), 1)
+        return {"weight": (out, check_int("Linear", "in_features", config.get("in_features"), 1)),
+                "bias": (out,)}
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features}

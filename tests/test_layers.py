@@ -3,7 +3,7 @@ max-pool switches (one per window, first in raster order, overlaps add up, paddi
 dtype preservation, constructor validation, Dropout train/eval, clear errors."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
@@ -295,3 +295,16 @@ def test_layer_base_declares_the_interface():
         layer.backward(np.zeros((1, 2)), "gradient")
     assert layer.output_shape((3, 4, 5)) == (3, 4, 5)
     assert layer.config() == {}
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=st.sampled_from(["conv2d", "linear"]), a=st.integers(1, 6), b=st.integers(1, 6),
+       k=st.integers(1, 4))
+def test_parameter_shapes_are_the_shapes_a_built_layer_holds(kind, a, b, k):
+    from minicnn.layers import LAYER_TYPES
+    config = ({"in_channels": a, "out_channels": b, "kernel_size": k} if kind == "conv2d"
+              else {"in_features": a, "out_features": b})
+    layer = LAYER_TYPES[kind](**config)
+    expected = {name: value.shape for name, value in layer.params.items()}
+    assert LAYER_TYPES[kind].parameter_shapes(layer.config()) == expected
+    assert LAYER_TYPES["relu"].parameter_shapes({}) == {}
