@@ -7,25 +7,21 @@ weights file could copy any file on the machine into a converted model. Every HD
 reader of minicnn (model files, Keras weights) reaches members through :func:`member`,
 which follows only plain (hard) links and refuses such datasets.
 """
+from .terminal import short
 
 
 class NotLocal(ValueError):
     """An HDF5 member that would make us read another file (or a link we do not follow)."""
 
 
-def _short(text, limit=80):
-    text = str(text)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def check_dataset(ds):
     """Raise NotLocal when ``ds`` keeps its bytes outside the file."""
     if ds.external:
-        raise NotLocal(f"dataset {_short(ds.name)} keeps its data in external files "
-                       f"(e.g. {_short(ds.external[0][0])}); refused: minicnn reads only "
+        raise NotLocal(f"dataset {short(str(ds.name))} keeps its data in external files "
+                       f"(e.g. {short(str(ds.external[0][0]))}); refused: minicnn reads only "
                        "data stored in the file itself")
     if ds.is_virtual:
-        raise NotLocal(f"dataset {_short(ds.name)} is a virtual dataset (data mapped from "
+        raise NotLocal(f"dataset {short(str(ds.name))} is a virtual dataset (data mapped from "
                        "other files); refused: minicnn reads only data stored in the file "
                        "itself")
     return ds
@@ -46,10 +42,10 @@ def member(group, path):
             return None
         where = f"{node.name.rstrip('/')}/{part}"
         if isinstance(link, h5py.ExternalLink):
-            raise NotLocal(f"{_short(where)} is an external link to another file "
-                           f"({_short(link.filename)}); refused: minicnn reads only the given file")
+            raise NotLocal(f"{short(where)} is an external link to another file "
+                           f"({short(str(link.filename))}); refused: minicnn reads only the given file")
         if not isinstance(link, h5py.HardLink):
-            raise NotLocal(f"{_short(where)} is a {type(link).__name__}; minicnn follows only "
+            raise NotLocal(f"{short(where)} is a {type(link).__name__}; minicnn follows only "
                            "plain members of the file")
         node = node[part]
     if isinstance(node, h5py.Dataset):

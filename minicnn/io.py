@@ -27,6 +27,7 @@ from .h5local import LibraryFailure, NotLocal, member, rehearse
 from .layers import LAYER_TYPES
 from .net import Net
 from .preprocess import Preprocessing
+from .terminal import short
 
 FORMAT_NAME = "minicnn-model"
 FORMAT_VERSION = 1
@@ -156,17 +157,37 @@ def _check_savable(net, state, preprocessing, class_names, fail):
     writing (so that save never writes a file load refuses)."""
     for key, value in state.items():
         arr = np.asarray(value)
-        if arr.dtype.kind != "f":
-            raise fail(f"weight {key!r} has dtype {arr.dtype}, expected float")
-        if not np.isfinite(arr).all():
-            raise fail(f"weight {key!r} contains NaN or infinite values")
+        _check_float(key, arr.dtype, fail)
+        _check_finite(key, arr, fail)
+    shapes = _fitting_shapes(net, preprocessing, fail)
+    if class_names:                        # none: no class_names dataset is written
+        _check_class_names(shapes, class_names, fail)
+
+
+# the rules save and load share
+def _check_float(key, dtype, fail):
+    if dtype.kind != "f":
+        raise fail(f"weight {key!r} has dtype {dtype}, expected float")
+
+
+def _check_finite(key, arr, fail):
+    if not np.isfinite(arr).all():
+        raise fail(f"weight {key!r} contains NaN or infinite values")
+
+
+def _fitting_shapes(net, preprocessing, fail):
+    """net.shapes at the model's input size, or ``fail`` when the architecture does not
+    fit it."""
     try:
-        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
+        return net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
     except ValueError as exc:
         raise fail(f"architecture does not fit input size {preprocessing['input_size']}: "
                    f"{exc}") from None
+
+
+def _check_class_names(shapes, class_names, fail):
     out = list(shapes.values())[-1]
-    if class_names and (len(out) != 1 or out[0] != len(class_names)):
+    if len(out) != 1 or out[0] != len(class_names):
         raise fail(f"{len(class_names)} class names but the network outputs shape {out}")
 
 
@@ -211,15 +232,8 @@ def load(path, device="cpu"):
     return net.to(device) if device != "cpu" else net
 
 
-def _short(value, limit=80):
-    """repr of a value from the file, cut to ``limit`` characters (a message stays one
-    short line whatever the file holds)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _names(names, limit=5):
-    shown = ", ".join(_short(n, 40) for n in names[:limit])
+    shown = ", ".join(short(n, 40) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -243,13 +257,13 @@ def _read(f, fail):
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
     if fmt != FORMAT_NAME:
-        raise fail(f"not a minicnn model file (format attribute {_short(fmt)}, expected "
+        raise fail(f"not a minicnn model file (format attribute {short(fmt)}, expected "
                    f"{FORMAT_NAME!r}); convert framework weights with tools/convert_weights.py")
     version = f.attrs.get("format_version")
     if not (isinstance(version, (int, np.integer)) and int(version) == FORMAT_VERSION):
         if isinstance(version, (int, np.integer)):
             version = int(version)      # 2, not np.int64(2)
-        raise fail(f"unsupported format version {_short(version)} (this minicnn reads version "
+        raise fail(f"unsupported format version {short(version)} (this minicnn reads version "
                    f"{FORMAT_VERSION})")
 
     arch = _json_attr(f, "architecture", fail)
@@ -260,26 +274,26 @@ def _read(f, fail):
     for i, entry in enumerate(arch):
         if not isinstance(entry, dict) or not {"name", "type"} <= set(entry):
             raise fail(f"architecture entry {i} needs 'name' and 'type', got "
-                       f"{_short(entry)}")
+                       f"{short(entry)}")
         kind, config = entry["type"], entry.get("config") or {}
         if kind not in LAYER_TYPES:
-            raise fail(f"unknown layer type {_short(kind)} for layer {_short(entry['name'])} "
+            raise fail(f"unknown layer type {short(kind)} for layer {short(entry['name'])} "
                        f"(known: {', '.join(sorted(LAYER_TYPES))})")
         if not isinstance(config, dict):
-            raise fail(f"layer {_short(entry['name'])}: config must be an object")
+            raise fail(f"layer {short(entry['name'])}: config must be an object")
         try:
             shapes = LAYER_TYPES[kind].parameter_shapes(config)
         except (TypeError, ValueError) as exc:
-            raise fail(f"layer {_short(entry['name'])} ({kind}): bad config {_short(config)} "
+            raise fail(f"layer {short(entry['name'])} ({kind}): bad config {short(config)} "
                        f"({exc})") from None
         parameters += sum(math.prod(shape) for shape in shapes.values())
         if parameters > MAX_PARAMETERS:
             raise fail(f"the architecture declares more than {MAX_PARAMETERS} parameters "
-                       f"(at layer {_short(entry['name'])}); not loaded")
+                       f"(at layer {short(entry['name'])}); not loaded")
         try:
             layers.append((entry["name"], LAYER_TYPES[kind](**config)))
         except (TypeError, ValueError) as exc:
-            raise fail(f"layer {_short(entry['name'])} ({kind}): bad config {_short(config)} "
+            raise fail(f"layer {short(entry['name'])} ({kind}): bad config {short(config)} "
                        f"({exc})") from None
     try:
         net = Net(layers)
@@ -294,10 +308,7 @@ def _read(f, fail):
     if not isinstance(extra, dict):
         raise fail("attribute 'extra' must be a JSON object")
 
-    try:
-        shapes = net.shapes((net.input_channels,) + tuple(preprocessing["input_size"]))
-    except ValueError as exc:
-        raise fail(f"architecture does not fit input size {preprocessing['input_size']}: {exc}") from None
+    shapes = _fitting_shapes(net, preprocessing, fail)
     activations = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
     if activations > MAX_ACTIVATIONS:
         raise fail(f"one example of input size {preprocessing['input_size']} needs "
@@ -322,14 +333,12 @@ def _read(f, fail):
             raise fail(f"weight {key!r} is not a dataset")
         if tuple(ds.shape) != tuple(shape):
             raise fail(f"weight {key!r} has shape {tuple(ds.shape)}, expected {tuple(shape)}")
-        if ds.dtype.kind != "f":
-            raise fail(f"weight {key!r} has dtype {ds.dtype}, expected float")
+        _check_float(key, ds.dtype, fail)
         if ds.size and ds.id.get_storage_size() == 0:
             # HDF5 would hand out its fill value: a declared but never written dataset
             raise fail(f"weight {key!r} has no data stored in the file")
         arr = np.asarray(ds[()], dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise fail(f"weight {key!r} contains NaN or infinite values")
+        _check_finite(key, arr, fail)
         state[key] = arr
     net.load_state_dict(state, strict=True)
 
@@ -340,9 +349,7 @@ def _read(f, fail):
             raise fail("class_names must be a 1-D dataset of strings")
         class_names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
                        for c in ds[()]]
-        out = list(shapes.values())[-1]
-        if len(out) != 1 or out[0] != len(class_names):
-            raise fail(f"{len(class_names)} class names but the network outputs shape {out}")
+        _check_class_names(shapes, class_names, fail)
     net.meta = {"preprocessing": preprocessing, "class_names": class_names, **extra}
     return net
 

@@ -36,3 +36,50 @@ def protect():
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, EscapingWriter):
             setattr(sys, name, EscapingWriter(stream))
+
+
+def short(value, limit=80):
+    """``repr(value)`` for a message, at most ``limit`` characters and bounded work,
+    whatever the file built (a plain repr of a shared nested structure or of a huge
+    integer can run for ever, or print megabytes)."""
+    out, budget = [], [limit + 1]
+
+    def put(text):
+        out.append(text[:budget[0]])
+        budget[0] -= len(text)
+
+    def walk(v, depth):
+        if budget[0] <= 0:
+            return
+        if isinstance(v, bool) or v is None or isinstance(v, float):
+            put(repr(v))
+        elif isinstance(v, int):
+            put(repr(v) if v.bit_length() <= 128 else f"<int of {v.bit_length()} bits>")
+        elif isinstance(v, (str, bytes, bytearray)):
+            put(repr(v[:limit]))
+        elif isinstance(v, (tuple, list, dict, set, frozenset)):
+            if depth >= 4:
+                put("...")
+                return
+            items = v.items() if isinstance(v, dict) else v
+            put({tuple: "(", list: "["}.get(type(v), type(v).__name__ + "(["
+                                                     if not isinstance(v, dict) else "{"))
+            for n, item in enumerate(items):
+                if budget[0] <= 0:
+                    return
+                if n:
+                    put(", ")
+                if isinstance(v, dict):
+                    walk(item[0], depth + 1)
+                    put(": ")
+                    walk(item[1], depth + 1)
+                else:
+                    walk(item, depth + 1)
+            put({tuple: ",)" if len(v) == 1 else ")", list: "]"}.get(
+                type(v), "}" if isinstance(v, dict) else "])"))
+        else:
+            put(f"<{type(v).__name__}>")
+
+    walk(value, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import minicnn
-from child_signals import default_dispositions
+from children import default_dispositions
 from minicnn import assets
 
 SCRIPT = r"""

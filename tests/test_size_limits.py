@@ -4,8 +4,6 @@ cases run in a child process under an address-space limit, so a regression fails
 MemoryError (or is killed) instead of swapping the machine."""
 import json
 import os
-import resource
-import subprocess
 import sys
 
 import h5py
@@ -15,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 import minicnn
+from children import limited_run
 from minicnn import ModelFileError, assets
 from minicnn.io import MAX_ACTIVATIONS, MAX_PARAMETERS
 from minicnn.preprocess import (MAX_FRAME_PIXELS, MAX_IMAGE_PIXELS, ImageError,
@@ -26,10 +25,7 @@ LIMIT = 2 * 2**30          # bytes of address space for the child processes
 
 def limited(args, timeout=120):
     """Run ``args`` with at most LIMIT bytes of address space; (returncode, stderr)."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=limit)
+    proc = limited_run(args, timeout=timeout, memory=LIMIT, cwd=ROOT)
     return proc.returncode, proc.stderr
 
 

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from .common import ConvOp, ConvertError, FCOp, PoolOp, Source, short
+from ..terminal import short
+from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
 from .protobuf import WireError, as_string, iter_fields, packed_floats, packed_varints
 
 NET_NAME, NET_LAYERS_V1, NET_INPUT, NET_INPUT_DIM, NET_INPUT_SHAPE, NET_LAYER = 1, 2, 3, 4, 8, 100

@@ -21,7 +21,8 @@ import math
 import numpy as np
 
 from ..h5local import NotLocal, member
-from .common import ConvOp, ConvertError, FCOp, PoolOp, Source, short
+from ..terminal import short
+from .common import ConvOp, ConvertError, FCOp, PoolOp, Source
 
 
 def _text(value):

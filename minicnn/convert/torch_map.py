@@ -17,7 +17,8 @@ Classifier linears are taken in index order whatever their indices and become fc
 """
 import re
 
-from .common import ConvertError, ConvOp, FCOp, PoolOp, Source, format_config, short
+from ..terminal import short
+from .common import ConvertError, ConvOp, FCOp, PoolOp, Source, format_config
 
 KEY = re.compile(r"^(features|classifier)\.(\d{1,9})\.(weight|bias)$")
 

@@ -24,7 +24,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .common import ConvertError, short
+from ..terminal import short
+from .common import ConvertError
 
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 LEGACY_PROTOCOL = 1001

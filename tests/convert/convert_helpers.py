@@ -140,19 +140,6 @@ def shared_tuple(depth, leaf=None, memo=0):
     return out + get(memo)
 
 
-def limited_run(args, timeout=20, memory=1 << 30, cwd=None):
-    """Run ``args`` (a Python command line) with an address-space limit and a timeout: a
-    regression that hangs or allocates fails the test instead of swapping."""
-    import resource
-    import subprocess
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=limit, cwd=cwd)
-
-
 def write_tar(path, storages, tensors, entries, storage_records=None, tensor_records=None,
               views=b"]"):
     """The torch 0.1-0.3 tar container, torch-free. storages: {key: float32 bytes};

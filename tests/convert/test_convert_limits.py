@@ -18,8 +18,8 @@ import pytest
 from minicnn.convert import convert
 from minicnn.convert.protobuf import field_bytes, field_packed_floats, field_varint
 
-from child_signals import default_dispositions
-from convert_helpers import (FIXTURES, g, get, i, limited_run, put, run_bounded, s,
+from children import default_dispositions, limited_run
+from convert_helpers import (FIXTURES, g, get, i, put, run_bounded, s,
                              shared_tuple, state_pickle, tensor, tup, write_legacy,
                              write_tar, write_zip, zip_patch)
 

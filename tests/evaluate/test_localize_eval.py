@@ -17,7 +17,7 @@ from minicnn.evaluate.runner import Job, RecordStore, run
 from minicnn.viz.inputs import View
 from minicnn.viz.saliency import class_signal, saliency
 
-from child_signals import default_dispositions
+from children import default_dispositions
 from conftest import TOOL, add_bad_items, make_box_folder, read_records
 
 

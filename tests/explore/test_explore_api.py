@@ -329,7 +329,7 @@ def test_tool_refuses_bad_options_in_one_line(args, code, words):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_tool_serves_and_stops_on_ctrl_c(stop):
-    from child_signals import default_dispositions
+    from children import default_dispositions
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "explore.py"),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=default_dispositions)
