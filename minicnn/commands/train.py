@@ -244,13 +244,7 @@ def _main(argv=None):
                   f"optimiser state step {start} (interrupted between the two writes); "
                   "start afresh with --no-resume", file=sys.stderr)
             return 2
-        try:
-            SGD(net).load_state(velocity)    # checked against the net before anything else
-        except ValueError as exc:
-            raise ValueError(f"{os.path.join(args.run_dir, 'checkpoint_opt.npz')}: {exc}; "
-                             "start afresh with --no-resume") from None
         meta = net.meta = {k: v for k, v in net.meta.items() if k != "checkpoint_step"}
-        print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
     elif args.init:
         net = minicnn.load(args.init)
         meta = {k: v for k, v in net.meta.items() if k in ("class_names", "preprocessing")}
@@ -272,7 +266,13 @@ def _main(argv=None):
     net.to(args.device)
     parallel = DataParallel(net, args.threads)
     optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
-    optimizer.load_state(velocity)   # after the move: the velocities go to the net's device
+    try:
+        optimizer.load_state(velocity)   # after the move: the velocities go to the net's device
+    except ValueError as exc:
+        raise ValueError(f"{os.path.join(args.run_dir, 'checkpoint_opt.npz')}: {exc}; "
+                         "start afresh with --no-resume") from None
+    if start:
+        print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
     prep = Preprocessing.from_dict(meta["preprocessing"])
 
     test_cache = os.path.join(args.run_dir, f"test_canvases_{args.test_size}.npz")
