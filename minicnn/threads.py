@@ -11,6 +11,7 @@ The thread count is the number of CPUs this process may use, or the environment
 variable MINICNN_THREADS when set; :func:`set_threads` changes it (1: everything runs
 serially in the calling thread, as plain NumPy would).
 """
+import contextlib
 import contextvars
 import os
 import threading
@@ -114,3 +115,29 @@ def parallel_map(function, items):
         return [future.result() for future in futures]
     finally:
         _leave_blas_limit()
+
+
+@contextlib.contextmanager
+def blas_on_one_thread():
+    """Run the block with BLAS limited to one thread (when minicnn uses more than one;
+    nested scopes and parallel_map share one limit). The engine's own threads do the
+    parallel work: a BLAS call on several threads leaves OpenBLAS's threads spinning for
+    a while after it returns, and they take the cores from minicnn's threads in the
+    layers that follow."""
+    if get_threads() <= 1 or getattr(_local, "inside", False):
+        yield
+        return
+    _, controller = _pool(get_threads())
+    _enter_blas_limit(controller)
+    try:
+        yield
+    finally:
+        _leave_blas_limit()
+
+
+def split(length, parts):
+    """``length`` cut into at most ``parts`` contiguous, non-empty slices of near-equal
+    size (by shape alone: the same on every machine)."""
+    parts = max(1, min(parts, length))
+    bounds = [length * g // parts for g in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]

@@ -128,3 +128,55 @@ def test_errstate_holds_inside_workers(two_threads):
     with np.errstate(over="raise"):
         with pytest.raises(FloatingPointError):
             threads.parallel_map(lambda i: np.float32(3e38) * np.float32(10), range(2))
+
+
+def test_split_cuts_by_length_only():
+    assert threads.split(10, 4) == [slice(0, 2), slice(2, 5), slice(5, 7), slice(7, 10)]
+    assert threads.split(3, 4) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert threads.split(1, 4) == [slice(0, 1)]
+
+
+def test_blas_on_one_thread_limits_and_restores(two_threads):
+    from threadpoolctl import threadpool_info
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    before = blas_threads()
+    with threads.blas_on_one_thread():
+        assert all(count == 1 for count in blas_threads())
+        with threads.blas_on_one_thread():          # nested scopes share the limit
+            pass
+        assert all(count == 1 for count in blas_threads())
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_few_tile_convs_and_linear_layers_in_threads_equal_the_serial_result(count):
+    """The paths cut by channels, Winograd components and features (a deep conv at
+    batch 1 has too few tiles for row groups; fc layers) give the single-thread result
+    bitwise."""
+    from minicnn import functional as F
+    rng = np.random.default_rng(count)
+    x = rng.standard_normal((1, 40, 6, 6)).astype(np.float32)
+    weight = rng.standard_normal((36, 40, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(36).astype(np.float32)
+    dy = rng.standard_normal((1, 36, 6, 6)).astype(np.float32)
+    assert len(winograd._row_groups(3, 3, 40)) == 1       # the in-parts path
+    xf = rng.standard_normal((3, 300)).astype(np.float32)
+    wf = rng.standard_normal((70, 300)).astype(np.float32)
+    bf = rng.standard_normal(70).astype(np.float32)
+    dyf = rng.standard_normal((3, 70)).astype(np.float32)
+
+    def passes():
+        return (F.conv2d_forward(x, weight, bias, 1, 1), F.conv2d_backward_input(dy, weight, x.shape, 1, 1),
+                F.conv2d_backward_params(dy, x, weight.shape, 1, 1)[0],
+                F.linear_forward(xf, wf, bf), F.linear_backward_input(dyf, wf),
+                F.linear_backward_params(dyf, xf)[0])
+    previous = threads.set_threads(1)
+    try:
+        serial = passes()
+        threads.set_threads(count)
+        threaded = passes()
+    finally:
+        threads.set_threads(previous)
+    for a, b in zip(threaded, serial):
+        np.testing.assert_array_equal(a, b)

@@ -16,14 +16,71 @@ alone, the fast path or the reference function; both compute the same values (up
 rounding for the conv). Everything works on NumPy and CuPy arrays alike
 (``xp = get_array_module(x)``) and in any float dtype (float32 and float64).
 """
+import math
+
 import numpy
 
 from ..backend import get_array_module
 from . import pool2x2, reference, winograd
 from .layout import is_channels_last, laid_out_like
-from .reference import (RULES, check_rule, dropout_backward, dropout_forward, linear_backward_input,
-                        linear_backward_params, linear_forward, out_size, relu_backward,
-                        relu_forward)
+from .reference import RULES, check_rule, dropout_backward, dropout_forward, out_size
+from ..threads import blas_on_one_thread, parallel_map, split
+
+# How many slices the CPU paths below cut a layer's work into (by shape alone, so that
+# results never depend on the thread count), run over minicnn's threads with BLAS on one
+# thread each. Every BLAS call of the engine runs so: a BLAS call on several threads
+# leaves OpenBLAS's threads spinning after it returns, taking the cores from minicnn's
+# threads in the layers that follow.
+CPU_PARTS = 4
+# Elementwise passes (ReLU, pooling) over fewer elements than this run in the caller:
+# handing them to threads costs more than it saves.
+ELEMENTWISE_MIN = 1 << 18
+
+
+def _on_cpu_in_slabs(a):
+    """True when an elementwise pass over ``a`` runs in slabs over the threads."""
+    return get_array_module(a) is numpy and a.size >= ELEMENTWISE_MIN
+
+
+def _slabs(function, length, axis):
+    """function(index) for index picking slab s along ``axis``, for the CPU_PARTS slabs
+    of ``length``, over the threads."""
+    parallel_map(lambda s: function((slice(None),) * axis + (s,)), split(length, CPU_PARTS))
+
+
+def _empty_laid_out_like(shape, like, dtype=None):
+    """An uninitialised (N, C, H, W) array stored like ``like`` (channels-last or not)."""
+    dtype = like.dtype if dtype is None else dtype
+    if is_channels_last(like):
+        n, c, h, w = shape
+        return numpy.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return numpy.empty(shape, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- ReLU
+# On the CPU in slabs of rows (the H axis of (N, C, H, W); the feature axis of (N, F)):
+# a single NumPy pass runs on one core.
+
+def relu_forward(x):
+    """max(x, 0) elementwise, any shape (see :func:`.reference.relu_forward`)."""
+    if not _on_cpu_in_slabs(x):
+        return reference.relu_forward(x)
+    y = numpy.empty_like(x)                       # in x's memory layout
+    axis = 2 if x.ndim == 4 else x.ndim - 1
+    _slabs(lambda i: reference.relu_forward(x[i], out=y[i]), x.shape[axis], axis)
+    return y
+
+
+def relu_backward(grad, relu_output, rule):
+    """The signal through a ReLU under ``rule`` (see :func:`.reference.relu_backward`)."""
+    check_rule(rule)
+    if not _on_cpu_in_slabs(grad):
+        return reference.relu_backward(grad, relu_output, rule)
+    out = numpy.empty_like(grad)
+    axis = 2 if grad.ndim == 4 else grad.ndim - 1
+    _slabs(lambda i: reference.relu_backward(grad[i], relu_output[i], rule, out=out[i]),
+           grad.shape[axis], axis)
+    return out
 
 __all__ = [
     "RULES", "check_rule", "conv2d_backward_input", "conv2d_backward_params", "conv2d_forward",
@@ -53,7 +110,8 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None):
     copies)."""
     if use_winograd(x, weight.shape, stride, pad):
         return winograd.conv2d_forward(x, weight, bias, kernels)
-    return reference.conv2d_forward(x, weight, bias, stride, pad)
+    with blas_on_one_thread():
+        return reference.conv2d_forward(x, weight, bias, stride, pad)
 
 
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
@@ -61,14 +119,53 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     the same for every rule. ``kernels`` as for :func:`conv2d_forward`."""
     if use_winograd(dy, weight.shape, stride, pad):
         return winograd.conv2d_backward_input(dy, weight, kernels)
-    return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
+    with blas_on_one_thread():
+        return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
 
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
     if use_winograd(x, weight_shape, stride, pad):
         return winograd.conv2d_backward_params(dy, x)
-    return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
+    with blas_on_one_thread():
+        return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
+
+
+# ----------------------------------------------------------------------------- linear
+# On the CPU each product is cut into slices of features, one GEMM per slice; every
+# output element is still one dot product over the whole of its inputs.
+
+def linear_forward(x, weight, bias):
+    """y = x W^T + b: x (N, in), weight (out, in), bias (out,) -> (N, out)."""
+    if get_array_module(x) is not numpy:
+        return reference.linear_forward(x, weight, bias)
+    y = numpy.empty((x.shape[0], weight.shape[0]), dtype=numpy.result_type(x, weight, bias))
+
+    def part(s):
+        numpy.matmul(x, weight[s].T, out=y[:, s])
+        y[:, s] += bias[s]
+
+    parallel_map(part, split(weight.shape[0], CPU_PARTS))
+    return y
+
+
+def linear_backward_input(dy, weight):
+    """dy (N, out) -> dx = dy W, (N, in). The same for every rule."""
+    if get_array_module(dy) is not numpy:
+        return reference.linear_backward_input(dy, weight)
+    dx = numpy.empty((dy.shape[0], weight.shape[1]), dtype=numpy.result_type(dy, weight))
+    parallel_map(lambda s: numpy.matmul(dy, weight[:, s], out=dx[:, s]),
+                 split(weight.shape[1], CPU_PARTS))
+    return dx
+
+
+def linear_backward_params(dy, x):
+    """dy (N, out), x (N, in) -> dW = dy^T x (out, in), db (out,)."""
+    if get_array_module(dy) is not numpy:
+        return reference.linear_backward_params(dy, x)
+    dw = numpy.empty((dy.shape[1], x.shape[1]), dtype=numpy.result_type(dy, x))
+    parallel_map(lambda s: numpy.matmul(dy[:, s].T, x, out=dw[s]), split(dy.shape[1], CPU_PARTS))
+    return dw, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------- max-pool
@@ -79,7 +176,17 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
     ``a*kernel + b`` of the window's first maximum (see
     :func:`.reference.maxpool2d_forward`)."""
     if pool2x2.is_2x2_pool(kernel, stride, pad):
-        return pool2x2.maxpool2x2_forward(x)
+        if not _on_cpu_in_slabs(x):
+            return pool2x2.maxpool2x2_forward(x)
+        n, c, h, w = x.shape
+        y = _empty_laid_out_like((n, c, h // 2, w // 2), x)
+        switches = _empty_laid_out_like(y.shape, x, numpy.uint8)
+
+        def slab(i):                  # output rows s from input rows 2s
+            s = i[2]
+            y[i], switches[i] = pool2x2.maxpool2x2_forward(x[:, :, 2 * s.start:2 * s.stop])
+        _slabs(slab, h // 2, 2)
+        return y, switches
     return reference.maxpool2d_forward(x, kernel, stride, pad)
 
 
@@ -87,7 +194,19 @@ def maxpool2d_backward(dy, switches, x_shape, kernel, stride, pad=0):
     """Unpooling: dy (N, C, Ho, Wo) routed to the switch positions -> (N, C, H, W).
     Backprop and DeconvNet unpooling are this same function."""
     if pool2x2.is_2x2_pool(kernel, stride, pad):
-        return pool2x2.maxpool2x2_backward(dy, switches, x_shape)
+        if get_array_module(dy) is not numpy or math.prod(x_shape) < ELEMENTWISE_MIN:
+            return pool2x2.maxpool2x2_backward(dy, switches, x_shape)
+        n, c, h, w = x_shape
+        dx = _empty_laid_out_like(x_shape, dy)
+        dx[:, :, 2 * (h // 2):] = 0                  # an odd last row or column is in no
+        dx[:, :, :, 2 * (w // 2):] = 0               # window: its signal is zero
+
+        def slab(i):
+            s = i[2]
+            rows = (slice(None), slice(None), slice(2 * s.start, 2 * s.stop))
+            pool2x2.maxpool2x2_backward(dy[i], switches[i], dx[rows].shape, out=dx[rows])
+        _slabs(slab, h // 2, 2)
+        return dx
     return reference.maxpool2d_backward(dy, switches, x_shape, kernel, stride, pad)
 
 

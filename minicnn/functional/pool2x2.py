@@ -35,15 +35,16 @@ def maxpool2x2_forward(x):
     return y, switches
 
 
-def maxpool2x2_backward(dy, switches, x_shape):
+def maxpool2x2_backward(dy, switches, x_shape, out=None):
     """Adjoint of :func:`maxpool2x2_forward` (unpooling): dy (N, C, Ho, Wo) goes to the
     offset its switch names -> dx (N, C, H, W) of shape ``x_shape``; offset k is written
     through its own strided view (windows do not overlap), as the product
     dy * 1[switch == k] (like the gradient's own formula, a non-finite dy also spreads
-    NaN over its window)."""
+    NaN over its window). With ``out`` (of ``x_shape``, its odd last row or column
+    already zero) dx is written there."""
     xp = get_array_module(dy)
     ho, wo = dy.shape[2:]
-    dx = zeros_laid_out_like(x_shape, dy)
+    dx = zeros_laid_out_like(x_shape, dy) if out is None else out
     for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
         # dy * 1[switch == k]: a branch-free multiply, where a masked copy branches
         xp.multiply(dy, switches == k, out=dx[:, :, a:2 * ho:2, b:2 * wo:2])

@@ -145,15 +145,16 @@ def linear_backward_params(dy, x):
 
 # ----------------------------------------------------------------------------- ReLU
 
-def relu_forward(x):
-    """max(x, 0) elementwise, any shape (a NaN passes through, as in PyTorch).
+def relu_forward(x, out=None):
+    """max(x, 0) elementwise, any shape (a NaN passes through, as in PyTorch); written
+    into ``out`` when given.
 
     Its output doubles as the backward mask: y > 0 exactly where x > 0."""
     xp = get_array_module(x)
-    return xp.maximum(x, xp.zeros((), dtype=x.dtype))
+    return xp.maximum(x, xp.zeros((), dtype=x.dtype), out=out)
 
 
-def relu_backward(grad, relu_output, rule):
+def relu_backward(grad, relu_output, rule, out=None):
     """The only place the three passes differ (Simonyan et al. 2013, Sect. 4).
 
     grad: signal R_{n+1} at the ReLU output; relu_output: the forward output
@@ -163,6 +164,8 @@ def relu_backward(grad, relu_output, rule):
     - gradient:  R_n = R_{n+1} * 1[X_n > 0]
     - deconvnet: R_n = R_{n+1} * 1[R_{n+1} > 0]
     - guided:    R_n = R_{n+1} * 1[X_n > 0] * 1[R_{n+1} > 0]
+
+    The result is written into ``out`` when given.
     """
     xp = get_array_module(grad)
     check_rule(rule)
@@ -170,13 +173,13 @@ def relu_backward(grad, relu_output, rule):
     # R * 1[R > 0] is max(R, 0): one pass over the signal, and DeconvNet never builds
     # the forward mask
     if rule == "deconvnet":
-        return xp.maximum(grad, zero)
+        return xp.maximum(grad, zero, out=out)
     # the table's products as products: a multiply by the mask is branch-free, while
     # selecting with np.where on a random mask mispredicts per element on the CPU
     positive_input = relu_output > 0
     if rule == "gradient":
-        return grad * positive_input
-    return grad * (positive_input & (grad > zero))     # both masks as one boolean
+        return xp.multiply(grad, positive_input, out=out)
+    return xp.multiply(grad, positive_input & (grad > zero), out=out)   # both masks as one
 
 
 # ----------------------------------------------------------------------------- max-pool

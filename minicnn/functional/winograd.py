@@ -10,7 +10,7 @@ Works in any float dtype (float32 and float64 alike) on NumPy and CuPy; the disp
 import numpy
 
 from ..backend import get_array_module
-from ..threads import parallel_map
+from ..threads import parallel_map, split
 
 # Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
 # (about C + O per pixel): it pays off once both channel counts are at least this. The
@@ -220,10 +220,12 @@ def _phases(x, pad, hh, wh):
     return out
 
 
-def winograd_input(ph, r0, r1):
+def winograd_input(ph, r0, r1, out=None):
     """Input transform of tile rows r0..r1-1: phases ph (2, 2, N, th+1, tw+1, C) of x
     zero-padded by 1 (see :func:`_phases`) -> V (16, N*(r1-r0)*tw, C),
-    V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2).
+    V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2). With ``out`` (a
+    (4, 4, N, r1-r0, tw, C) view, for instance a channel slice of a larger V) the
+    transform is written there instead.
 
     Patch column q of tile column t is padded column 2t + q: phase q % 2, tile column
     t + q // 2 (likewise for rows)."""
@@ -233,8 +235,8 @@ def winograd_input(ph, r0, r1):
     ph = ph[:, :, :, r0:r1 + 1]
     cols = xp.empty((4, 2, n, rows + 1, tw, c), dtype=ph.dtype)  # B^T along the columns
     _bt(*(ph[:, q % 2, :, :, q // 2:q // 2 + tw] for q in range(4)), out=cols)
-    v = xp.empty((4, 4, n, rows, tw, c), dtype=ph.dtype)         # then along the rows
-    for j in range(4):
+    v = xp.empty((4, 4, n, rows, tw, c), dtype=ph.dtype) if out is None else out
+    for j in range(4):                                           # then along the rows
         _bt(*(cols[j, p % 2, :, p // 2:p // 2 + rows] for p in range(4)), out=v[:, j])
     return v.reshape(16, n * rows * tw, c)
 
@@ -296,14 +298,34 @@ def winograd_conv3x3(x, u, bias=None):
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
+    groups = _row_groups(th, n * tw, max(c, o))
+    if len(groups) == 1:
+        _conv_in_parts(ph, u_t, bias, y, _chunk_map(xp))
+    else:
+        def group(chunks):
+            for r0, r1 in chunks:
+                v = winograd_input(ph, r0, r1)
+                winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # (T, C) @ (C, O)
 
-    def group(chunks):
-        for r0, r1 in chunks:
-            v = winograd_input(ph, r0, r1)
-            winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # (T, C) @ (C, O)
-
-    _chunk_map(xp)(group, _row_groups(th, n * tw, max(c, o)))
+        _chunk_map(xp)(group, groups)
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
+
+
+def _conv_in_parts(ph, u_t, bias, y, run):
+    """The conv of :func:`winograd_conv3x3` for too few tiles to cut into row groups (the
+    deep layers at a small batch): the input transform by channel slices, the 16 GEMMs
+    in groups of components, the output transform by output-channel slices, each step
+    spread over the CPU threads by ``run``. The sums are those of the row-group path."""
+    xp = get_array_module(ph)
+    n, th, tw, c = ph.shape[2], ph.shape[3] - 1, ph.shape[4] - 1, ph.shape[5]
+    o, tiles = u_t.shape[2], n * th * tw
+    v = xp.empty((4, 4, n, th, tw, c), dtype=y.dtype)
+    run(lambda s: winograd_input(ph[..., s], 0, th, out=v[..., s]), split(c, WINOGRAD_GROUPS))
+    v = v.reshape(16, tiles, c)
+    m = xp.empty((16, tiles, o), dtype=y.dtype)
+    run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(16, WINOGRAD_GROUPS))
+    run(lambda s: winograd_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
+        split(o, WINOGRAD_GROUPS))
 
 
 def winograd_conv3x3_backward_params(dy, x):
@@ -320,29 +342,41 @@ def winograd_conv3x3_backward_params(dy, x):
     dypad = xp.zeros((n, th, 2, tw, 2, o), dtype=dtype)          # channels-last, like ph
     dypad.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w] = dy.transpose(0, 2, 3, 1)
 
+    def transforms(r0, r1):
+        """(A dY A^T) of the output tiles and V of the input tiles of rows r0..r1-1:
+        (16, O, T) and (16, T, C)."""
+        rows = r1 - r0
+        d = dypad[:, r0:r1]
+        half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
+        for p in range(2):
+            _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
+        dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
+        for j in range(4):
+            _a(half[j, 0], half[j, 1], out=dm[:, j])
+        return dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), winograd_input(ph, r0, r1)
+
     def group(chunks):
         du = None
         for r0, r1 in chunks:
-            rows = r1 - r0
-            d = dypad[:, r0:r1]
-            half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
-            for p in range(2):
-                _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
-            dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
-            for j in range(4):
-                _a(half[j, 0], half[j, 1], out=dm[:, j])
-            v = winograd_input(ph, r0, r1)
-            part = xp.matmul(dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), v)
+            part = xp.matmul(*transforms(r0, r1))
             if du is None:
                 du = part
             else:
                 du += part
         return du
 
-    partial = _chunk_map(xp)(group, _row_groups(th, n * tw, max(c, o)))
-    du = partial[0]
-    for more in partial[1:]:                                     # in group order
-        du += more
+    groups = _row_groups(th, n * tw, max(c, o))
+    if len(groups) == 1 and len(groups[0]) == 1:
+        # too few tiles for row groups: the 16 GEMMs of the one chunk in groups of
+        # components over the threads (the same products as one stacked matmul)
+        dm, v = transforms(0, th)
+        du = xp.empty((16, o, c), dtype=dtype)
+        _chunk_map(xp)(lambda k: xp.matmul(dm[k], v[k], out=du[k]), split(16, WINOGRAD_GROUPS))
+    else:
+        partial = _chunk_map(xp)(group, groups)
+        du = partial[0]
+        for more in partial[1:]:                                 # in group order
+            du += more
     du = du.reshape(4, 4, o * c)
     g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
     _gt(du[0], du[1], du[2], du[3], out=g)
