@@ -72,14 +72,23 @@ class KernelTransforms:
         xp = get_array_module(weight)
         dtype = xp.result_type(dtype, weight.dtype)
         if not (self._u is not None and self._weight is weight and self._u.dtype == dtype
-                and bool(xp.array_equal(self._values, weight))):
+                and self._same_values(weight)):
             self._weight, self._values = weight, weight.copy()
-            self._u, self._u_flipped = winograd_weight(weight, dtype), None
+            # stored (16, C, O) in memory: the forward GEMMs read U^T, and a contiguous
+            # right operand is faster for the few-tile GEMMs of deep layers
+            u = winograd_weight(weight, dtype)
+            self._u, self._u_flipped = xp.ascontiguousarray(u.transpose(0, 2, 1)).transpose(0, 2, 1), None
         if not flipped:
             return self._u
         if self._u_flipped is None:
             self._u_flipped = winograd_weight_flipped(self._u)
         return self._u_flipped
+
+    def _same_values(self, weight):
+        """The remembered values equal ``weight``'s (compared in slices over the threads)."""
+        xp = get_array_module(weight)
+        parts = split(weight.shape[0], WINOGRAD_GROUPS)
+        return all(_chunk_map(xp)(lambda s: bool(xp.array_equal(self._values[s], weight[s])), parts))
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015). The output is cut into 2x2 tiles; tile t
@@ -190,7 +199,7 @@ _FLIP = [4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
 def winograd_weight_flipped(u):
     """U (16, O, C) of a kernel -> U' (16, C, O) of its flipped, transposed kernel
     (the kernel of the transposed convolution)."""
-    return u[_FLIP].transpose(0, 2, 1)
+    return get_array_module(u).ascontiguousarray(u[_FLIP]).transpose(0, 2, 1)
 
 
 def _phases(x, pad, hh, wh):
@@ -203,20 +212,23 @@ def _phases(x, pad, hh, wh):
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out = xp.empty((2, 2, n, hh, wh, c), dtype=x.dtype)
-    for p in range(2):
-        for q in range(2):
-            # padded row 2r + p is input row 2r + p - pad: the phase starts at input row r0
-            r0, c0 = (p - pad) % 2, (q - pad) % 2
-            part = x[:, :, r0::2, c0::2].transpose(0, 2, 3, 1)
-            rs, cs = (r0 + pad) // 2, (c0 + pad) // 2
-            re, ce = rs + part.shape[1], cs + part.shape[2]
-            phase = out[p, q]
-            phase[:, rs:re, cs:ce] = part
-            # zero only the padding around it (the frame), not the whole array first
-            phase[:, :rs] = 0
-            phase[:, re:] = 0
-            phase[:, rs:re, :cs] = 0
-            phase[:, rs:re, ce:] = 0
+
+    def phase(pq):
+        p, q = pq
+        # padded row 2r + p is input row 2r + p - pad: the phase starts at input row r0
+        r0, c0 = (p - pad) % 2, (q - pad) % 2
+        part = x[:, :, r0::2, c0::2].transpose(0, 2, 3, 1)
+        rs, cs = (r0 + pad) // 2, (c0 + pad) // 2
+        re, ce = rs + part.shape[1], cs + part.shape[2]
+        ph = out[p, q]
+        ph[:, rs:re, cs:ce] = part
+        # zero only the padding around it (the frame), not the whole array first
+        ph[:, :rs] = 0
+        ph[:, re:] = 0
+        ph[:, rs:re, :cs] = 0
+        ph[:, rs:re, ce:] = 0
+
+    _chunk_map(xp)(phase, [(p, q) for p in range(2) for q in range(2)])
     return out
 
 
