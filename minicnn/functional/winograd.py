@@ -28,28 +28,52 @@ def is_winograd_conv(weight_shape, stride, pad):
 
 def conv2d_forward(x, weight, bias, kernels=None):
     """3x3 stride-1 pad-1 conv: x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None
-    -> (N, O, H, W), a view of a channels-last buffer. ``kernels``: a
-    :class:`KernelTransforms` that remembers the weight's transform between calls."""
-    dtype = _dtype(x, weight)
-    u = winograd_weight(weight, dtype) if kernels is None else kernels.get(weight, dtype)
-    return winograd_conv3x3(x, u, bias)
+    -> (N, O, H, W), a view of a channels-last buffer. F(4x4, 3x3) where
+    :func:`.winograd4.use_f4` picks it by shape, else F(2x2, 3x3). ``kernels``: a
+    :class:`KernelTransforms` that remembers the weight's transforms between calls."""
+    from . import winograd4
+    f4 = winograd4.use_f4(x.shape, weight.shape)
+    u = _kernel(weight, _dtype(x, weight), kernels, flipped=False, f4=f4)
+    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(x, u, bias)
 
 
 def conv2d_backward_input(dy, weight, kernels=None):
     """Transposed 3x3 stride-1 pad-1 conv: dy (N, O, H, W) -> (N, C, H, W), the 3x3
-    pad-1 conv of dy with the flipped, transposed kernel, by Winograd."""
-    dtype = _dtype(dy, weight)
-    if kernels is None:
-        u = winograd_weight_flipped(winograd_weight(weight, dtype))
-    else:
-        u = kernels.get(weight, dtype, flipped=True)
-    return winograd_conv3x3(dy, u, None)
+    pad-1 conv of dy with the flipped, transposed kernel, by Winograd (F(4x4) or F(2x2)
+    as for a forward conv of that kernel)."""
+    from . import winograd4
+    o, c = weight.shape[:2]
+    f4 = winograd4.use_f4(dy.shape, (c, o, 3, 3))
+    u = _kernel(weight, _dtype(dy, weight), kernels, flipped=True, f4=f4)
+    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(dy, u, None)
 
 
 def conv2d_backward_params(dy, x):
     """Parameter gradients of a 3x3 stride-1 pad-1 conv: dy (N, O, H, W), x (N, C, H, W)
-    -> dW (O, C, 3, 3), db (O,)."""
+    -> dW (O, C, 3, 3), db (O,) (by the adjoint of F(2x2, 3x3))."""
     return winograd_conv3x3_backward_params(dy, x)
+
+
+def _kernel(weight, dtype, kernels, flipped, f4):
+    if kernels is not None:
+        return kernels.get(weight, dtype, flipped=flipped, f4=f4)
+    return kernel_transform(weight, dtype, flipped=flipped, f4=f4)
+
+
+def kernel_transform(weight, dtype, flipped=False, f4=False):
+    """The Winograd transform a conv runs with: weight (O, C, 3, 3) -> U (16, O, C)
+    (F(2x2)) or (36, O, C) (F(4x4)), or with ``flipped`` that of the flipped, transposed
+    kernel, (16 or 36, C, O). Stored so that U's transpose, the GEMMs' right operand, is
+    contiguous."""
+    xp = get_array_module(weight)
+    if f4:
+        from .winograd4 import flipped_kernel, winograd4_weight
+        u = winograd4_weight(flipped_kernel(weight) if flipped else weight, dtype)
+    else:
+        u = winograd_weight(weight, dtype)
+        if flipped:
+            return winograd_weight_flipped(u)       # contiguous transpose already
+    return xp.ascontiguousarray(u.transpose(0, 2, 1)).transpose(0, 2, 1)
 
 
 def _dtype(*arrays):
@@ -57,32 +81,28 @@ def _dtype(*arrays):
 
 
 class KernelTransforms:
-    """Remembers the kernel transform U of a conv weight (:func:`winograd_weight`) and of
-    its flipped, transposed kernel (for the backward pass) between calls: visualisation
-    runs hundreds of passes with fixed weights. Reused only while the weight is the same
-    array with the same values and the dtype is the same (so replacing or editing the
-    weight in place is always seen)."""
+    """Remembers the kernel transforms of a conv weight (:func:`kernel_transform`:
+    F(2x2) or F(4x4), of the kernel or of its flipped, transposed kernel for the
+    backward pass) between calls: visualisation runs hundreds of passes with fixed
+    weights. Reused only while the weight is the same array with the same values and
+    the dtype is the same (so replacing or editing the weight in place is always seen)."""
 
     def __init__(self):
-        self._weight = self._values = self._u = self._u_flipped = None
+        self._weight = self._values = self._dtype = None
+        self._transforms = {}
 
-    def get(self, weight, dtype, flipped=False):
-        """U (16, O, C) of ``weight`` (O, C, 3, 3) in ``dtype`` (promoted with the
-        weight's), or U' (16, C, O) of its flipped, transposed kernel."""
+    def get(self, weight, dtype, flipped=False, f4=False):
+        """The transform of ``weight`` (O, C, 3, 3) in ``dtype`` (promoted with the
+        weight's) that :func:`kernel_transform` gives for these arguments."""
         xp = get_array_module(weight)
         dtype = xp.result_type(dtype, weight.dtype)
-        if not (self._u is not None and self._weight is weight and self._u.dtype == dtype
-                and self._same_values(weight)):
-            self._weight, self._values = weight, weight.copy()
-            # stored (16, C, O) in memory: the forward GEMMs read U^T, and a contiguous
-            # right operand is faster for the few-tile GEMMs of deep layers
-            u = winograd_weight(weight, dtype)
-            self._u, self._u_flipped = xp.ascontiguousarray(u.transpose(0, 2, 1)).transpose(0, 2, 1), None
-        if not flipped:
-            return self._u
-        if self._u_flipped is None:
-            self._u_flipped = winograd_weight_flipped(self._u)
-        return self._u_flipped
+        if not (self._weight is weight and self._dtype == dtype and self._same_values(weight)):
+            self._weight, self._values, self._dtype = weight, weight.copy(), dtype
+            self._transforms = {}
+        key = (flipped, f4)
+        if key not in self._transforms:
+            self._transforms[key] = kernel_transform(weight, dtype, flipped, f4)
+        return self._transforms[key]
 
     def _same_values(self, weight):
         """The remembered values equal ``weight``'s (compared in slices over the threads)."""
@@ -289,11 +309,12 @@ def _chunk_map(xp):
     return lambda function, items: [function(item) for item in items]
 
 
-def _row_groups(th, tiles_per_row, channels):
-    """Tile rows 0..th-1 as groups of chunks: [[(r0, r1), ...], ...], in row order."""
+def _row_groups(th, tiles_per_row, channels, components=16):
+    """Tile rows 0..th-1 as groups of chunks: [[(r0, r1), ...], ...], in row order
+    (``components`` transformed values per tile and channel: 16, or 36 for F(4x4))."""
     min_rows = max(-(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
     groups = max(1, min(WINOGRAD_GROUPS, th // min_rows))
-    step = max(WINOGRAD_CHUNK // (16 * channels * tiles_per_row), min_rows)
+    step = max(WINOGRAD_CHUNK // (components * channels * tiles_per_row), min_rows)
     bounds = [th * g // groups for g in range(groups + 1)]
     return [[(r0, min(g1, r0 + step)) for r0 in range(g0, g1, step)]
             for g0, g1 in zip(bounds, bounds[1:])]
