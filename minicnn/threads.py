@@ -9,7 +9,8 @@ split work by shape only, never by the thread count, so results do not depend on
 
 The thread count is the number of CPUs this process may use, or the environment
 variable MINICNN_THREADS when set; :func:`set_threads` changes it (1: everything runs
-serially in the calling thread, as plain NumPy would).
+serially in the calling thread). Whatever the count, the engine's BLAS calls run on one
+BLAS thread (:func:`blas_on_one_thread`), so results do not depend on it.
 """
 import contextlib
 import contextvars
@@ -64,12 +65,19 @@ def _pool(workers):
     with _lock:
         if _state["pool"] is None or _state["pool_size"] != workers:
             from concurrent.futures import ThreadPoolExecutor
-            from threadpoolctl import ThreadpoolController
             _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
             _state["pool_size"] = workers
-            if _state["controller"] is None:
-                _state["controller"] = ThreadpoolController()
-        return _state["pool"], _state["controller"]
+        pool = _state["pool"]
+    return pool, _controller()
+
+
+def _controller():
+    """The threadpoolctl controller of the BLAS libraries loaded now (made once)."""
+    with _lock:
+        if _state["controller"] is None:
+            from threadpoolctl import ThreadpoolController
+            _state["controller"] = ThreadpoolController()
+        return _state["controller"]
 
 
 def _enter_blas_limit(controller):
@@ -96,8 +104,13 @@ def parallel_map(function, items):
     each runs in a copy of the caller's context (np.errstate holds there)."""
     items = list(items)
     count = min(get_threads(), len(items))
-    if count <= 1 or getattr(_local, "inside", False):
+    if getattr(_local, "inside", False):
         return [function(item) for item in items]
+    if count <= 1:
+        # serially, but with BLAS on one thread as in the workers: the products then
+        # round the same whatever the thread count
+        with blas_on_one_thread():
+            return [function(item) for item in items]
     pool, controller = _pool(get_threads())
 
     def run(item):
@@ -119,16 +132,16 @@ def parallel_map(function, items):
 
 @contextlib.contextmanager
 def blas_on_one_thread():
-    """Run the block with BLAS limited to one thread (when minicnn uses more than one;
-    nested scopes and parallel_map share one limit). The engine's own threads do the
-    parallel work: a BLAS call on several threads leaves OpenBLAS's threads spinning for
-    a while after it returns, and they take the cores from minicnn's threads in the
-    layers that follow."""
-    if get_threads() <= 1 or getattr(_local, "inside", False):
+    """Run the block with BLAS limited to one thread (nested scopes and parallel_map
+    share one limit). The engine's own threads do the parallel work: a BLAS call on
+    several threads leaves OpenBLAS's threads spinning for a while after it returns,
+    and they take the cores from minicnn's threads in the layers that follow. OpenBLAS
+    on several threads may also round some products differently, so the engine's
+    products run on one BLAS thread whatever minicnn's thread count."""
+    if getattr(_local, "inside", False):
         yield
         return
-    _, controller = _pool(get_threads())
-    _enter_blas_limit(controller)
+    _enter_blas_limit(_controller())
     try:
         yield
     finally:

@@ -153,10 +153,10 @@ def test_blas_on_one_thread_limits_and_restores(two_threads):
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_few_tile_convs_and_linear_layers_in_threads_equal_the_serial_result(count):
-    """The paths cut by channels, Winograd components and features (a deep conv at
-    batch 1 has too few tiles for row groups; fc layers) give the single-thread result
-    bitwise."""
+def test_sliced_convs_and_linear_layers_in_threads_equal_the_serial_result(count):
+    """The paths cut by channels, Winograd components, features, rows and positions (a
+    deep conv at batch 1 has too few tiles for row groups; fc layers; im2col convs)
+    give the single-thread result bitwise."""
     from minicnn import functional as F
     rng = np.random.default_rng(count)
     x = rng.standard_normal((1, 40, 6, 6)).astype(np.float32)
@@ -164,16 +164,23 @@ def test_few_tile_convs_and_linear_layers_in_threads_equal_the_serial_result(cou
     bias = rng.standard_normal(36).astype(np.float32)
     dy = rng.standard_normal((1, 36, 6, 6)).astype(np.float32)
     assert len(winograd._row_groups(3, 3, 40)) == 1       # the in-parts path
-    xf = rng.standard_normal((3, 300)).astype(np.float32)
-    wf = rng.standard_normal((70, 300)).astype(np.float32)
-    bf = rng.standard_normal(70).astype(np.float32)
-    dyf = rng.standard_normal((3, 70)).astype(np.float32)
+    # fc sizes at which OpenBLAS would use its own threads (and round differently)
+    xf = rng.standard_normal((2, 1000)).astype(np.float32)
+    wf = rng.standard_normal((4096, 1000)).astype(np.float32)
+    bf = rng.standard_normal(4096).astype(np.float32)
+    dyf = rng.standard_normal((2, 4096)).astype(np.float32)
+    # an im2col conv (5x5, stride 2): row slabs, position slices, channel slices
+    xs = rng.standard_normal((2, 8, 37, 31)).astype(np.float32)
+    ws = rng.standard_normal((24, 8, 5, 5)).astype(np.float32)
+    dys = rng.standard_normal((2, 24, 19, 16)).astype(np.float32)
 
     def passes():
         return (F.conv2d_forward(x, weight, bias, 1, 1), F.conv2d_backward_input(dy, weight, x.shape, 1, 1),
                 F.conv2d_backward_params(dy, x, weight.shape, 1, 1)[0],
                 F.linear_forward(xf, wf, bf), F.linear_backward_input(dyf, wf),
-                F.linear_backward_params(dyf, xf)[0])
+                F.linear_backward_params(dyf, xf)[0],
+                F.conv2d_forward(xs, ws, None, 2, 2), F.conv2d_backward_input(dys, ws, xs.shape, 2, 2),
+                F.conv2d_backward_params(dys, xs, ws.shape, 2, 2)[0])
     previous = threads.set_threads(1)
     try:
         serial = passes()

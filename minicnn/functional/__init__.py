@@ -7,6 +7,8 @@ per operation.
   docstrings.
 - :mod:`.winograd`: Winograd F(2x2, 3x3) for the 3x3, stride-1, pad-1 convs of a VGG
   (forward, transposed conv, weight gradient); docs/winograd.md derives it.
+- :mod:`.winograd4`: Winograd F(4x4, 3x3), taken instead for the forward and transposed
+  conv of the wide layers when there are enough tiles.
 - :mod:`.pool2x2`: 2x2, stride-2 max-pool and unpooling by four strided views.
 - :mod:`.layout`: the channels-last layout the CPU convs return, and helpers that keep
   backward signals in the layout of the forward arrays they meet.
@@ -24,7 +26,15 @@ from ..backend import get_array_module
 from . import pool2x2, reference, winograd
 from .layout import is_channels_last, laid_out_like
 from .reference import RULES, check_rule, dropout_backward, dropout_forward, out_size
-from ..threads import blas_on_one_thread, parallel_map, split
+from ..threads import parallel_map, split
+
+__all__ = [
+    "RULES", "check_rule", "conv2d_backward_input", "conv2d_backward_params", "conv2d_forward",
+    "dropout_backward", "dropout_forward", "flatten_backward", "flatten_forward",
+    "is_channels_last", "laid_out_like", "linear_backward_input", "linear_backward_params",
+    "linear_forward", "maxpool2d_backward", "maxpool2d_forward", "out_size", "relu_backward",
+    "relu_forward", "use_winograd",
+]
 
 # How many slices the CPU paths below cut a layer's work into (by shape alone, so that
 # results never depend on the thread count), run over minicnn's threads with BLAS on one
@@ -82,13 +92,6 @@ def relu_backward(grad, relu_output, rule):
            grad.shape[axis], axis)
     return out
 
-__all__ = [
-    "RULES", "check_rule", "conv2d_backward_input", "conv2d_backward_params", "conv2d_forward",
-    "dropout_backward", "dropout_forward", "flatten_backward", "flatten_forward",
-    "is_channels_last", "laid_out_like", "linear_backward_input", "linear_backward_params",
-    "linear_forward", "maxpool2d_backward", "maxpool2d_forward", "out_size", "relu_backward",
-    "relu_forward", "use_winograd",
-]
 
 
 # ----------------------------------------------------------------------------- conv
@@ -110,8 +113,23 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None):
     copies)."""
     if use_winograd(x, weight.shape, stride, pad):
         return winograd.conv2d_forward(x, weight, bias, kernels)
-    with blas_on_one_thread():
+    if get_array_module(x) is not numpy:
         return reference.conv2d_forward(x, weight, bias, stride, pad)
+    # the im2col path in slabs of output rows: rows [a, b) read padded rows
+    # [a*stride, (b-1)*stride + kh)
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
+    xpad = reference.pad_spatial(x, pad)
+    dtype = numpy.result_type(x, weight, *(() if bias is None else (bias,)))
+    y = numpy.empty((n, ho, wo, o), dtype=dtype).transpose(0, 3, 1, 2)   # channels-last
+
+    def slab(i):
+        s = i[2]
+        rows = xpad[:, :, s.start * stride:(s.stop - 1) * stride + kh]
+        y[i] = reference.conv2d_forward(rows, weight, bias, stride, 0)
+    _slabs(slab, ho, 2)
+    return y
 
 
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
@@ -119,25 +137,47 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     the same for every rule. ``kernels`` as for :func:`conv2d_forward`."""
     if use_winograd(dy, weight.shape, stride, pad):
         return winograd.conv2d_backward_input(dy, weight, kernels)
-    with blas_on_one_thread():
+    if get_array_module(dy) is not numpy:
         return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
+    # the columns W^T dy in slices of positions over the threads, then col2im
+    n, o = dy.shape[:2]
+    _, c, kh, kw = weight.shape
+    dy3 = dy.reshape(n, o, -1)
+    w2t = weight.reshape(o, c * kh * kw).T
+    cols = numpy.empty((n, c * kh * kw, dy3.shape[2]), dtype=numpy.result_type(dy, weight))
+    parallel_map(lambda s: numpy.matmul(w2t, dy3[:, :, s], out=cols[:, :, s]),
+                 split(dy3.shape[2], CPU_PARTS))
+    return reference.col2im(cols, x_shape, kh, kw, stride, pad)
 
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
     if use_winograd(x, weight_shape, stride, pad):
         return winograd.conv2d_backward_params(dy, x)
-    with blas_on_one_thread():
+    if get_array_module(dy) is not numpy:
         return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
+    # the products dy cols^T in slices of output channels over the threads
+    n, o = dy.shape[:2]
+    _, c, kh, kw = weight_shape
+    cols_t = reference.im2col(x, kh, kw, stride, pad).transpose(0, 2, 1)   # (N, L, CKK)
+    dy3 = dy.reshape(n, o, -1)
+    dw = numpy.empty((o, c * kh * kw), dtype=numpy.result_type(dy, x))
+    parallel_map(lambda s: numpy.sum(dy3[:, s] @ cols_t, axis=0, out=dw[s]), split(o, CPU_PARTS))
+    return dw.reshape(weight_shape), dy3.sum(axis=(0, 2))
 
 
 # ----------------------------------------------------------------------------- linear
 # On the CPU each product is cut into slices of features, one GEMM per slice; every
 # output element is still one dot product over the whole of its inputs.
 
+def _linear_on_cpu(a, weight):
+    """The sliced CPU path applies: a NumPy (N, features) signal and a 2-D weight."""
+    return get_array_module(a) is numpy and a.ndim == 2 and weight.ndim == 2
+
+
 def linear_forward(x, weight, bias):
     """y = x W^T + b: x (N, in), weight (out, in), bias (out,) -> (N, out)."""
-    if get_array_module(x) is not numpy:
+    if not (_linear_on_cpu(x, weight) and getattr(bias, "shape", None) == weight.shape[:1]):
         return reference.linear_forward(x, weight, bias)
     y = numpy.empty((x.shape[0], weight.shape[0]), dtype=numpy.result_type(x, weight, bias))
 
@@ -151,7 +191,7 @@ def linear_forward(x, weight, bias):
 
 def linear_backward_input(dy, weight):
     """dy (N, out) -> dx = dy W, (N, in). The same for every rule."""
-    if get_array_module(dy) is not numpy:
+    if not _linear_on_cpu(dy, weight):
         return reference.linear_backward_input(dy, weight)
     dx = numpy.empty((dy.shape[0], weight.shape[1]), dtype=numpy.result_type(dy, weight))
     parallel_map(lambda s: numpy.matmul(dy, weight[:, s], out=dx[:, s]),
@@ -161,7 +201,7 @@ def linear_backward_input(dy, weight):
 
 def linear_backward_params(dy, x):
     """dy (N, out), x (N, in) -> dW = dy^T x (out, in), db (out,)."""
-    if get_array_module(dy) is not numpy:
+    if not (_linear_on_cpu(dy, x) and x.ndim == 2):
         return reference.linear_backward_params(dy, x)
     dw = numpy.empty((dy.shape[1], x.shape[1]), dtype=numpy.result_type(dy, x))
     parallel_map(lambda s: numpy.matmul(dy[:, s].T, x, out=dw[s]), split(dy.shape[1], CPU_PARTS))

@@ -32,7 +32,7 @@ def check_rule(rule):
     return rule
 
 
-def _pad(x, pad, value=0.0):
+def pad_spatial(x, pad, value=0.0):
     """Zero- (or value-) pad the two spatial axes of (N, C, H, W) by ``pad``."""
     if pad == 0:
         return x
@@ -55,7 +55,7 @@ def im2col(x, kh, kw, stride, pad):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
-    xpad = _pad(x, pad)
+    xpad = pad_spatial(x, pad)
     cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
     for a in range(kh):
         for b in range(kw):
@@ -197,7 +197,7 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kernel, stride, pad), out_size(w, kernel, stride, pad)
-    xpad = _pad(x, pad, value=-xp.inf)
+    xpad = pad_spatial(x, pad, value=-xp.inf)
     windows = xp.empty((kernel * kernel, n, c, ho, wo), dtype=x.dtype)
     for a in range(kernel):
         for b in range(kernel):
