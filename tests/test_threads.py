@@ -53,6 +53,20 @@ def test_environment_variable_is_validated(monkeypatch):
     assert threads._threads_from_environment() == 3
 
 
+def assert_same_on_one_and_more_threads(passes, count):
+    """passes() returns arrays: bitwise the same on 1 thread and on ``count``."""
+    previous = threads.set_threads(1)
+    try:
+        serial = passes()
+        threads.set_threads(count)
+        threaded = passes()
+    finally:
+        threads.set_threads(previous)
+    assert len(serial) == len(threaded)
+    for a, b in zip(threaded, serial):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_winograd_split_depends_on_shapes_only():
     """Groups and chunks are the same whatever the thread count (so are the sums)."""
     splits = []
@@ -82,15 +96,7 @@ def test_winograd_groups_in_threads_equal_the_serial_result(monkeypatch, count):
     def passes():
         return (winograd.conv2d_forward(x, weight, None), winograd.conv2d_backward_input(dy, weight),
                 winograd.conv2d_backward_params(dy, x)[0])
-    previous = threads.set_threads(1)
-    try:
-        serial = passes()
-        threads.set_threads(count)
-        threaded = passes()
-    finally:
-        threads.set_threads(previous)
-    for a, b in zip(threaded, serial):
-        np.testing.assert_array_equal(a, b)
+    assert_same_on_one_and_more_threads(passes, count)
 
 
 def test_every_item_finishes_before_an_exception_is_raised(two_threads):
@@ -181,12 +187,4 @@ def test_sliced_convs_and_linear_layers_in_threads_equal_the_serial_result(count
                 F.linear_backward_params(dyf, xf)[0],
                 F.conv2d_forward(xs, ws, None, 2, 2), F.conv2d_backward_input(dys, ws, xs.shape, 2, 2),
                 F.conv2d_backward_params(dys, xs, ws.shape, 2, 2)[0])
-    previous = threads.set_threads(1)
-    try:
-        serial = passes()
-        threads.set_threads(count)
-        threaded = passes()
-    finally:
-        threads.set_threads(previous)
-    for a, b in zip(threaded, serial):
-        np.testing.assert_array_equal(a, b)
+    assert_same_on_one_and_more_threads(passes, count)

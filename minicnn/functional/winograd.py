@@ -331,33 +331,41 @@ def winograd_conv3x3(x, u, bias=None):
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
-    groups = _row_groups(th, n * tw, max(c, o))
-    if len(groups) == 1:
-        _conv_in_parts(ph, u_t, bias, y, _chunk_map(xp))
-    else:
-        def group(chunks):
-            for r0, r1 in chunks:
-                v = winograd_input(ph, r0, r1)
-                winograd_output(xp.matmul(v, u_t), y[:, r0:r1], bias)   # (T, C) @ (C, O)
-
-        _chunk_map(xp)(group, groups)
+    run_transforms(ph, u_t, bias, y, winograd_input, winograd_output)
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
 
-def _conv_in_parts(ph, u_t, bias, y, run):
-    """The conv of :func:`winograd_conv3x3` for too few tiles to cut into row groups (the
-    deep layers at a small batch): the input transform by channel slices, the 16 GEMMs
-    in groups of components, the output transform by output-channel slices, each step
-    spread over the CPU threads by ``run``. The sums are those of the row-group path."""
-    xp = get_array_module(ph)
-    n, th, tw, c = ph.shape[2], ph.shape[3] - 1, ph.shape[4] - 1, ph.shape[5]
-    o, tiles = u_t.shape[2], n * th * tw
-    v = xp.empty((4, 4, n, th, tw, c), dtype=y.dtype)
-    run(lambda s: winograd_input(ph[..., s], 0, th, out=v[..., s]), split(c, WINOGRAD_GROUPS))
-    v = v.reshape(16, tiles, c)
-    m = xp.empty((16, tiles, o), dtype=y.dtype)
-    run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(16, WINOGRAD_GROUPS))
-    run(lambda s: winograd_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
+def run_transforms(src, u_t, bias, y, transform_input, transform_output):
+    """The steps of a Winograd conv, scheduled over the CPU threads; shared by F(2x2) and
+    F(4x4) (:mod:`.winograd4`). src: the input as its transforms read it (channels
+    last); u_t (K, C, O), K = 16 or 36 components; y (N, th, m, tw, m, O), the output
+    tiles, written in place. transform_input(src, r0, r1, out=None) -> V (K, T, C) of
+    tile rows r0..r1-1; transform_output(M, y_rows, bias) writes those rows.
+
+    Tile rows run in chunks and groups (:func:`_row_groups`). With too few tiles for
+    more than one group (deep layers at a small batch) the three steps are cut another
+    way each: the input transform by channel slices, the K GEMMs in groups of
+    components, the output transform by output-channel slices. The sums are the same
+    either way."""
+    xp = get_array_module(src)
+    n, th, _, tw = y.shape[:4]
+    components, c, o = u_t.shape
+    side = 4 if components == 16 else 6
+    run = _chunk_map(xp)
+    groups = _row_groups(th, n * tw, max(c, o), components)
+    if len(groups) > 1:
+        def group(chunks):
+            for r0, r1 in chunks:                                  # (T, C) @ (C, O)
+                transform_output(xp.matmul(transform_input(src, r0, r1), u_t), y[:, r0:r1], bias)
+        run(group, groups)
+        return
+    tiles = n * th * tw
+    v = xp.empty((side, side, n, th, tw, c), dtype=y.dtype)
+    run(lambda s: transform_input(src[..., s], 0, th, out=v[..., s]), split(c, WINOGRAD_GROUPS))
+    v = v.reshape(components, tiles, c)
+    m = xp.empty((components, tiles, o), dtype=y.dtype)
+    run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(components, WINOGRAD_GROUPS))
+    run(lambda s: transform_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
         split(o, WINOGRAD_GROUPS))
 
 

@@ -28,7 +28,6 @@ module: channels-last transforms, V (36, tiles, C), M (36, tiles, O), the output
 import numpy
 
 from ..backend import get_array_module
-from ..threads import split
 from . import winograd as f2          # the F(2x2) module: its thread scheduling is shared
 
 G4 = numpy.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -195,33 +194,15 @@ def winograd4_output(m, out, bias=None):
 
 def winograd4_conv3x3(x, u, bias=None):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (36, O, C) from
-    :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer. Scheduled
-    over the CPU threads like :func:`minicnn.functional.winograd.winograd_conv3x3`: tile
-    rows in chunks and groups, or for too few tiles, the three steps cut by channels,
-    components and output channels."""
+    :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer, scheduled
+    over the CPU threads by :func:`minicnn.functional.winograd.run_transforms`."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
     dtype = f2._dtype(x, u)
     u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)           # (36, C, O)
     th, tw = tiles4(h, w)
-    run = f2._chunk_map(xp)
     cph = column_phases(x.astype(dtype, copy=False), th, tw)
     y = xp.empty((n, th, 4, tw, 4, o), dtype=dtype)
-    groups = f2._row_groups(th, n * tw, max(c, o), components=36)
-    if len(groups) == 1:
-        parts = f2.WINOGRAD_GROUPS
-        v = xp.empty((6, 6, n, th, tw, c), dtype=dtype)
-        run(lambda s: winograd4_input(cph[..., s], 0, th, out=v[..., s]), split(c, parts))
-        v = v.reshape(36, n * th * tw, c)
-        m = xp.empty((36, n * th * tw, o), dtype=dtype)
-        run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(36, parts))
-        run(lambda s: winograd4_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
-            split(o, parts))
-    else:
-        def group(chunks):
-            for r0, r1 in chunks:
-                v = winograd4_input(cph, r0, r1)
-                winograd4_output(xp.matmul(v, u_t), y[:, r0:r1], bias)  # (T, C) @ (C, O)
-        run(group, groups)
+    f2.run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output)
     return y.reshape(n, 4 * th, 4 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
