@@ -24,7 +24,7 @@ import numpy
 
 from ..backend import get_array_module
 from . import pool2x2, reference, winograd
-from .layout import is_channels_last, laid_out_like
+from .layout import empty_laid_out_like, is_channels_last, laid_out_like
 from .reference import RULES, check_rule, dropout_backward, dropout_forward, out_size
 from ..threads import parallel_map, split
 
@@ -58,13 +58,9 @@ def _slabs(function, length, axis):
     parallel_map(lambda s: function((slice(None),) * axis + (s,)), split(length, CPU_PARTS))
 
 
-def _empty_laid_out_like(shape, like, dtype=None):
-    """An uninitialised (N, C, H, W) array stored like ``like`` (channels-last or not)."""
-    dtype = like.dtype if dtype is None else dtype
-    if is_channels_last(like):
-        n, c, h, w = shape
-        return numpy.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
-    return numpy.empty(shape, dtype=dtype)
+def _row_axis(a):
+    """The axis the elementwise slabs cut: H of (N, C, H, W), else the last."""
+    return 2 if a.ndim == 4 else a.ndim - 1
 
 
 # ----------------------------------------------------------------------------- ReLU
@@ -76,7 +72,7 @@ def relu_forward(x):
     if not _on_cpu_in_slabs(x):
         return reference.relu_forward(x)
     y = numpy.empty_like(x)                       # in x's memory layout
-    axis = 2 if x.ndim == 4 else x.ndim - 1
+    axis = _row_axis(x)
     _slabs(lambda i: reference.relu_forward(x[i], out=y[i]), x.shape[axis], axis)
     return y
 
@@ -87,11 +83,10 @@ def relu_backward(grad, relu_output, rule):
     if not _on_cpu_in_slabs(grad):
         return reference.relu_backward(grad, relu_output, rule)
     out = numpy.empty_like(grad)
-    axis = 2 if grad.ndim == 4 else grad.ndim - 1
+    axis = _row_axis(grad)
     _slabs(lambda i: reference.relu_backward(grad[i], relu_output[i], rule, out=out[i]),
            grad.shape[axis], axis)
     return out
-
 
 
 # ----------------------------------------------------------------------------- conv
@@ -219,8 +214,8 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
         if not _on_cpu_in_slabs(x):
             return pool2x2.maxpool2x2_forward(x)
         n, c, h, w = x.shape
-        y = _empty_laid_out_like((n, c, h // 2, w // 2), x)
-        switches = _empty_laid_out_like(y.shape, x, numpy.uint8)
+        y = empty_laid_out_like((n, c, h // 2, w // 2), x)
+        switches = empty_laid_out_like(y.shape, x, numpy.uint8)
 
         def slab(i):                  # output rows s from input rows 2s
             s = i[2]
@@ -237,7 +232,7 @@ def maxpool2d_backward(dy, switches, x_shape, kernel, stride, pad=0):
         if get_array_module(dy) is not numpy or math.prod(x_shape) < ELEMENTWISE_MIN:
             return pool2x2.maxpool2x2_backward(dy, switches, x_shape)
         n, c, h, w = x_shape
-        dx = _empty_laid_out_like(x_shape, dy)
+        dx = empty_laid_out_like(x_shape, dy)
         dx[:, :, 2 * (h // 2):] = 0                  # an odd last row or column is in no
         dx[:, :, :, 2 * (w // 2):] = 0               # window: its signal is zero
 

@@ -27,9 +27,17 @@ def laid_out_like(a, like):
 def zeros_laid_out_like(shape, like, dtype=None):
     """Zeros of (N, C, H, W) ``shape`` (dtype: like's by default), stored channels-last
     when ``like`` is (the CPU conv outputs are)."""
-    xp = get_array_module(like)
+    return _laid_out_like(get_array_module(like).zeros, shape, like, dtype)
+
+
+def empty_laid_out_like(shape, like, dtype=None):
+    """Like :func:`zeros_laid_out_like`, uninitialised (for arrays written whole)."""
+    return _laid_out_like(get_array_module(like).empty, shape, like, dtype)
+
+
+def _laid_out_like(allocate, shape, like, dtype):
     dtype = like.dtype if dtype is None else dtype
     if is_channels_last(like):
         n, c, h, w = shape
-        return xp.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
-    return xp.zeros(shape, dtype=dtype)
+        return allocate((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return allocate(shape, dtype=dtype)

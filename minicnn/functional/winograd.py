@@ -7,6 +7,8 @@ below; docs/winograd.md derives them and shows how the backward passes reuse the
 Works in any float dtype (float32 and float64 alike) on NumPy and CuPy; the dispatcher
 (:mod:`minicnn.functional`) runs it on the CPU only.
 """
+import math
+
 import numpy
 
 from ..backend import get_array_module
@@ -350,7 +352,7 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output):
     xp = get_array_module(src)
     n, th, _, tw = y.shape[:4]
     components, c, o = u_t.shape
-    side = 4 if components == 16 else 6
+    side = math.isqrt(components)                                 # 4 or 6 values a side
     run = _chunk_map(xp)
     groups = _row_groups(th, n * tw, max(c, o), components)
     if len(groups) > 1:
