@@ -45,9 +45,21 @@ class Layer:
       (``type(layer)(**layer.config())`` builds an equal layer). Default: no arguments.
 
     Subclasses set ``kind`` (the type name in model files) and ``param_names``.
+
+    Working in place, inside a :class:`minicnn.net.Net` pass: a layer whose
+    ``fresh_output`` (``fresh_signal``) is True returns from ``forward`` (``backward``) a
+    new array that it does not keep, so nothing but the next layer of the pass reads it.
+    A layer with ``in_place`` True accepts ``overwrite=True`` in ``forward`` and
+    ``backward``, which the net passes when its input is such an array: it may then
+    write its result into it (a ReLU after a conv rectifies the conv's output where it
+    lies) instead of into a new array, which saves the memory traffic and the
+    allocation. Called directly, layers never overwrite their input.
     """
     kind = None           # the type name used in model files
     param_names = ()
+    fresh_output = False  # forward returns a new array that the layer does not keep
+    fresh_signal = False  # backward returns a new array that the layer does not keep
+    in_place = False      # forward and backward accept overwrite=True
 
     def __init__(self):
         self.params = {}  # name -> array (weight, bias)
@@ -91,6 +103,7 @@ class Conv2d(Layer):
     weight (O, C, kh, kw) (PyTorch OIHW), bias (O,)."""
     kind = "conv2d"
     param_names = ("weight", "bias")
+    fresh_output = fresh_signal = True     # keeps its input, not its output
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0):
         super().__init__()
@@ -143,6 +156,7 @@ class Linear(Layer):
     """(N, in_features) -> (N, out_features): y = x W^T + b; weight (out, in) as PyTorch."""
     kind = "linear"
     param_names = ("weight", "bias")
+    fresh_output = fresh_signal = True     # keeps its input, not its output
 
     def __init__(self, in_features, out_features):
         super().__init__()
@@ -181,17 +195,20 @@ class Linear(Layer):
 class ReLU(Layer):
     """Elementwise max(x, 0), any shape. The one layer whose backward depends on the rule."""
     kind = "relu"
+    fresh_signal = True   # a new signal, or its own incoming one rectified in place
+    in_place = True
 
-    def forward(self, x):
-        y = F.relu_forward(x)
+    def forward(self, x, overwrite=False):
+        y = F.relu_forward(x, out=x if overwrite else None)
         # the output doubles as the backward mask (y > 0 exactly where x > 0; a NaN
         # passes through, as in PyTorch): one pass here instead of two. Where a conv
         # follows it keeps y anyway; before a pool y costs 4 bytes per element, not 1
         self.cache = {"output": y}
         return y
 
-    def backward(self, grad, rule="gradient", param_grads=False):
-        return F.relu_backward(grad, self._cached()["output"], rule)
+    def backward(self, grad, rule="gradient", param_grads=False, overwrite=False):
+        return F.relu_backward(grad, self._cached()["output"], rule,
+                               out=grad if overwrite else None)
 
 
 class MaxPool2d(Layer):
@@ -199,6 +216,7 @@ class MaxPool2d(Layer):
 
     Caches the switches; backprop and DeconvNet both unpool through them."""
     kind = "maxpool2d"
+    fresh_output = fresh_signal = True     # keeps its switches, not its output
 
     def __init__(self, kernel_size, stride=None, pad=0):
         super().__init__()

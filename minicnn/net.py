@@ -38,6 +38,14 @@ def unknown_name_error(kind, name, valid):
     return ValueError(f"unknown {kind} {name!r}; {hint}")
 
 
+def call_layer(method, layer, temporary, *args, **kwargs):
+    """layer.forward or layer.backward, told it may overwrite its input when the input is
+    a temporary of the pass (see :class:`minicnn.layers.Layer`) and the layer can."""
+    if temporary and layer.in_place:
+        return method(*args, overwrite=True, **kwargs)
+    return method(*args, **kwargs)
+
+
 class Net:
     """Ordered, named layers, e.g. ``Net([("conv1", Conv2d(3, 8, 3)), ("relu1", ReLU())])``.
 
@@ -153,12 +161,14 @@ class Net:
             raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
         self._last_run = None   # a forward that fails part-way leaves nothing to backward
         shapes = []
+        temporary = False       # x is the caller's: never written
         for i, (name, layer) in enumerate(self.layers.items()):
             if i > stop:
                 layer.cache = None   # stale caches must not pair with this forward
                 continue
             try:
-                x = layer.forward(x)
+                x = call_layer(layer.forward, layer, temporary, x)
+                temporary = layer.fresh_output
             except ValueError as exc:
                 for later in list(self.layers.values())[i:]:
                     later.cache = None
@@ -189,8 +199,10 @@ class Net:
             raise ValueError(f"grad has shape {tuple(grad.shape)} but layer "
                              f"{self.names[begin]!r} produced {shapes[begin]} in the last forward")
         items = list(self.layers.items())[:begin + 1]
+        temporary = False       # grad is the caller's: never written
         for name, layer in reversed(items):
-            grad = layer.backward(grad, rule, param_grads=param_grads)
+            grad = call_layer(layer.backward, layer, temporary, grad, rule, param_grads=param_grads)
+            temporary = layer.fresh_signal
         return grad
 
     # ------------------------------------------------------------------ modes / devices

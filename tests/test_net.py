@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, Net, ReLU
-from oracles import RULES, build_layers, draw_input, draw_upstream, net_specs, to_np
+from oracles import (RULES, build_layers, draw_input, draw_upstream,
+                     forward_layers, layers_to, net_specs, on, to_np)
 
 
 def tiny_net(seed=0):
@@ -46,6 +47,73 @@ def test_forward_until_and_backward_start_equal_the_sub_net(backend, spec, data)
     for rule in RULES:
         np.testing.assert_array_equal(to_np(net.backward(g, rule=rule, start=name)),
                                       to_np(sub.backward(g, rule=rule)))
+
+
+@given(spec=net_specs(relu="some", batch=(1, 2)), data=st.data())
+def test_in_place_passes_equal_the_layers_one_by_one_and_spare_the_callers_arrays(
+        backend, spec, data):
+    """Inside a pass a ReLU rectifies the previous layer's new output (and its incoming
+    signal) in place. The results must equal the layers called one by one (which never
+    overwrite), for every rule and from any start, and the caller's input and signal must
+    come back unchanged (nets may begin or end with a ReLU)."""
+    net = Net(build_layers(spec)).eval().to(backend)
+    layers = build_layers(spec)                 # same weights; layers start in eval mode
+    x = on(backend, draw_input(spec))
+    x_before = to_np(x).copy()
+    y_ref, _ = forward_layers(layers_to(layers, backend), x)
+    np.testing.assert_array_equal(to_np(net.forward(x)), to_np(y_ref))
+    np.testing.assert_array_equal(to_np(x), x_before)
+    cut = data.draw(st.integers(0, len(layers) - 1))
+    g = on(backend, draw_upstream(spec, tuple(net._last_run.shapes[cut])))
+    g_before = to_np(g).copy()
+    for rule in RULES:
+        expected = g
+        for _, layer in reversed(layers[:cut + 1]):
+            expected = layer.backward(expected, rule)
+        got = net.backward(g, rule=rule, start=net.names[cut])
+        np.testing.assert_array_equal(to_np(got), to_np(expected))
+        np.testing.assert_array_equal(to_np(g), g_before)
+    # forward layers called directly never overwrite their input either
+    np.testing.assert_array_equal(to_np(x), x_before)
+
+
+def test_a_relu_after_a_conv_rectifies_its_output_in_place():
+    """The ReLU's output (its backward mask) is the conv's output buffer, rectified; after
+    a ReLU (which keeps its output) the next elementwise layer does not write into it."""
+    net = Net([("conv", Conv2d(2, 16, 3, 1, 1)), ("relu", ReLU()), ("relu_again", ReLU())])
+    rng = np.random.default_rng(0)
+    for _, layer, p in net.parameters():
+        layer.params[p] = rng.standard_normal(layer.params[p].shape).astype(np.float32)
+    seen = {}
+    conv_forward = net["conv"].forward
+    net["conv"].forward = lambda x: seen.setdefault("conv_out", conv_forward(x))
+    y = net.forward(rng.standard_normal((1, 2, 40, 40)).astype(np.float32))
+    assert np.shares_memory(net["relu"].cache["output"], seen["conv_out"])
+    assert not np.shares_memory(y, net["relu"].cache["output"])
+    assert (seen["conv_out"] >= 0).all()
+
+
+def test_a_custom_layer_without_overwrite_still_runs_in_a_net():
+    """Layers that do not declare in_place are called as forward(x) / backward(grad, rule,
+    param_grads=...), whatever comes before them."""
+    from minicnn import Layer
+
+    class Double(Layer):
+        kind = "double"
+
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad, rule="gradient", param_grads=False):
+            return 2 * grad
+
+    net = Net([("conv", Conv2d(1, 1, 1)), ("double", Double()), ("relu", ReLU()),
+               ("double2", Double())])
+    net["conv"].params["weight"][...] = 1
+    x = np.arange(-4, 4, dtype=np.float32).reshape(1, 1, 2, 4)
+    np.testing.assert_array_equal(net.forward(x), 4 * np.maximum(x, 0))
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(net.backward(g), 4 * (x > 0))
 
 
 def test_backward_beyond_the_last_forward_is_an_error():

@@ -71,8 +71,8 @@ def test_swapping_the_deconvnet_relu_rule_for_gradient_gives_the_gradient(backen
     grad = to_np(net.backward(g, rule="gradient"))
     original = ReLU.backward
 
-    def swapped(self, grad, rule="gradient", param_grads=False):
-        return original(self, grad, "gradient", param_grads)
+    def swapped(self, grad, rule="gradient", param_grads=False, **kwargs):
+        return original(self, grad, "gradient", param_grads, **kwargs)
 
     ReLU.backward = swapped
     try:

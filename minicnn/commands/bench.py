@@ -46,6 +46,7 @@ import numpy as np
 import minicnn
 from minicnn import assets
 from minicnn.backend import get_array_module, keep_freed_memory, to_numpy
+from minicnn.net import call_layer
 from minicnn.io import atomic_write
 from minicnn.summary import summarize, totals
 from minicnn.threads import set_threads
@@ -415,18 +416,21 @@ def profile_child(batch, repeats, threads):
     layers = list(net)
     inside = {name: ([], []) for name, _ in layers}
     for _ in range(repeats + 1):                     # the first pass warms up
-        h, outputs = x, []
-        for name, layer in layers:
+        h, outputs, temporary = x, [], False
+        for name, layer in layers:                   # as Net.forward calls them
             t0 = time.perf_counter()
-            h = layer.forward(h)
+            h = call_layer(layer.forward, layer, temporary, h)
             inside[name][0].append(time.perf_counter() - t0)
             outputs.append(h)
+            temporary = layer.fresh_output
         g = np.zeros_like(h)
         g[:, 1] = 1
+        temporary = False
         for name, layer in reversed(layers):
             t0 = time.perf_counter()
-            g = layer.backward(g, "gradient")
+            g = call_layer(layer.backward, layer, temporary, g, "gradient")
             inside[name][1].append(time.perf_counter() - t0)
+            temporary = layer.fresh_signal
     rows = []
     h = x
     for (name, layer), out in zip(layers, outputs):

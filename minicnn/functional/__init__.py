@@ -67,22 +67,24 @@ def _row_axis(a):
 # On the CPU in slabs of rows (the H axis of (N, C, H, W); the feature axis of (N, F)):
 # a single NumPy pass runs on one core.
 
-def relu_forward(x):
-    """max(x, 0) elementwise, any shape (see :func:`.reference.relu_forward`)."""
+def relu_forward(x, out=None):
+    """max(x, 0) elementwise, any shape (see :func:`.reference.relu_forward`); written
+    into ``out`` when given (``out=x`` rectifies in place)."""
     if not _on_cpu_in_slabs(x):
-        return reference.relu_forward(x)
-    y = numpy.empty_like(x)                       # in x's memory layout
+        return reference.relu_forward(x, out=out)
+    y = numpy.empty_like(x) if out is None else out       # in x's memory layout
     axis = _row_axis(x)
     _slabs(lambda i: reference.relu_forward(x[i], out=y[i]), x.shape[axis], axis)
     return y
 
 
-def relu_backward(grad, relu_output, rule):
-    """The signal through a ReLU under ``rule`` (see :func:`.reference.relu_backward`)."""
+def relu_backward(grad, relu_output, rule, out=None):
+    """The signal through a ReLU under ``rule`` (see :func:`.reference.relu_backward`);
+    written into ``out`` when given (``out=grad`` works in place)."""
     check_rule(rule)
     if not _on_cpu_in_slabs(grad):
-        return reference.relu_backward(grad, relu_output, rule)
-    out = numpy.empty_like(grad)
+        return reference.relu_backward(grad, relu_output, rule, out=out)
+    out = numpy.empty_like(grad) if out is None else out
     axis = _row_axis(grad)
     _slabs(lambda i: reference.relu_backward(grad[i], relu_output[i], rule, out=out[i]),
            grad.shape[axis], axis)
