@@ -13,6 +13,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..threads import parallel_map, split
+from .workspace import scratch
 
 # Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
 # (about C + O per pixel): it pays off once both channel counts are at least this. The
@@ -233,7 +234,7 @@ def _phases(x, pad, hh, wh):
     transform step reads rows of contiguous (column, channel) values."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
-    out = xp.empty((2, 2, n, hh, wh, c), dtype=x.dtype)
+    out = scratch("phases", (2, 2, n, hh, wh, c), x.dtype, x)
 
     def phase(pq):
         p, q = pq
@@ -267,9 +268,9 @@ def winograd_input(ph, r0, r1, out=None):
     n, tw, c = ph.shape[2], ph.shape[4] - 1, ph.shape[5]
     rows = r1 - r0
     ph = ph[:, :, :, r0:r1 + 1]
-    cols = xp.empty((4, 2, n, rows + 1, tw, c), dtype=ph.dtype)  # B^T along the columns
+    cols = scratch("chunk1", (4, 2, n, rows + 1, tw, c), ph.dtype, ph)  # B^T, columns
     _bt(*(ph[:, q % 2, :, :, q // 2:q // 2 + tw] for q in range(4)), out=cols)
-    v = xp.empty((4, 4, n, rows, tw, c), dtype=ph.dtype) if out is None else out
+    v = scratch("chunk2", (4, 4, n, rows, tw, c), ph.dtype, ph) if out is None else out
     for j in range(4):                                           # then along the rows
         _bt(*(cols[j, p % 2, :, p // 2:p // 2 + rows] for p in range(4)), out=v[:, j])
     return v.reshape(16, n * rows * tw, c)
@@ -284,7 +285,7 @@ def winograd_output(m, out, bias=None):
     m = m.reshape(4, 4, n, rows, tw, o)
     if bias is not None:
         m[1, 1] += bias
-    half = xp.empty((2, 4, n, rows, tw, o), dtype=m.dtype)       # A^T along the rows
+    half = scratch("chunk2", (2, 4, n, rows, tw, o), m.dtype, m)  # A^T, rows
     for j in range(4):
         _at(m[0, j], m[1, j], m[2, j], m[3, j], out=half[:, j])
     for a in range(2):                                           # then along the columns,
@@ -293,8 +294,13 @@ def winograd_output(m, out, bias=None):
 
 # Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
 # that the transforms of one chunk work in cache and V and M (4x the size of the input
-# and output) never exist whole, with at least WINOGRAD_MIN_TILES tiles (GEMM rows) each
-# so that the GEMMs stay efficient. The chunks come in up to WINOGRAD_GROUPS groups of
+# and output) never exist whole. A chunk's temporaries live in three scratch slots of
+# the thread (:mod:`.workspace`), each reused as soon as its last value is dead, so
+# that the next step writes into memory that is still in cache: "chunk1" holds the
+# column pass of the input transform, then M; "chunk2" holds V, then the row pass of
+# the output transform; "chunk3" the running sums of F(4x4) and dM of the weight
+# gradient. A chunk has at least WINOGRAD_MIN_TILES tiles (GEMM rows), so that
+# the GEMMs stay efficient. The chunks come in up to WINOGRAD_GROUPS groups of
 # contiguous rows, which run on the CPU threads (:func:`_chunk_map`), each group's chunks
 # in order. The split depends on the shapes only, never on the thread count, so the
 # sums (and their rounding) are the same on any machine.
@@ -358,14 +364,16 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output):
     if len(groups) > 1:
         def group(chunks):
             for r0, r1 in chunks:                                  # (T, C) @ (C, O)
-                transform_output(xp.matmul(transform_input(src, r0, r1), u_t), y[:, r0:r1], bias)
+                v = transform_input(src, r0, r1)
+                m = scratch("chunk1", v.shape[:2] + (o,), y.dtype, y)
+                transform_output(xp.matmul(v, u_t, out=m), y[:, r0:r1], bias)
         run(group, groups)
         return
     tiles = n * th * tw
-    v = xp.empty((side, side, n, th, tw, c), dtype=y.dtype)
+    v = scratch("few.v", (side, side, n, th, tw, c), y.dtype, y)
     run(lambda s: transform_input(src[..., s], 0, th, out=v[..., s]), split(c, WINOGRAD_GROUPS))
     v = v.reshape(components, tiles, c)
-    m = xp.empty((components, tiles, o), dtype=y.dtype)
+    m = scratch("few.m", (components, tiles, o), y.dtype, y)
     run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(components, WINOGRAD_GROUPS))
     run(lambda s: transform_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
         split(o, WINOGRAD_GROUPS))
@@ -382,18 +390,21 @@ def winograd_conv3x3_backward_params(dy, x):
     dtype = _dtype(dy, x)
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
-    dypad = xp.zeros((n, th, 2, tw, 2, o), dtype=dtype)          # channels-last, like ph
-    dypad.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w] = dy.transpose(0, 2, 3, 1)
+    dypad = scratch("params.dy", (n, th, 2, tw, 2, o), dtype, dy)  # channels-last, like ph
+    flat = dypad.reshape(n, 2 * th, 2 * tw, o)
+    flat[:, :h, :w] = dy.transpose(0, 2, 3, 1)
+    flat[:, h:] = 0                                              # an odd size's extra row
+    flat[:, :, w:] = 0                                           # and column
 
     def transforms(r0, r1):
         """(A dY A^T) of the output tiles and V of the input tiles of rows r0..r1-1:
         (16, O, T) and (16, T, C)."""
         rows = r1 - r0
         d = dypad[:, r0:r1]
-        half = xp.empty((4, 2, n, rows, tw, o), dtype=dtype)     # A along the columns
+        half = scratch("chunk1", (4, 2, n, rows, tw, o), dtype, d)  # A, columns
         for p in range(2):
             _a(d[:, :, p, :, 0], d[:, :, p, :, 1], out=half[:, p])
-        dm = xp.empty((4, 4, n, rows, tw, o), dtype=dtype)        # then along the rows
+        dm = scratch("chunk3", (4, 4, n, rows, tw, o), dtype, d)  # then the rows
         for j in range(4):
             _a(half[j, 0], half[j, 1], out=dm[:, j])
         return dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), winograd_input(ph, r0, r1)

@@ -29,6 +29,7 @@ import numpy
 
 from ..backend import get_array_module
 from . import winograd as f2          # the F(2x2) module: its thread scheduling is shared
+from .workspace import scratch
 
 G4 = numpy.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
@@ -51,12 +52,12 @@ F4_MIN_CHANNELS = 256
 F4_MIN_TILES = 256
 
 
-def _bt6(d, out, scratch):
-    """B^T along one axis: six inputs d[0..5] -> out[0..5]; scratch: two arrays shaped
+def _bt6(d, out, sums):
+    """B^T along one axis: six inputs d[0..5] -> out[0..5]; sums: two arrays shaped
     like out[0]. 18 whole-array operations (products by 2, 4 and 5 shared)."""
     xp = get_array_module(out)
     d0, d1, d2, d3, d4, d5 = d
-    a, b = scratch
+    a, b = sums
     four, two = a.dtype.type(4), a.dtype.type(2)
     xp.multiply(d2, four, out=a)
     xp.subtract(d4, a, out=a)                  # a = d4 - 4 d2
@@ -78,12 +79,12 @@ def _bt6(d, out, scratch):
     out[5] -= d3                               # 4 (d1 - d3) + (d5 - d3)
 
 
-def _at6(m, out, scratch):
-    """A^T along one axis: six inputs m[0..5] -> out[0..3]; scratch: two arrays shaped
+def _at6(m, out, sums):
+    """A^T along one axis: six inputs m[0..5] -> out[0..3]; sums: two arrays shaped
     like out[0]."""
     xp = get_array_module(out)
     m0, m1, m2, m3, m4, m5 = m
-    s, t = scratch
+    s, t = sums
     two, four, eight = (s.dtype.type(k) for k in (2, 4, 8))
     xp.add(m1, m2, out=s)                      # s = m1 + m2
     xp.add(m3, m4, out=t)                      # t = m3 + m4
@@ -137,7 +138,7 @@ def column_phases(x, th, tw):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     rows = 4 * th + 2
-    out = xp.empty((4, n, rows, tw + 1, c), dtype=x.dtype)
+    out = scratch("phases4", (4, n, rows, tw + 1, c), x.dtype, x)
     for q in range(4):
         c0 = (q - 1) % 4                    # padded column 4t + q is input column 4t + q - 1
         part = x[:, :, :, c0::4].transpose(0, 2, 3, 1)
@@ -164,13 +165,15 @@ def winograd4_input(cph, r0, r1, out=None):
     n, tw, c = cph.shape[1], cph.shape[3] - 1, cph.shape[4]
     rows = r1 - r0
     src = cph[:, :, 4 * r0:4 * r1 + 2]
-    cols = xp.empty((6, n, 4 * rows + 2, tw, c), dtype=cph.dtype)   # B^T along the columns
-    scratch = xp.empty((2,) + cols.shape[1:], dtype=cph.dtype)
-    _bt6([src[j % 4, :, :, j // 4:j // 4 + tw] for j in range(6)], cols, scratch)
-    v = xp.empty((6, 6, n, rows, tw, c), dtype=cph.dtype) if out is None else out
-    scratch = xp.empty((2, n, rows, tw, c), dtype=cph.dtype)
+    cols = scratch("chunk1", (6, n, 4 * rows + 2, tw, c), cph.dtype, cph)  # B^T, columns
+    sums = scratch("chunk3", (2,) + cols.shape[1:], cph.dtype, cph)
+    _bt6([src[j % 4, :, :, j // 4:j // 4 + tw] for j in range(6)], cols, sums)
+    if out is None:
+        out = scratch("chunk2", (6, 6, n, rows, tw, c), cph.dtype, cph)
+    sums = scratch("chunk3", (2, n, rows, tw, c), cph.dtype, cph)
     for l in range(6):                                              # then along the rows
-        _bt6([cols[l, :, i:i + 4 * rows - 3:4] for i in range(6)], v[:, l], scratch)
+        _bt6([cols[l, :, i:i + 4 * rows - 3:4] for i in range(6)], out[:, l], sums)
+    v = out
     return v.reshape(36, n * rows * tw, c)
 
 
@@ -184,12 +187,12 @@ def winograd4_output(m, out, bias=None):
     m = m.reshape(6, 6, n, rows, tw, o)
     if bias is not None:
         m[1, 1] += bias
-    half = xp.empty((4, 6, n, rows, tw, o), dtype=m.dtype)          # A^T along the rows
-    scratch = xp.empty((2, n, rows, tw, o), dtype=m.dtype)
+    half = scratch("chunk2", (4, 6, n, rows, tw, o), m.dtype, m)  # A^T, rows
+    sums = scratch("chunk3", (2, n, rows, tw, o), m.dtype, m)
     for l in range(6):
-        _at6(m[:, l], half[:, l], scratch)
+        _at6(m[:, l], half[:, l], sums)
     for a in range(4):                                              # then along the columns
-        _at6(half[a], [out[:, :, a, :, b] for b in range(4)], scratch)
+        _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
 
 
 def winograd4_conv3x3(x, u, bias=None):
