@@ -74,6 +74,14 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement "
                                   "backward(grad, rule, param_grads)")
 
+    def backward_params(self, grad):
+        """Only the parameter gradients, into ``self.grads``, from the signal at the
+        output (the gradient rule): what training needs of the lowest layer with
+        parameters, whose input signal nobody reads. By default the whole backward with
+        ``param_grads=True``, its input signal dropped; layers with parameters skip that
+        work."""
+        self.backward(grad, "gradient", param_grads=True)
+
     def config(self):
         return {}
 
@@ -144,12 +152,14 @@ class Conv2d(Layer):
 
     def backward(self, grad, rule="gradient", param_grads=False):
         x = self._cached()["x"]
-        weight = self.params["weight"]
         if param_grads:
-            self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
-                grad, x, weight.shape, self.stride, self.pad)
-        return F.conv2d_backward_input(grad, weight, x.shape, self.stride, self.pad,
-                                       kernels=self._kernels)
+            self.backward_params(grad)
+        return F.conv2d_backward_input(grad, self.params["weight"], x.shape, self.stride,
+                                       self.pad, kernels=self._kernels)
+
+    def backward_params(self, grad):
+        self.grads["weight"], self.grads["bias"] = F.conv2d_backward_params(
+            grad, self._cached()["x"], self.params["weight"].shape, self.stride, self.pad)
 
 
 class Linear(Layer):
@@ -186,10 +196,14 @@ class Linear(Layer):
         return F.linear_forward(x, self.params["weight"], self.params["bias"])
 
     def backward(self, grad, rule="gradient", param_grads=False):
-        x = self._cached()["x"]
+        self._cached()                   # a clear error without a forward
         if param_grads:
-            self.grads["weight"], self.grads["bias"] = F.linear_backward_params(grad, x)
+            self.backward_params(grad)
         return F.linear_backward_input(grad, self.params["weight"])
+
+    def backward_params(self, grad):
+        self.grads["weight"], self.grads["bias"] = F.linear_backward_params(
+            grad, self._cached()["x"])
 
 
 class ReLU(Layer):

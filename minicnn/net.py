@@ -177,16 +177,21 @@ class Net:
         self._last_run = LastRun(stop, shapes)
         return x
 
-    def backward(self, grad, rule="gradient", start=None, param_grads=False):
+    def backward(self, grad, rule="gradient", start=None, param_grads=False,
+                 input_signal=True):
         """Send ``grad`` (the signal at the output of layer ``start``, default the last
         layer) back to the input with ``rule`` ("gradient", "deconvnet", "guided").
 
         Returns the signal at the input, (N, C, H, W). Uses the caches of the last
         forward. ``param_grads=True`` (gradient rule only) also fills each layer's
-        ``grads``."""
+        ``grads``; with ``input_signal=False`` as well (training), the signal below the
+        lowest layer with parameters is not computed and None is returned."""
         check_rule(rule)
         if param_grads and rule != "gradient":
             raise ValueError("param_grads=True needs rule='gradient'")
+        if not (input_signal or param_grads):
+            raise ValueError("input_signal=False leaves nothing to compute without "
+                             "param_grads=True")
         if self._last_run is None:
             raise RuntimeError("backward called before forward: run net.forward(x) first")
         last, shapes = self._last_run.stop, self._last_run.shapes
@@ -199,10 +204,21 @@ class Net:
             raise ValueError(f"grad has shape {tuple(grad.shape)} but layer "
                              f"{self.names[begin]!r} produced {shapes[begin]} in the last forward")
         items = list(self.layers.items())[:begin + 1]
+        lowest = None
+        if not input_signal:    # the layers below the lowest one with parameters: nothing
+            with_params = [i for i, (_, layer) in enumerate(items) if layer.param_names]
+            if not with_params:
+                return None
+            lowest = items[with_params[0]][1]
+            items = items[with_params[0] + 1:]
         temporary = False       # grad is the caller's: never written
         for name, layer in reversed(items):
-            grad = call_layer(layer.backward, layer, temporary, grad, rule, param_grads=param_grads)
+            grad = call_layer(layer.backward, layer, temporary, grad, rule,
+                              param_grads=param_grads)
             temporary = layer.fresh_signal
+        if lowest is not None:
+            lowest.backward_params(grad)
+            return None
         return grad
 
     # ------------------------------------------------------------------ modes / devices

@@ -125,7 +125,8 @@ class DataParallel:
             xp = get_array_module(logits)
             loss, dlogits = softmax_cross_entropy(logits, xp.asarray(labels[lo:hi]))
             weight = (hi - lo) / n       # shard means -> the batch mean
-            net.backward(dlogits * logits.dtype.type(weight), "gradient", param_grads=True)
+            net.backward(dlogits * logits.dtype.type(weight), "gradient", param_grads=True,
+                         input_signal=False)     # the signal at the images: not needed
             return loss * weight, logits
 
         results = parallel_map(shard, range(shards))

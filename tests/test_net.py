@@ -116,6 +116,47 @@ def test_a_custom_layer_without_overwrite_still_runs_in_a_net():
     np.testing.assert_array_equal(net.backward(g), 4 * (x > 0))
 
 
+@given(spec=net_specs(relu="random", batch=(1, 2)))
+def test_training_backward_without_the_input_signal_gives_the_same_parameter_gradients(
+        backend, spec):
+    """input_signal=False (what training runs) skips the signal below the lowest layer
+    with parameters; every parameter gradient must equal the full backward's, bitwise."""
+    net = Net(build_layers(spec)).eval().to(backend)
+    x = on(backend, draw_input(spec))
+    y = net.forward(x)
+    g = on(backend, draw_upstream(spec, tuple(y.shape)))
+    assert net.backward(g, param_grads=True) is not None
+    full = {key: to_np(layer.grads[p]).copy() for key, layer, p in net.parameters()}
+    for _, layer in net:
+        layer.grads = {}
+    assert net.backward(g, param_grads=True, input_signal=False) is None
+    assert sorted(full) == sorted(key for key, layer, p in net.parameters() if p in layer.grads)
+    for key, layer, p in net.parameters():
+        np.testing.assert_array_equal(to_np(layer.grads[p]), full[key])
+
+
+def test_training_backward_never_computes_the_signal_below_the_lowest_parameters():
+    """The ReLU and pool under the first conv do not run backward at all, and the conv
+    computes only its parameter gradients."""
+    net = tiny_net()
+    net = Net([("relu0", ReLU()), ("pool0", MaxPool2d(1))] + list(net))
+    called = []
+    for name, layer in net:
+        def spy(*args, _name=name, _method=layer.backward, **kwargs):
+            called.append(_name)
+            return _method(*args, **kwargs)
+        layer.backward = spy
+    y = net.forward(X)
+    net.backward(np.ones_like(y), param_grads=True, input_signal=False)
+    assert called == ["fc2", "drop", "relu2", "fc1", "flatten", "pool1", "relu1"]
+    assert set(net["conv1"].grads) == {"weight", "bias"}
+    with pytest.raises(ValueError, match="param_grads=True"):
+        net.backward(np.ones_like(y), input_signal=False)
+    no_params = Net([("relu", ReLU())])
+    no_params.forward(X)
+    assert no_params.backward(np.ones_like(X), param_grads=True, input_signal=False) is None
+
+
 def test_backward_beyond_the_last_forward_is_an_error():
     net = tiny_net()
     net.forward(X)
