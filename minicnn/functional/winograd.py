@@ -288,8 +288,13 @@ def winograd_output(m, out, bias=None):
     half = scratch("chunk2", (2, 4, n, rows, tw, o), m.dtype, m)  # A^T, rows
     for j in range(4):
         _at(m[0, j], m[1, j], m[2, j], m[3, j], out=half[:, j])
-    for a in range(2):                                           # then along the columns,
-        _at(*half[a], out=[out[:, :, a, :, b] for b in range(2)])  # into output (2r+a, 2t+b)
+    # then along the columns into a contiguous (2, N, rows, tw, O), and from there into
+    # output rows 2r + a, columns 2t + b by one interleaving copy: the adds on contiguous
+    # arrays and one strided copy beat adds that write strided (O-long) runs of the output
+    pair = scratch("chunk3", (2, n, rows, tw, o), m.dtype, m)
+    for a in range(2):
+        _at(*half[a], out=pair)
+        out[:, :, a] = pair.transpose(1, 2, 3, 0, 4)
 
 
 # Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
@@ -298,8 +303,8 @@ def winograd_output(m, out, bias=None):
 # the thread (:mod:`.workspace`), each reused as soon as its last value is dead, so
 # that the next step writes into memory that is still in cache: "chunk1" holds the
 # column pass of the input transform, then M; "chunk2" holds V, then the row pass of
-# the output transform; "chunk3" the running sums of F(4x4) and dM of the weight
-# gradient. A chunk has at least WINOGRAD_MIN_TILES tiles (GEMM rows), so that
+# the output transform; "chunk3" the column pass of the output transform, the running
+# sums of F(4x4) and dM of the weight gradient. A chunk has at least WINOGRAD_MIN_TILES tiles (GEMM rows), so that
 # the GEMMs stay efficient. The chunks come in up to WINOGRAD_GROUPS groups of
 # contiguous rows, which run on the CPU threads (:func:`_chunk_map`), each group's chunks
 # in order. The split depends on the shapes only, never on the thread count, so the
