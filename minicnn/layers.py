@@ -51,15 +51,22 @@ class Layer:
     new array that it does not keep, so nothing but the next layer of the pass reads it.
     A layer with ``in_place`` True accepts ``overwrite=True`` in ``forward`` and
     ``backward``, which the net passes when its input is such an array: it may then
-    write its result into it (a ReLU after a conv rectifies the conv's output where it
+    write its result into it (a ReLU after a linear layer rectifies its output where it
     lies) instead of into a new array, which saves the memory traffic and the
     allocation. Called directly, layers never overwrite their input.
+
+    Fusing a ReLU: a layer with ``fuses_relu`` True accepts ``relu=True`` in ``forward``
+    and then returns max(output, 0), rectified while each part is still in cache. The
+    net passes it when the next layer is a :class:`ReLU` that the pass runs, and runs
+    that ReLU with ``rectified=True``: it keeps the array as its output (and backward
+    mask) without a pass of its own.
     """
     kind = None           # the type name used in model files
     param_names = ()
     fresh_output = False  # forward returns a new array that the layer does not keep
     fresh_signal = False  # backward returns a new array that the layer does not keep
     in_place = False      # forward and backward accept overwrite=True
+    fuses_relu = False    # forward accepts relu=True
 
     def __init__(self):
         self.params = {}  # name -> array (weight, bias)
@@ -112,6 +119,7 @@ class Conv2d(Layer):
     kind = "conv2d"
     param_names = ("weight", "bias")
     fresh_output = fresh_signal = True     # keeps its input, not its output
+    fuses_relu = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0):
         super().__init__()
@@ -144,11 +152,11 @@ class Conv2d(Layer):
                                     h, w, self.kernel_size, self.stride, self.pad)
         return (self.out_channels, ho, wo)
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         self.output_shape(x.shape[1:])
         self.cache = {"x": x}
         return F.conv2d_forward(x, self.params["weight"], self.params["bias"], self.stride,
-                                self.pad, kernels=self._kernels)
+                                self.pad, kernels=self._kernels, relu=relu)
 
     def backward(self, grad, rule="gradient", param_grads=False):
         x = self._cached()["x"]
@@ -212,8 +220,9 @@ class ReLU(Layer):
     fresh_signal = True   # a new signal, or its own incoming one rectified in place
     in_place = True
 
-    def forward(self, x, overwrite=False):
-        y = F.relu_forward(x, out=x if overwrite else None)
+    def forward(self, x, overwrite=False, rectified=False):
+        # rectified: x is already max(., 0), made so by the layer before (fused)
+        y = x if rectified else F.relu_forward(x, out=x if overwrite else None)
         # the output doubles as the backward mask (y > 0 exactly where x > 0; a NaN
         # passes through, as in PyTorch): one pass here instead of two. Where a conv
         # follows it keeps y anyway; before a pool y costs 4 bytes per element, not 1

@@ -7,7 +7,7 @@ import numpy as np
 
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
 from .functional import check_rule
-from .layers import Layer
+from .layers import Layer, ReLU
 
 DTYPES = ("float32", "float64")
 
@@ -161,13 +161,20 @@ class Net:
             raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
         self._last_run = None   # a forward that fails part-way leaves nothing to backward
         shapes = []
+        layers = list(self.layers.values())
         temporary = False       # x is the caller's: never written
+        fused = False           # the layer before rectified its output for this ReLU
         for i, (name, layer) in enumerate(self.layers.items()):
             if i > stop:
                 layer.cache = None   # stale caches must not pair with this forward
                 continue
             try:
-                x = call_layer(layer.forward, layer, temporary, x)
+                options = {"rectified": True} if fused else {}
+                # exactly ReLU: a subclass may compute something else
+                fused = layer.fuses_relu and i < stop and type(layers[i + 1]) is ReLU
+                if fused:
+                    options["relu"] = True
+                x = call_layer(layer.forward, layer, temporary, x, **options)
                 temporary = layer.fresh_output
             except ValueError as exc:
                 for later in list(self.layers.values())[i:]:

@@ -77,20 +77,35 @@ def test_in_place_passes_equal_the_layers_one_by_one_and_spare_the_callers_array
     np.testing.assert_array_equal(to_np(x), x_before)
 
 
-def test_a_relu_after_a_conv_rectifies_its_output_in_place():
-    """The ReLU's output (its backward mask) is the conv's output buffer, rectified; after
-    a ReLU (which keeps its output) the next elementwise layer does not write into it."""
-    net = Net([("conv", Conv2d(2, 16, 3, 1, 1)), ("relu", ReLU()), ("relu_again", ReLU())])
+@pytest.mark.parametrize("in_channels", [2, 16])          # im2col, Winograd
+def test_a_relu_after_a_conv_is_fused_into_it(monkeypatch, in_channels):
+    """The conv rectifies its own output for the ReLU after it, and that ReLU keeps the
+    buffer as its mask without a pass of its own; a second ReLU (after a ReLU, which
+    keeps its output) writes a new array. Values as the layers one by one, bitwise."""
+    net = Net([("conv", Conv2d(in_channels, 16, 3, 1, 1)), ("relu", ReLU()),
+               ("relu_again", ReLU())])
     rng = np.random.default_rng(0)
     for _, layer, p in net.parameters():
         layer.params[p] = rng.standard_normal(layer.params[p].shape).astype(np.float32)
-    seen = {}
-    conv_forward = net["conv"].forward
-    net["conv"].forward = lambda x: seen.setdefault("conv_out", conv_forward(x))
-    y = net.forward(rng.standard_normal((1, 2, 40, 40)).astype(np.float32))
-    assert np.shares_memory(net["relu"].cache["output"], seen["conv_out"])
+    x = rng.standard_normal((2, in_channels, 40, 40)).astype(np.float32)
+    expected = np.maximum(net["conv"].forward(x), 0)
+    seen, relu_passes = {}, []
+    conv_forward, relu_forward = net["conv"].forward, minicnn.functional.relu_forward
+    monkeypatch.setattr(net["conv"], "forward",
+                        lambda x, **options: seen.setdefault("out", conv_forward(x, **options)))
+    monkeypatch.setattr(minicnn.functional, "relu_forward",
+                        lambda *a, **k: relu_passes.append(1) or relu_forward(*a, **k))
+    y = net.forward(x)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(seen["out"], expected)       # rectified by the conv
+    assert np.shares_memory(net["relu"].cache["output"], seen["out"])
     assert not np.shares_memory(y, net["relu"].cache["output"])
-    assert (seen["conv_out"] >= 0).all()
+    assert len(relu_passes) == 1                                # relu_again's only
+    monkeypatch.undo()
+    # stopping at the conv returns its output before any ReLU
+    np.testing.assert_array_equal(net.forward(x, until="conv"),
+                                  Net([("c", net["conv"])]).forward(x))
+    assert (net.forward(x, until="conv") < 0).any()
 
 
 def test_a_custom_layer_without_overwrite_still_runs_in_a_net():

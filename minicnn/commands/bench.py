@@ -46,7 +46,6 @@ import numpy as np
 import minicnn
 from minicnn import assets
 from minicnn.backend import get_array_module, keep_freed_memory, to_numpy
-from minicnn.net import call_layer
 from minicnn.io import atomic_write
 from minicnn.summary import summarize, totals
 from minicnn.threads import set_threads
@@ -415,22 +414,29 @@ def profile_child(batch, repeats, threads):
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     layers = list(net)
     inside = {name: ([], []) for name, _ in layers}
-    for _ in range(repeats + 1):                     # the first pass warms up
-        h, outputs, temporary = x, [], False
-        for name, layer in layers:                   # as Net.forward calls them
+    outputs = {}
+
+    def timed(name, method, which):
+        def call(*args, **kwargs):
             t0 = time.perf_counter()
-            h = call_layer(layer.forward, layer, temporary, h)
-            inside[name][0].append(time.perf_counter() - t0)
-            outputs.append(h)
-            temporary = layer.fresh_output
+            out = method(*args, **kwargs)
+            inside[name][which].append(time.perf_counter() - t0)
+            if which == 0:
+                outputs[name] = out
+            return out
+        return call
+
+    for name, layer in layers:       # the net's own pass (in place, fused), layer by layer
+        layer.forward = timed(name, layer.forward, 0)
+        layer.backward = timed(name, layer.backward, 1)
+    for _ in range(repeats + 1):                     # the first pass warms up
+        h = net.forward(x)
         g = np.zeros_like(h)
         g[:, 1] = 1
-        temporary = False
-        for name, layer in reversed(layers):
-            t0 = time.perf_counter()
-            g = call_layer(layer.backward, layer, temporary, g, "gradient")
-            inside[name][1].append(time.perf_counter() - t0)
-            temporary = layer.fresh_signal
+        net.backward(g, "gradient")
+    for _, layer in layers:
+        del layer.forward, layer.backward            # back to the methods
+    outputs = [outputs[name] for name, _ in layers]
     rows = []
     h = x
     for (name, layer), out in zip(layers, outputs):

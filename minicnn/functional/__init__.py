@@ -100,18 +100,20 @@ def use_winograd(x, weight_shape, stride, pad):
     return get_array_module(x) is numpy and winograd.is_winograd_conv(weight_shape, stride, pad)
 
 
-def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None):
+def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     """Cross-correlation: x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None
-    -> (N, O, Ho, Wo), Ho = (H + 2*pad - kh) // stride + 1.
+    -> (N, O, Ho, Wo), Ho = (H + 2*pad - kh) // stride + 1; with ``relu``, max(that, 0)
+    (a ReLU fused into the conv: each part of the output is rectified while in cache).
 
     ``kernels``: a :class:`.winograd.KernelTransforms` that remembers the weight's
     Winograd transform between calls (a Conv2d layer keeps one). On the CPU the result is
     an (N, O, Ho, Wo) view of a channels-last buffer (same values; ``reshape`` of it
     copies)."""
     if use_winograd(x, weight.shape, stride, pad):
-        return winograd.conv2d_forward(x, weight, bias, kernels)
+        return winograd.conv2d_forward(x, weight, bias, kernels, relu)
     if get_array_module(x) is not numpy:
-        return reference.conv2d_forward(x, weight, bias, stride, pad)
+        y = reference.conv2d_forward(x, weight, bias, stride, pad)
+        return reference.relu_forward(y, out=y) if relu else y
     # the im2col path in slabs of output rows: rows [a, b) read padded rows
     # [a*stride, (b-1)*stride + kh)
     n, c, h, w = x.shape
@@ -125,6 +127,8 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None):
         s = i[2]
         rows = xpad[:, :, s.start * stride:(s.stop - 1) * stride + kh]
         y[i] = reference.conv2d_forward(rows, weight, bias, stride, 0)
+        if relu:
+            reference.relu_forward(y[i], out=y[i])
     _slabs(slab, ho, 2)
     return y
 

@@ -13,6 +13,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..threads import parallel_map, split
+from .reference import relu_forward
 from .workspace import scratch
 
 # Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
@@ -29,15 +30,16 @@ def is_winograd_conv(weight_shape, stride, pad):
             and min(o, c) >= WINOGRAD_MIN_CHANNELS)
 
 
-def conv2d_forward(x, weight, bias, kernels=None):
+def conv2d_forward(x, weight, bias, kernels=None, relu=False):
     """3x3 stride-1 pad-1 conv: x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None
-    -> (N, O, H, W), a view of a channels-last buffer. F(4x4, 3x3) where
-    :func:`.winograd4.use_f4` picks it by shape, else F(2x2, 3x3). ``kernels``: a
-    :class:`KernelTransforms` that remembers the weight's transforms between calls."""
+    -> (N, O, H, W), a view of a channels-last buffer; rectified (max(y, 0)) with
+    ``relu``. F(4x4, 3x3) where :func:`.winograd4.use_f4` picks it by shape, else
+    F(2x2, 3x3). ``kernels``: a :class:`KernelTransforms` that remembers the weight's
+    transforms between calls."""
     from . import winograd4
     f4 = winograd4.use_f4(x.shape, weight.shape)
     u = _kernel(weight, _dtype(x, weight), kernels, flipped=False, f4=f4)
-    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(x, u, bias)
+    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(x, u, bias, relu)
 
 
 def conv2d_backward_input(dy, weight, kernels=None):
@@ -333,9 +335,10 @@ def _row_groups(th, tiles_per_row, channels, components=16):
             for g0, g1 in zip(bounds, bounds[1:])]
 
 
-def winograd_conv3x3(x, u, bias=None):
+def winograd_conv3x3(x, u, bias=None, relu=False):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
-    (or :func:`winograd_weight_flipped`) -> (N, O, H, W), a view of a channels-last buffer."""
+    (or :func:`winograd_weight_flipped`) -> (N, O, H, W), a view of a channels-last buffer
+    (rectified with ``relu``)."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
@@ -344,16 +347,18 @@ def winograd_conv3x3(x, u, bias=None):
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
-    run_transforms(ph, u_t, bias, y, winograd_input, winograd_output)
+    run_transforms(ph, u_t, bias, y, winograd_input, winograd_output, relu)
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
 
-def run_transforms(src, u_t, bias, y, transform_input, transform_output):
+def run_transforms(src, u_t, bias, y, transform_input, transform_output, relu=False):
     """The steps of a Winograd conv, scheduled over the CPU threads; shared by F(2x2) and
     F(4x4) (:mod:`.winograd4`). src: the input as its transforms read it (channels
     last); u_t (K, C, O), K = 16 or 36 components; y (N, th, m, tw, m, O), the output
     tiles, written in place. transform_input(src, r0, r1, out=None) -> V (K, T, C) of
-    tile rows r0..r1-1; transform_output(M, y_rows, bias) writes those rows.
+    tile rows r0..r1-1; transform_output(M, y_rows, bias) writes those rows. With
+    ``relu`` each part of y is rectified as soon as it is written, while still in cache
+    (a ReLU after the conv, fused: no pass of its own over the output).
 
     Tile rows run in chunks and groups (:func:`_row_groups`). With too few tiles for
     more than one group (deep layers at a small batch) the three steps are cut another
@@ -366,6 +371,12 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output):
     side = math.isqrt(components)                                 # 4 or 6 values a side
     run = _chunk_map(xp)
     groups = _row_groups(th, n * tw, max(c, o), components)
+    if relu:
+        transform = transform_output
+
+        def transform_output(m, out, bias):
+            transform(m, out, bias)
+            relu_forward(out, out=out)
     if len(groups) > 1:
         def group(chunks):
             for r0, r1 in chunks:                                  # (T, C) @ (C, O)

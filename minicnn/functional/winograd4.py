@@ -195,10 +195,11 @@ def winograd4_output(m, out, bias=None):
         _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
 
 
-def winograd4_conv3x3(x, u, bias=None):
+def winograd4_conv3x3(x, u, bias=None, relu=False):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (36, O, C) from
-    :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer, scheduled
-    over the CPU threads by :func:`minicnn.functional.winograd.run_transforms`."""
+    :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer (rectified
+    with ``relu``), scheduled over the CPU threads by
+    :func:`minicnn.functional.winograd.run_transforms`."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
@@ -207,5 +208,5 @@ def winograd4_conv3x3(x, u, bias=None):
     th, tw = tiles4(h, w)
     cph = column_phases(x.astype(dtype, copy=False), th, tw)
     y = xp.empty((n, th, 4, tw, 4, o), dtype=dtype)
-    f2.run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output)
+    f2.run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output, relu)
     return y.reshape(n, 4 * th, 4 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
