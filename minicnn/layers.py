@@ -5,6 +5,8 @@ for each layer kind's forward beside its backward); a layer checks its input, ke
 its backward needs in ``self.cache`` and calls those functions. The interface every
 layer implements is :class:`Layer`'s.
 """
+import inspect
+
 import numpy as np
 
 from . import functional as F
@@ -60,6 +62,11 @@ class Layer:
     net passes it when the next layer is a :class:`ReLU` that the pass runs, and runs
     that ReLU with ``rectified=True``: it keeps the array as its output (and backward
     mask) without a pass of its own.
+
+    The net believes these flags only while the layer runs the very method the class
+    that set them defines (:func:`runs_own`): a subclass that overrides ``forward`` or
+    ``backward`` (to keep its output, say) and a hook put on an instance run with the
+    plain protocol above, whatever they inherit.
     """
     kind = None           # the type name used in model files
     param_names = ()
@@ -110,6 +117,27 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def runs_own(layer, attribute, method):
+    """Whether ``layer`` runs the ``method`` ("forward" or "backward") of the class that
+    gives it ``attribute`` (a flag about that method, or a method that stands in for
+    it, such as ``backward_params``). False for a subclass that overrides the method
+    without setting the attribute again, and for a method replaced on the instance (a
+    hook); wrappers that name what they wrap in ``__wrapped__`` (functools.wraps) are
+    looked through."""
+    owner = next((k for k in type(layer).__mro__ if attribute in vars(k)), None)
+    if owner is None or method not in vars(owner):
+        return False
+    bound = inspect.unwrap(getattr(layer, method))
+    return (getattr(bound, "__self__", None) is layer
+            and getattr(bound, "__func__", None) is vars(owner)[method])
+
+
+def declares(layer, flag, method):
+    """``layer``'s boolean ``flag`` about ``method``, believed only when
+    :func:`runs_own` says the method is the one the flag describes."""
+    return bool(getattr(layer, flag, False)) and runs_own(layer, flag, method)
 
 
 class Conv2d(Layer):

@@ -7,7 +7,7 @@ import numpy as np
 
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
 from .functional import check_rule
-from .layers import Layer, ReLU
+from .layers import Layer, ReLU, declares, runs_own
 
 DTYPES = ("float32", "float64")
 
@@ -38,12 +38,19 @@ def unknown_name_error(kind, name, valid):
     return ValueError(f"unknown {kind} {name!r}; {hint}")
 
 
-def call_layer(method, layer, temporary, *args, **kwargs):
-    """layer.forward or layer.backward, told it may overwrite its input when the input is
-    a temporary of the pass (see :class:`minicnn.layers.Layer`) and the layer can."""
-    if temporary and layer.in_place:
-        return method(*args, overwrite=True, **kwargs)
-    return method(*args, **kwargs)
+def call_layer(layer, method, temporary, *args, **kwargs):
+    """layer.forward or layer.backward (``method`` names it), told it may overwrite its
+    input when the input is a temporary of the pass and the layer can (see
+    :class:`minicnn.layers.Layer`)."""
+    if temporary and declares(layer, "in_place", method):
+        kwargs["overwrite"] = True
+    return getattr(layer, method)(*args, **kwargs)
+
+
+def _plain_relu(layer):
+    """A ReLU whose forward accepts ``rectified`` (exactly minicnn's, not overridden or
+    hooked: a subclass may compute something else)."""
+    return type(layer) is ReLU and runs_own(layer, "in_place", "forward")
 
 
 class Net:
@@ -170,12 +177,12 @@ class Net:
                 continue
             try:
                 options = {"rectified": True} if fused else {}
-                # exactly ReLU: a subclass may compute something else
-                fused = layer.fuses_relu and i < stop and type(layers[i + 1]) is ReLU
+                fused = (declares(layer, "fuses_relu", "forward") and i < stop
+                         and _plain_relu(layers[i + 1]))
                 if fused:
                     options["relu"] = True
-                x = call_layer(layer.forward, layer, temporary, x, **options)
-                temporary = layer.fresh_output
+                x = call_layer(layer, "forward", temporary, x, **options)
+                temporary = declares(layer, "fresh_output", "forward")
             except ValueError as exc:
                 for later in list(self.layers.values())[i:]:
                     later.cache = None
@@ -220,11 +227,14 @@ class Net:
             items = items[with_params[0] + 1:]
         temporary = False       # grad is the caller's: never written
         for name, layer in reversed(items):
-            grad = call_layer(layer.backward, layer, temporary, grad, rule,
+            grad = call_layer(layer, "backward", temporary, grad, rule,
                               param_grads=param_grads)
-            temporary = layer.fresh_signal
+            temporary = declares(layer, "fresh_signal", "backward")
         if lowest is not None:
-            lowest.backward_params(grad)
+            if runs_own(lowest, "backward_params", "backward"):
+                lowest.backward_params(grad)
+            else:           # a backward of its own: backward_params would bypass it
+                lowest.backward(grad, "gradient", param_grads=True)
             return None
         return grad
 

@@ -1,5 +1,6 @@
 """minicnn.Net: forward(until) / backward(start) against sub-nets, clear errors, shapes,
 state_dict layouts and strict/non-strict loading, train/eval."""
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -91,8 +92,12 @@ def test_a_relu_after_a_conv_is_fused_into_it(monkeypatch, in_channels):
     expected = np.maximum(net["conv"].forward(x), 0)
     seen, relu_passes = {}, []
     conv_forward, relu_forward = net["conv"].forward, minicnn.functional.relu_forward
-    monkeypatch.setattr(net["conv"], "forward",
-                        lambda x, **options: seen.setdefault("out", conv_forward(x, **options)))
+
+    @functools.wraps(conv_forward)             # a wrapper the net sees through
+    def spy(x, **options):
+        seen["out"] = conv_forward(x, **options)
+        return seen["out"]
+    monkeypatch.setattr(net["conv"], "forward", spy)
     monkeypatch.setattr(minicnn.functional, "relu_forward",
                         lambda *a, **k: relu_passes.append(1) or relu_forward(*a, **k))
     y = net.forward(x)
@@ -160,7 +165,7 @@ def test_training_backward_never_computes_the_signal_below_the_lowest_parameters
         def spy(*args, _name=name, _method=layer.backward, **kwargs):
             called.append(_name)
             return _method(*args, **kwargs)
-        layer.backward = spy
+        layer.backward = functools.wraps(layer.backward)(spy)    # seen through
     y = net.forward(X)
     net.backward(np.ones_like(y), param_grads=True, input_signal=False)
     assert called == ["fc2", "drop", "relu2", "fc1", "flatten", "pool1", "relu1"]
@@ -170,6 +175,57 @@ def test_training_backward_never_computes_the_signal_below_the_lowest_parameters
     no_params = Net([("relu", ReLU())])
     no_params.forward(X)
     assert no_params.backward(np.ones_like(X), param_grads=True, input_signal=False) is None
+
+
+def test_subclasses_and_hooks_that_replace_forward_or_backward_run_the_plain_protocol():
+    """The in-place, fusion and training flags describe the methods of the class that
+    sets them: a subclass overriding forward or backward, or a hook put on an instance,
+    is called as forward(x) / backward(grad, rule, param_grads=...), and what it keeps
+    is never overwritten."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+
+    class KeepConv(Conv2d):                   # keeps its output: must not be rectified
+        def forward(self, x):
+            self.kept = super().forward(x)
+            self.kept_copy = self.kept.copy()
+            return self.kept
+
+    class Leaky(ReLU):                        # the documented forward(x) signature
+        def forward(self, x):
+            y = np.where(x > 0, x, 0.01 * x)
+            self.cache = {"output": y}
+            return y
+
+    def randomised(net):
+        r = np.random.default_rng(1)
+        for _, layer, p in net.parameters():
+            layer.params[p] = r.standard_normal(layer.params[p].shape).astype(np.float32)
+        return net
+
+    net = randomised(Net([("conv", KeepConv(2, 4, 3, 1, 1)), ("relu", ReLU())]))
+    net.forward(x)
+    np.testing.assert_array_equal(net["conv"].kept, net["conv"].kept_copy)
+    assert (net["conv"].kept < 0).any()
+    leaky = randomised(Net([("conv", Conv2d(2, 4, 3, 1, 1)), ("act", Leaky())]))
+    assert (leaky.forward(x) < 0).any()
+    hooked = randomised(Net([("conv", Conv2d(2, 4, 3, 1, 1)), ("relu", ReLU())]))
+    original = hooked["relu"].forward
+    hooked["relu"].forward = lambda x: original(x)
+    np.testing.assert_array_equal(hooked.forward(x), np.maximum(net.forward(x), 0))
+
+    class HalfGradConv(Conv2d):               # its own backward must still run in training
+        def backward(self, grad, rule="gradient", param_grads=False):
+            return super().backward(0.5 * grad, rule, param_grads)
+
+    grads = []
+    for input_signal in (True, False):
+        net = randomised(Net([("conv", HalfGradConv(2, 4, 3, 1, 1)), ("relu", ReLU()),
+                              ("flat", Flatten()), ("fc", Linear(144, 3))]))
+        y = net.forward(x)
+        net.backward(np.ones_like(y), param_grads=True, input_signal=input_signal)
+        grads.append(net["conv"].grads["weight"])
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 def test_backward_beyond_the_last_forward_is_an_error():

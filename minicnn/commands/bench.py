@@ -32,6 +32,7 @@ Examples:
   python tools/bench.py --device cuda --quick # CuPy (and PyTorch CUDA when present)
 """
 import argparse
+import functools
 import json
 import os
 import resource
@@ -417,6 +418,7 @@ def profile_child(batch, repeats, threads):
     outputs = {}
 
     def timed(name, method, which):
+        @functools.wraps(method)         # seen through: the net still runs in place
         def call(*args, **kwargs):
             t0 = time.perf_counter()
             out = method(*args, **kwargs)

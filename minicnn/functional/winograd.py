@@ -113,7 +113,8 @@ class KernelTransforms:
         """The remembered values equal ``weight``'s (compared in slices over the threads)."""
         xp = get_array_module(weight)
         parts = split(weight.shape[0], WINOGRAD_GROUPS)
-        return all(_chunk_map(xp)(lambda s: bool(xp.array_equal(self._values[s], weight[s])), parts))
+        same = _chunk_map(xp)(lambda s: bool(xp.array_equal(self._values[s], weight[s])), parts)
+        return all(same)
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015). The output is cut into 2x2 tiles; tile t
@@ -233,7 +234,8 @@ def _phases(x, pad, hh, wh):
     channels-last: (2, 2, N, hh, wh, C) with out[p, q, n, r, t, c] = xpad[n, c, 2r + p, 2t + q].
 
     One strided pass over x (the only transposing copy of the input); every later
-    transform step reads rows of contiguous (column, channel) values."""
+    transform step reads rows of contiguous (column, channel) values. The result is
+    this thread's "phases" scratch slot (:mod:`.workspace`): valid until its next call."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
     out = scratch("phases", (2, 2, n, hh, wh, c), x.dtype, x)
@@ -262,7 +264,8 @@ def winograd_input(ph, r0, r1, out=None):
     zero-padded by 1 (see :func:`_phases`) -> V (16, N*(r1-r0)*tw, C),
     V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2). With ``out`` (a
     (4, 4, N, r1-r0, tw, C) view, for instance a channel slice of a larger V) the
-    transform is written there instead.
+    transform is written there instead; else V is this thread's "chunk2" scratch slot,
+    valid until the slot is asked for again (:mod:`.workspace`).
 
     Patch column q of tile column t is padded column 2t + q: phase q % 2, tile column
     t + q // 2 (likewise for rows)."""
@@ -306,11 +309,12 @@ def winograd_output(m, out, bias=None):
 # that the next step writes into memory that is still in cache: "chunk1" holds the
 # column pass of the input transform, then M; "chunk2" holds V, then the row pass of
 # the output transform; "chunk3" the column pass of the output transform, the running
-# sums of F(4x4) and dM of the weight gradient. A chunk has at least WINOGRAD_MIN_TILES tiles (GEMM rows), so that
-# the GEMMs stay efficient. The chunks come in up to WINOGRAD_GROUPS groups of
-# contiguous rows, which run on the CPU threads (:func:`_chunk_map`), each group's chunks
-# in order. The split depends on the shapes only, never on the thread count, so the
-# sums (and their rounding) are the same on any machine.
+# sums of F(4x4) and dM of the weight gradient. A chunk has at least
+# WINOGRAD_MIN_TILES tiles (GEMM rows), so that the GEMMs stay efficient. The chunks
+# come in up to WINOGRAD_GROUPS groups of contiguous rows, which run on the CPU threads
+# (:func:`_chunk_map`), each group's chunks in order. The split depends on the shapes
+# only, never on the thread count, so the sums (and their rounding) are the same on
+# any machine.
 WINOGRAD_CHUNK = 1 << 20
 WINOGRAD_MIN_TILES = 128
 WINOGRAD_GROUPS = 4

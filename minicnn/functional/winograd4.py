@@ -134,7 +134,8 @@ def column_phases(x, th, tw):
     (4, N, 4*th + 2, tw + 1, C) with out[q, n, r, t, c] = xpad[n, c, r, 4t + q].
 
     One strided pass over x; every later transform step reads rows of contiguous
-    (column, channel) values."""
+    (column, channel) values. The result is this thread's "phases4" scratch slot
+    (:mod:`.workspace`): valid until its next call."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     rows = 4 * th + 2
@@ -157,7 +158,8 @@ def winograd4_input(cph, r0, r1, out=None):
     """Input transform of tile rows r0..r1-1: column phases (4, N, 4*th + 2, tw + 1, C)
     (see :func:`column_phases`) -> V (36, N*(r1-r0)*tw, C), V[6k+l] = (B^T d B)[k, l] for
     every 6x6 patch d (stride 4). With ``out`` (a (6, 6, N, r1-r0, tw, C) view) the
-    transform is written there instead.
+    transform is written there instead; else V is this thread's "chunk2" scratch slot,
+    valid until the slot is asked for again (:mod:`.workspace`).
 
     Patch column j of tile column t is padded column 4t + j: phase j % 4, tile column
     t + j // 4; patch row i of tile row t is padded row 4t + i."""
@@ -173,8 +175,7 @@ def winograd4_input(cph, r0, r1, out=None):
     sums = scratch("chunk3", (2, n, rows, tw, c), cph.dtype, cph)
     for l in range(6):                                              # then along the rows
         _bt6([cols[l, :, i:i + 4 * rows - 3:4] for i in range(6)], out[:, l], sums)
-    v = out
-    return v.reshape(36, n * rows * tw, c)
+    return out.reshape(36, n * rows * tw, c)
 
 
 def winograd4_output(m, out, bias=None):
