@@ -80,11 +80,27 @@ def _controller():
         return _state["controller"]
 
 
+def _release_blas_control():
+    """Let the calling thread change OpenBLAS's thread count. threadpoolctl 3.8 lets
+    only one Python thread at a time (the first to set a limit) change the
+    process-wide pool of a pthreads OpenBLAS, and silently ignores the others: without
+    this, the engine running in any thread but that one (a server's worker, say) would
+    call BLAS on several threads, and round differently."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:                        # threadpoolctl before 3.0
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:                      # before 3.8 any thread could set it
+        clear(force=True)
+
+
 def _enter_blas_limit(controller):
     # process-global: the first of overlapping parallel_map calls limits BLAS to one
-    # thread, the last restores it
+    # thread, the last restores it (each from whichever thread it runs in)
     with _lock:
         if _state["active"] == 0:
+            _release_blas_control()
             _state["limit"] = controller.limit(limits=1, user_api="blas")
         _state["active"] += 1
 
@@ -93,7 +109,9 @@ def _leave_blas_limit():
     with _lock:
         _state["active"] -= 1
         if _state["active"] == 0:
+            _release_blas_control()
             _state["limit"].restore_original_limits()
+            _release_blas_control()
             _state["limit"] = None
 
 

@@ -158,6 +158,36 @@ def test_blas_on_one_thread_limits_and_restores(two_threads):
     assert blas_threads() == before
 
 
+def test_blas_on_one_thread_limits_in_any_python_thread(two_threads):
+    """The limit holds when the engine runs in a thread other than the one that first
+    limited BLAS (threadpoolctl 3.8 ignores every other thread unless told), and the
+    engine's results are then those of the main thread, bitwise."""
+    from minicnn import functional as F
+    _, controller = threads._pool(threads.get_threads())
+
+    def blas_threads():
+        return [i["num_threads"] for i in controller.info() if i["user_api"] == "blas"]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 3, 40, 40)).astype(np.float32)   # an im2col conv
+    weight = rng.standard_normal((32, 3, 3, 3)).astype(np.float32)
+    with threads.blas_on_one_thread():                # the main thread limits first
+        pass
+    in_main = F.conv2d_forward(x, weight, None, 1, 1)
+    seen = {}
+
+    def elsewhere():
+        with threads.blas_on_one_thread():
+            seen["inside"] = blas_threads()
+        seen["conv"] = F.conv2d_forward(x, weight, None, 1, 1)
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert seen["inside"] and all(count == 1 for count in seen["inside"])
+    assert np.array_equal(seen["conv"], in_main)
+    with threads.blas_on_one_thread():                # and the main thread still can
+        assert all(count == 1 for count in blas_threads())
+
+
 @pytest.mark.parametrize("count", [2, 3])
 def test_sliced_convs_and_linear_layers_in_threads_equal_the_serial_result(count):
     """The paths cut by channels, Winograd components, features, rows and positions (a
