@@ -1,5 +1,6 @@
 """Net: an ordered, named sequence of layers with explicit forward and backward passes."""
 import difflib
+import functools
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -8,6 +9,7 @@ import numpy as np
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
 from .functional import check_rule
 from .layers import Layer, ReLU, declares, runs_own
+from .threads import blas_on_one_thread
 
 DTYPES = ("float32", "float64")
 
@@ -51,6 +53,20 @@ def _plain_relu(layer):
     """A ReLU whose forward accepts ``rectified`` (exactly minicnn's, not overridden or
     hooked: a subclass may compute something else)."""
     return type(layer) is ReLU and runs_own(layer, "in_place", "forward")
+
+
+def _blas_on_one_thread_on_cpu(method):
+    """Run a pass with BLAS held on one thread from start to end on the CPU. The engine
+    calls BLAS on one thread anyway (:mod:`minicnn.threads`); holding the limit for the
+    whole pass, instead of setting and restoring it around each of the pass's hundred
+    parallel steps, spares OpenBLAS's own threads from waking up between them."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.device != "cpu":
+            return method(self, *args, **kwargs)
+        with blas_on_one_thread():
+            return method(self, *args, **kwargs)
+    return run
 
 
 class Net:
@@ -157,6 +173,7 @@ class Net:
             array = to_device(array, self.device)
         return array.astype(self.dtype, copy=False)
 
+    @_blas_on_one_thread_on_cpu
     def forward(self, x, until=None):
         """x: (N, C, H, W) preprocessed input, cast to the net's dtype (float32 unless
         :meth:`to` chose float64) -> output of the last layer (class scores before any
@@ -191,6 +208,7 @@ class Net:
         self._last_run = LastRun(stop, shapes)
         return x
 
+    @_blas_on_one_thread_on_cpu
     def backward(self, grad, rule="gradient", start=None, param_grads=False,
                  input_signal=True):
         """Send ``grad`` (the signal at the output of layer ``start``, default the last

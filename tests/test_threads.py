@@ -9,9 +9,16 @@ from minicnn.functional import winograd
 
 
 def test_parallel_map_keeps_item_order_and_uses_worker_threads(two_threads):
-    names = threads.parallel_map(lambda i: (i, threading.current_thread().name), range(6))
+    import time
+    caller = threading.current_thread().name
+
+    def item(i):
+        time.sleep(0.02)          # long enough that the pool thread takes some items
+        return i, threading.current_thread().name
+    names = threads.parallel_map(item, range(6))
     assert [i for i, _ in names] == list(range(6))
-    assert all(name.startswith("minicnn") for _, name in names)
+    # the caller takes items too, beside the pool's thread
+    assert {name for _, name in names} == {caller, "minicnn_0"}
 
 
 def test_nested_calls_run_serially_inside_the_worker(two_threads):
