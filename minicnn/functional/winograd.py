@@ -281,10 +281,11 @@ def winograd_input(ph, r0, r1, out=None):
     return v.reshape(16, n * rows * tw, c)
 
 
-def winograd_output(m, out, bias=None):
+def winograd_output(m, out, bias=None, relu=False):
     """Output transform: M (16, N*rows*tw, O) -> out (N, rows, 2, tw, 2, O) (a view of
     the channels-last (N, 2*rows, 2*tw, O) output), Y = A^T M A per tile, plus bias (O,)
-    when given (added through M[5], which reaches all four outputs of a tile)."""
+    when given (added through M[5], which reaches all four outputs of a tile); max(Y, 0)
+    with ``relu``, in the copy that writes the output (no pass of its own)."""
     xp = get_array_module(m)
     n, rows, _, tw, _, o = out.shape
     m = m.reshape(4, 4, n, rows, tw, o)
@@ -299,7 +300,10 @@ def winograd_output(m, out, bias=None):
     pair = scratch("chunk3", (2, n, rows, tw, o), m.dtype, m)
     for a in range(2):
         _at(*half[a], out=pair)
-        out[:, :, a] = pair.transpose(1, 2, 3, 0, 4)
+        if relu:
+            relu_forward(pair.transpose(1, 2, 3, 0, 4), out=out[:, :, a])
+        else:
+            out[:, :, a] = pair.transpose(1, 2, 3, 0, 4)
 
 
 # Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
@@ -360,9 +364,9 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output, relu=Fa
     F(4x4) (:mod:`.winograd4`). src: the input as its transforms read it (channels
     last); u_t (K, C, O), K = 16 or 36 components; y (N, th, m, tw, m, O), the output
     tiles, written in place. transform_input(src, r0, r1, out=None) -> V (K, T, C) of
-    tile rows r0..r1-1; transform_output(M, y_rows, bias) writes those rows. With
-    ``relu`` each part of y is rectified as soon as it is written, while still in cache
-    (a ReLU after the conv, fused: no pass of its own over the output).
+    tile rows r0..r1-1; transform_output(M, y_rows, bias, relu) writes those rows,
+    rectified with ``relu`` while still in cache (a ReLU after the conv, fused: no pass
+    of its own over the output).
 
     Tile rows run in chunks and groups (:func:`_row_groups`). With too few tiles for
     more than one group (deep layers at a small batch) the three steps are cut another
@@ -375,18 +379,12 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output, relu=Fa
     side = math.isqrt(components)                                 # 4 or 6 values a side
     run = _chunk_map(xp)
     groups = _row_groups(th, n * tw, max(c, o), components)
-    if relu:
-        transform = transform_output
-
-        def transform_output(m, out, bias):
-            transform(m, out, bias)
-            relu_forward(out, out=out)
     if len(groups) > 1:
         def group(chunks):
             for r0, r1 in chunks:                                  # (T, C) @ (C, O)
                 v = transform_input(src, r0, r1)
                 m = scratch("chunk1", v.shape[:2] + (o,), y.dtype, y)
-                transform_output(xp.matmul(v, u_t, out=m), y[:, r0:r1], bias)
+                transform_output(xp.matmul(v, u_t, out=m), y[:, r0:r1], bias, relu)
         run(group, groups)
         return
     tiles = n * th * tw
@@ -395,8 +393,8 @@ def run_transforms(src, u_t, bias, y, transform_input, transform_output, relu=Fa
     v = v.reshape(components, tiles, c)
     m = scratch("few.m", (components, tiles, o), y.dtype, y)
     run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(components, WINOGRAD_GROUPS))
-    run(lambda s: transform_output(m[:, :, s], y[..., s], None if bias is None else bias[s]),
-        split(o, WINOGRAD_GROUPS))
+    run(lambda s: transform_output(m[:, :, s], y[..., s], None if bias is None else bias[s],
+                                   relu), split(o, WINOGRAD_GROUPS))
 
 
 def winograd_conv3x3_backward_params(dy, x):

@@ -178,11 +178,11 @@ def winograd4_input(cph, r0, r1, out=None):
     return out.reshape(36, n * rows * tw, c)
 
 
-def winograd4_output(m, out, bias=None):
+def winograd4_output(m, out, bias=None, relu=False):
     """Output transform: M (36, N*rows*tw, O) -> out (N, rows, 4, tw, 4, O) (a view of the
     channels-last (N, 4*rows, 4*tw, O) output), Y = A^T M A per tile, plus bias (O,)
     when given (added through M[6+1]: column 1 of A^T is all ones, so it reaches all 16
-    outputs of a tile)."""
+    outputs of a tile); rectified (max(Y, 0)) with ``relu``, while still in cache."""
     xp = get_array_module(m)
     n, rows, _, tw, _, o = out.shape
     m = m.reshape(6, 6, n, rows, tw, o)
@@ -194,6 +194,8 @@ def winograd4_output(m, out, bias=None):
         _at6(m[:, l], half[:, l], sums)
     for a in range(4):                                              # then along the columns
         _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
+    if relu:
+        f2.relu_forward(out, out=out)
 
 
 def winograd4_conv3x3(x, u, bias=None, relu=False):
