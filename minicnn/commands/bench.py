@@ -72,6 +72,24 @@ def blas_threads():
     return os.cpu_count() or 1, "unknown (threadpoolctl missing)"
 
 
+AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")   # OpenBLAS core names
+
+
+def blas_kernel_note(blas, processor_line, env):
+    """A sentence when OPENBLAS_CORETYPE (read by OpenBLAS when NumPy loads it) chose the
+    BLAS kernel instead of OpenBLAS's own detection, else "": on an AVX-512 processor a
+    forced AVX2 kernel (Haswell, say) halves minicnn's GEMM rate, PyTorch's not at all."""
+    forced = env.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return ""
+    note = f"OPENBLAS_CORETYPE={forced} in the environment chose this BLAS kernel"
+    has_avx512 = "AVX-512" in processor_line and "no AVX-512" not in processor_line
+    if has_avx512 and not any(k in blas.lower() for k in AVX512_KERNELS):
+        note += ("; this processor has AVX-512, which OpenBLAS uses by itself when the "
+                 "variable is unset (env -u OPENBLAS_CORETYPE python3 tools/bench.py)")
+    return note
+
+
 def import_torch():
     try:
         import torch
@@ -606,6 +624,7 @@ def main(argv=None):
              f"BLAS: {blas}; threads: minicnn {info['minicnn']['threads']}, BLAS {threads}"
              + (f", PyTorch {torch_info['torch']} {torch_info['threads']}" if torch_info else
                 ", PyTorch absent"),
+             *filter(None, [blas_kernel_note(blas, results["processor"], os.environ)]),
              f"device {args.device}; GEMM {GEMM_SHAPE} float32: "
              + ", ".join(f"{g:.1f}" for g in gemm_rates) + " GFLOP/s; each engine alone in "
              f"its own process, {args.rounds} rounds x {args.repeats} calls, medians "
