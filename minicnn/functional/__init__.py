@@ -25,6 +25,7 @@ import numpy
 from ..backend import get_array_module
 from . import pool2x2, reference, winograd
 from .layout import empty_laid_out_like, is_channels_last, laid_out_like
+from .workspace import recycled, scratch
 from .reference import RULES, check_rule, dropout_backward, dropout_forward, out_size
 from ..threads import parallel_map, split
 
@@ -72,7 +73,7 @@ def relu_forward(x, out=None):
     into ``out`` when given (``out=x`` rectifies in place)."""
     if not _on_cpu_in_slabs(x):
         return reference.relu_forward(x, out=out)
-    y = numpy.empty_like(x) if out is None else out       # in x's memory layout
+    y = empty_laid_out_like(x.shape, x) if out is None else out   # in x's memory layout
     axis = _row_axis(x)
     _slabs(lambda i: reference.relu_forward(x[i], out=y[i]), x.shape[axis], axis)
     return y
@@ -84,7 +85,7 @@ def relu_backward(grad, relu_output, rule, out=None):
     check_rule(rule)
     if not _on_cpu_in_slabs(grad):
         return reference.relu_backward(grad, relu_output, rule, out=out)
-    out = numpy.empty_like(grad) if out is None else out
+    out = empty_laid_out_like(grad.shape, grad) if out is None else out
     axis = _row_axis(grad)
     _slabs(lambda i: reference.relu_backward(grad[i], relu_output[i], rule, out=out[i]),
            grad.shape[axis], axis)
@@ -121,16 +122,24 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
     xpad = reference.pad_spatial(x, pad)
     dtype = numpy.result_type(x, weight, *(() if bias is None else (bias,)))
-    y = numpy.empty((n, ho, wo, o), dtype=dtype).transpose(0, 3, 1, 2)   # channels-last
+    y = recycled((n, ho, wo, o), dtype, x)                  # channels-last
+    w2t = weight.reshape(o, c * kh * kw).T                  # (CKK, O)
 
     def slab(i):
+        # the columns of output rows [a, b) times W^T: (N, L, CKK) @ (CKK, O) is the
+        # channels-last output itself, written in place
         s = i[2]
         rows = xpad[:, :, s.start * stride:(s.stop - 1) * stride + kh]
-        y[i] = reference.conv2d_forward(rows, weight, bias, stride, 0)
+        cols = scratch("im2col.cols", (n, c, kh, kw, s.stop - s.start, wo), x.dtype, x)
+        reference.im2col(rows, kh, kw, stride, 0, out=cols)
+        out = y[:, s].reshape(n, -1, o)                     # a view: rows are contiguous
+        numpy.matmul(cols.reshape(n, c * kh * kw, -1).transpose(0, 2, 1), w2t, out=out)
+        if bias is not None:
+            out += bias
         if relu:
-            reference.relu_forward(y[i], out=y[i])
+            reference.relu_forward(out, out=out)
     _slabs(slab, ho, 2)
-    return y
+    return y.transpose(0, 3, 1, 2)
 
 
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
@@ -160,9 +169,11 @@ def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     # the products dy cols^T in slices of output channels over the threads
     n, o = dy.shape[:2]
     _, c, kh, kw = weight_shape
-    cols_t = reference.im2col(x, kh, kw, stride, pad).transpose(0, 2, 1)   # (N, L, CKK)
+    ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
+    cols = scratch("params.cols", (n, c, kh, kw, ho, wo), x.dtype, x)
+    cols_t = reference.im2col(x, kh, kw, stride, pad, out=cols).transpose(0, 2, 1)  # (N, L, CKK)
     dy3 = dy.reshape(n, o, -1)
-    dw = numpy.empty((o, c * kh * kw), dtype=numpy.result_type(dy, x))
+    dw = recycled((o, c * kh * kw), numpy.result_type(dy, x), dy)
     parallel_map(lambda s: numpy.sum(dy3[:, s] @ cols_t, axis=0, out=dw[s]), split(o, CPU_PARTS))
     return dw.reshape(weight_shape), dy3.sum(axis=(0, 2))
 
@@ -180,7 +191,7 @@ def linear_forward(x, weight, bias):
     """y = x W^T + b: x (N, in), weight (out, in), bias (out,) -> (N, out)."""
     if not (_linear_on_cpu(x, weight) and getattr(bias, "shape", None) == weight.shape[:1]):
         return reference.linear_forward(x, weight, bias)
-    y = numpy.empty((x.shape[0], weight.shape[0]), dtype=numpy.result_type(x, weight, bias))
+    y = recycled((x.shape[0], weight.shape[0]), numpy.result_type(x, weight, bias), x)
 
     def part(s):
         numpy.matmul(x, weight[s].T, out=y[:, s])
@@ -194,7 +205,7 @@ def linear_backward_input(dy, weight):
     """dy (N, out) -> dx = dy W, (N, in). The same for every rule."""
     if not _linear_on_cpu(dy, weight):
         return reference.linear_backward_input(dy, weight)
-    dx = numpy.empty((dy.shape[0], weight.shape[1]), dtype=numpy.result_type(dy, weight))
+    dx = recycled((dy.shape[0], weight.shape[1]), numpy.result_type(dy, weight), dy)
     parallel_map(lambda s: numpy.matmul(dy, weight[:, s], out=dx[:, s]),
                  split(weight.shape[1], CPU_PARTS))
     return dx
@@ -204,7 +215,7 @@ def linear_backward_params(dy, x):
     """dy (N, out), x (N, in) -> dW = dy^T x (out, in), db (out,)."""
     if not (_linear_on_cpu(dy, x) and x.ndim == 2):
         return reference.linear_backward_params(dy, x)
-    dw = numpy.empty((dy.shape[1], x.shape[1]), dtype=numpy.result_type(dy, x))
+    dw = recycled((dy.shape[1], x.shape[1]), numpy.result_type(dy, x), dy)
     parallel_map(lambda s: numpy.matmul(dy[:, s].T, x, out=dw[s]), split(dy.shape[1], CPU_PARTS))
     return dw, dy.sum(axis=0)
 
@@ -225,7 +236,7 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
 
         def slab(i):                  # output rows s from input rows 2s
             s = i[2]
-            y[i], switches[i] = pool2x2.maxpool2x2_forward(x[:, :, 2 * s.start:2 * s.stop])
+            pool2x2.maxpool2x2_forward(x[:, :, 2 * s.start:2 * s.stop], out=(y[i], switches[i]))
         _slabs(slab, h // 2, 2)
         return y, switches
     return reference.maxpool2d_forward(x, kernel, stride, pad)

@@ -7,6 +7,7 @@ of the backward pass in the layout of the forward arrays they meet, so elementwi
 passes run over matching, contiguous rows instead of one strided operand.
 """
 from ..backend import get_array_module
+from .workspace import recycled
 
 
 def is_channels_last(a):
@@ -31,8 +32,9 @@ def zeros_laid_out_like(shape, like, dtype=None):
 
 
 def empty_laid_out_like(shape, like, dtype=None):
-    """Like :func:`zeros_laid_out_like`, uninitialised (for arrays written whole)."""
-    return _laid_out_like(get_array_module(like).empty, shape, like, dtype)
+    """Like :func:`zeros_laid_out_like`, uninitialised, for a result written whole (from
+    :func:`.workspace.recycled`: on the CPU an earlier result nothing refers to any more)."""
+    return _laid_out_like(lambda s, dtype: recycled(s, dtype, like), shape, like, dtype)
 
 
 def _laid_out_like(allocate, shape, like, dtype):

@@ -6,6 +6,7 @@ four strided views instead of k*k window copies and an argmax.
 """
 from ..backend import get_array_module
 from .layout import zeros_laid_out_like
+from .workspace import scratch
 
 
 def is_2x2_pool(kernel, stride, pad):
@@ -13,25 +14,39 @@ def is_2x2_pool(kernel, stride, pad):
     return kernel == 2 and stride == 2 and pad == 0
 
 
-def maxpool2x2_forward(x):
+def maxpool2x2_forward(x, out=None):
     """2x2 stride-2 max-pool: the four offsets of every window are four strided views
     (raster order 0 (0,0), 1 (0,1), 2 (1,0), 3 (1,1)); a window's switch is chosen by
     three comparisons, each keeping the earlier offset on ties (like argmax). An odd last
-    row/column belongs to no window. x (N, C, H, W) -> (y, switches uint8), (N, C, H//2, W//2).
+    row/column belongs to no window. x (N, C, H, W) -> (y, switches uint8), (N, C, H//2, W//2),
+    written into ``out`` = (y, switches) when given.
     """
     xp = get_array_module(x)
     ho, wo = x.shape[2] // 2, x.shape[3] // 2
     x00, x01 = x[:, :, 0:2 * ho:2, 0:2 * wo:2], x[:, :, 0:2 * ho:2, 1:2 * wo:2]
     x10, x11 = x[:, :, 1:2 * ho:2, 0:2 * wo:2], x[:, :, 1:2 * ho:2, 1:2 * wo:2]
-    right_top = x01 > x00                   # strict: a tie keeps the earlier offset
-    right_bottom = x11 > x10
+    shape = x00.shape
+    if out is None:
+        out = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=xp.uint8)
+    y, switches = out
+
+    def temporary(role, dtype):           # this thread's, valid within this call
+        return scratch("pool2x2." + role, shape, dtype, x)
+    # strict comparisons: a tie keeps the earlier offset
+    right_top = xp.greater(x01, x00, out=temporary("right_top", bool))
+    right_bottom = xp.greater(x11, x10, out=temporary("right_bottom", bool))
     # max values by maximum and the switch by bit logic, not np.where: selecting on a
     # data-dependent mask mispredicts per element on the CPU
-    top, bottom = xp.maximum(x00, x01), xp.maximum(x10, x11)
-    down = bottom > top
-    y = xp.maximum(top, bottom)
-    switches = down.astype(xp.uint8) * xp.uint8(2)
-    switches += (right_bottom & down) | (right_top & ~down)   # the winner's column
+    top = xp.maximum(x00, x01, out=temporary("top", x.dtype))
+    bottom = xp.maximum(x10, x11, out=y)
+    down = xp.greater(bottom, top, out=temporary("down", bool))
+    xp.maximum(top, bottom, out=y)
+    switches[...] = down
+    switches *= 2                                            # the winner's row
+    right_bottom &= down
+    right_top &= xp.logical_not(down, out=down)
+    right_top |= right_bottom
+    switches += right_top                                    # and its column
     return y, switches
 
 

@@ -50,13 +50,14 @@ def _window(xpad, a, b, stride, ho, wo):
 
 # ----------------------------------------------------------------------------- conv
 
-def im2col(x, kh, kw, stride, pad):
-    """(N, C, H, W) -> columns (N, C*kh*kw, Ho*Wo), rows ordered (c, a, b) like OIHW."""
+def im2col(x, kh, kw, stride, pad, out=None):
+    """(N, C, H, W) -> columns (N, C*kh*kw, Ho*Wo), rows ordered (c, a, b) like OIHW;
+    written into ``out`` (N, C, kh, kw, Ho, Wo) when given."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
     xpad = pad_spatial(x, pad)
-    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype) if out is None else out
     for a in range(kh):
         for b in range(kw):
             cols[:, :, a, b] = _window(xpad, a, b, stride, ho, wo)

@@ -14,7 +14,7 @@ import numpy
 from ..backend import get_array_module
 from ..threads import parallel_map, split
 from .reference import relu_forward
-from .workspace import scratch
+from .workspace import recycled, scratch
 
 # Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
 # (about C + O per pixel): it pays off once both channel counts are at least this. The
@@ -78,7 +78,9 @@ def kernel_transform(weight, dtype, flipped=False, f4=False):
         u = winograd_weight(weight, dtype)
         if flipped:
             return winograd_weight_flipped(u)       # contiguous transpose already
-    return xp.ascontiguousarray(u.transpose(0, 2, 1)).transpose(0, 2, 1)
+    u_t = recycled((u.shape[0], u.shape[2], u.shape[1]), u.dtype, u)
+    u_t[...] = u.transpose(0, 2, 1)
+    return u_t.transpose(0, 2, 1)
 
 
 def _dtype(*arrays):
@@ -102,8 +104,14 @@ class KernelTransforms:
         xp = get_array_module(weight)
         dtype = xp.result_type(dtype, weight.dtype)
         if not (self._weight is weight and self._dtype == dtype and self._same_values(weight)):
-            self._weight, self._values, self._dtype = weight, weight.copy(), dtype
-            self._transforms = {}
+            self._transforms = {}        # first, so that their arrays can be recycled
+            if (self._values is not None and self._values.shape == weight.shape
+                    and self._values.dtype == weight.dtype
+                    and get_array_module(self._values) is xp):
+                self._values[...] = weight     # its own copy, never handed out: reused
+            else:
+                self._values = weight.copy()
+            self._weight, self._dtype = weight, dtype
         key = (flipped, f4)
         if key not in self._transforms:
             self._transforms[key] = kernel_transform(weight, dtype, flipped, f4)
@@ -204,12 +212,13 @@ def winograd_weight(weight, dtype=None):
     xp = get_array_module(weight)
     o, c = weight.shape[:2]
     dtype = weight.dtype if dtype is None else dtype
-    u = xp.empty((4, 4, o, c), dtype=dtype)
+    u = recycled((4, 4, o, c), dtype, weight)
     step = max(1, (1 << 16) // c)
     for o0 in range(0, o, step):
         o1 = min(o, o0 + step)
-        g = xp.ascontiguousarray(weight[o0:o1].transpose(2, 3, 0, 1), dtype=dtype)
-        rows = xp.empty((4, 3, o1 - o0, c), dtype=dtype)         # G g: along the rows
+        g = scratch("kernel.g", (3, 3, o1 - o0, c), dtype, weight)
+        g[...] = weight[o0:o1].transpose(2, 3, 0, 1)
+        rows = scratch("kernel.rows", (4, 3, o1 - o0, c), dtype, weight)  # G g: the rows
         _g(g[0], g[1], g[2], out=rows)
         for i in range(4):                                       # then along the columns
             _g(rows[i, 0], rows[i, 1], rows[i, 2], out=u[i, :, o0:o1])
@@ -225,7 +234,10 @@ _FLIP = [4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
 def winograd_weight_flipped(u):
     """U (16, O, C) of a kernel -> U' (16, C, O) of its flipped, transposed kernel
     (the kernel of the transposed convolution)."""
-    return get_array_module(u).ascontiguousarray(u[_FLIP]).transpose(0, 2, 1)
+    flipped = recycled(u.shape, u.dtype, u)
+    xp = get_array_module(u)
+    xp.take(u, xp.asarray(_FLIP), axis=0, out=flipped)
+    return flipped.transpose(0, 2, 1)
 
 
 def _phases(x, pad, hh, wh):
@@ -354,7 +366,7 @@ def winograd_conv3x3(x, u, bias=None, relu=False):
     u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)         # (16, C, O)
     th, tw = _tiles(h, w)
     ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
-    y = xp.empty((n, th, 2, tw, 2, o), dtype=dtype)
+    y = recycled((n, th, 2, tw, 2, o), dtype, x)
     run_transforms(ph, u_t, bias, y, winograd_input, winograd_output, relu)
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
 
@@ -428,13 +440,14 @@ def winograd_conv3x3_backward_params(dy, x):
         return dm.reshape(16, n * rows * tw, o).transpose(0, 2, 1), winograd_input(ph, r0, r1)
 
     def group(chunks):
-        du = None
-        for r0, r1 in chunks:
-            part = xp.matmul(*transforms(r0, r1))
-            if du is None:
-                du = part
+        """dU summed over the chunks (its own array: a thread may run several groups)."""
+        du = recycled((16, o, c), dtype, dy)
+        for i, (r0, r1) in enumerate(chunks):
+            if i == 0:
+                xp.matmul(*transforms(r0, r1), out=du)
             else:
-                du += part
+                du += xp.matmul(*transforms(r0, r1),
+                                out=scratch("params.part", (16, o, c), dtype, dy))
         return du
 
     groups = _row_groups(th, n * tw, max(c, o))
@@ -442,7 +455,7 @@ def winograd_conv3x3_backward_params(dy, x):
         # too few tiles for row groups: the 16 GEMMs of the one chunk in groups of
         # components over the threads (the same products as one stacked matmul)
         dm, v = transforms(0, th)
-        du = xp.empty((16, o, c), dtype=dtype)
+        du = scratch("params.du", (16, o, c), dtype, dy)
         _chunk_map(xp)(lambda k: xp.matmul(dm[k], v[k], out=du[k]), split(16, WINOGRAD_GROUPS))
     else:
         partial = _chunk_map(xp)(group, groups)
@@ -450,10 +463,11 @@ def winograd_conv3x3_backward_params(dy, x):
         for more in partial[1:]:                                 # in group order
             du += more
     du = du.reshape(4, 4, o * c)
-    g = xp.empty((3, 4, o * c), dtype=dtype)                     # G^T along the rows
+    g = scratch("params.g", (3, 4, o * c), dtype, dy)            # G^T along the rows
     _gt(du[0], du[1], du[2], du[3], out=g)
-    dw = xp.empty((3, 3, o * c), dtype=dtype)                    # then along the columns
+    dw9 = scratch("params.dw", (3, 3, o * c), dtype, dy)         # then along the columns
     for a in range(3):
-        _gt(*g[a], out=dw[a])
-    dw = xp.ascontiguousarray(dw.reshape(9, o * c).T).reshape(o, c, 3, 3)
-    return dw, dy.sum(axis=(0, 2, 3))
+        _gt(*g[a], out=dw9[a])
+    dw = recycled((o * c, 9), dtype, dy)
+    dw[...] = dw9.reshape(9, o * c).T
+    return dw.reshape(o, c, 3, 3), dy.sum(axis=(0, 2, 3))

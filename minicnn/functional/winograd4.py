@@ -29,7 +29,7 @@ import numpy
 
 from ..backend import get_array_module
 from . import winograd as f2          # the F(2x2) module: its thread scheduling is shared
-from .workspace import scratch
+from .workspace import recycled, scratch
 
 G4 = numpy.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
@@ -113,7 +113,7 @@ def winograd4_weight(weight, dtype=None):
     dtype = weight.dtype if dtype is None else dtype
     o, c = weight.shape[:2]
     g = xp.asarray(G4)
-    u = xp.empty((6, 6, o, c), dtype=dtype)
+    u = recycled((6, 6, o, c), dtype, weight)
     step = max(1, (1 << 16) // c)
     for o0 in range(0, o, step):                   # blocks of output channels
         w64 = weight[o0:o0 + step].astype(numpy.float64)
@@ -210,6 +210,6 @@ def winograd4_conv3x3(x, u, bias=None, relu=False):
     u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)           # (36, C, O)
     th, tw = tiles4(h, w)
     cph = column_phases(x.astype(dtype, copy=False), th, tw)
-    y = xp.empty((n, th, 4, tw, 4, o), dtype=dtype)
+    y = recycled((n, th, 4, tw, 4, o), dtype, x)
     f2.run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output, relu)
     return y.reshape(n, 4 * th, 4 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)

@@ -1,4 +1,4 @@
-"""Scratch arrays that the CPU fast paths reuse from call to call.
+"""Scratch arrays and result arrays that the CPU fast paths reuse from call to call.
 
 A pass asks for temporaries of the same sizes again and again (the transforms of every
 Winograd chunk, the phases of every conv input). New arrays each time come from malloc,
@@ -10,10 +10,20 @@ to the largest size asked for, and hands out views of it.
 The rule that makes this safe: an array from :func:`scratch` is valid until the same
 thread asks for the same role again, so a role names one temporary of one step, never
 two that are alive together, and the array never leaves the function that asked for it
-(results are always new arrays). On a GPU every call gives a new array: CuPy's memory
-pool already reuses device memory.
+(results come from :func:`recycled`).
+
+Results (a layer's output, a signal, a parameter gradient) leave the function and may be
+kept by anyone, so :func:`recycled` hands out an array again only once nothing refers to
+it any more: not the caller, not a layer's cache, not a view of it. It keeps the arrays
+it made, by shape and dtype, and reuses one whose only reference is its own: the outputs
+of the last pass once the next pass has replaced them in the caches, a signal as soon as
+the layer below has consumed it (layers of the same shape share them). So the engine
+owns its memory from pass to pass without any process-wide malloc setting.
+
+On a GPU every call gives a new array: CuPy's memory pool already reuses device memory.
 """
 import math
+import sys
 import threading
 
 import numpy
@@ -46,5 +56,73 @@ def held_bytes():
 
 
 def release():
-    """Free this thread's scratch buffers (they grow back on the next pass)."""
+    """Free this thread's scratch buffers (they grow back on the next pass), and the
+    result arrays :func:`recycled` keeps that nothing else refers to."""
     _local.__dict__.pop("buffers", None)
+    global _recycled_bytes
+    with _recycled_lock:
+        for key in list(_recycled):
+            _recycled_bytes -= _drop_idle(key)
+
+
+# The arrays recycled() made, by (shape, dtype): at most RECYCLED_PER_SHAPE of a shape
+# (as many as are alive together: two passes' worth for a pass whose caches still hold
+# the last one, times the threads of a training step) and RECYCLED_BYTES in all; beyond
+# that results are plain new arrays.
+RECYCLED_PER_SHAPE = 8
+RECYCLED_BYTES = 1 << 30
+_recycled = {}
+_recycled_bytes = 0
+_recycled_lock = threading.Lock()
+
+
+def _reference_counts(kept):
+    """sys.getrefcount of each array of the list ``kept``."""
+    return [sys.getrefcount(array) for array in kept]
+
+
+# the count of an array that only its list holds, measured the way recycled() looks
+_IDLE = _reference_counts([numpy.empty(0)])[0]
+
+
+def recycled(shape, dtype, like):
+    """An uninitialised array of ``shape`` and ``dtype`` on ``like``'s device, for a
+    result: on the CPU one that this function made before for the same shape and dtype
+    and that nothing refers to any more, else a new one (kept for later while the
+    limits allow)."""
+    xp = get_array_module(like)
+    if xp is not numpy:
+        return xp.empty(shape, dtype=dtype)
+    global _recycled_bytes
+    key = (tuple(int(d) for d in shape), numpy.dtype(dtype).str)
+    with _recycled_lock:    # taking an idle array and handing it out is one step
+        kept = _recycled.setdefault(key, [])
+        for array, count in zip(kept, _reference_counts(kept)):
+            if count == _IDLE:
+                return array
+        array = numpy.empty(key[0], dtype=dtype)
+        if len(kept) < RECYCLED_PER_SHAPE:
+            if _recycled_bytes + array.nbytes > RECYCLED_BYTES:     # room from idle ones
+                for other in list(_recycled):
+                    _recycled_bytes -= _drop_idle(other)
+                kept = _recycled.setdefault(key, [])
+            if _recycled_bytes + array.nbytes <= RECYCLED_BYTES:
+                kept.append(array)
+                _recycled_bytes += array.nbytes
+        return array
+
+
+def _drop_idle(key):
+    """Forget the idle arrays kept for ``key`` (lock held) -> the bytes forgotten."""
+    kept = _recycled[key]
+    idle = {i for i, count in enumerate(_reference_counts(kept)) if count == _IDLE}
+    freed = sum(kept[i].nbytes for i in idle)
+    kept[:] = [a for i, a in enumerate(kept) if i not in idle]
+    if not kept:
+        del _recycled[key]
+    return freed
+
+
+def recycled_bytes():
+    """Bytes of the result arrays :func:`recycled` keeps (idle or in use)."""
+    return _recycled_bytes
