@@ -73,23 +73,3 @@ def to_numpy(array):
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy.asnumpy(array)
     return np.asarray(array)
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the
-    operating system. Every pass allocates and frees large temporaries; given back, each
-    comes back as fresh pages that fault in one by one (thousands of page faults per
-    VGG16 backward). Process-wide, so the library never calls it by itself: the
-    command-line tools do, at start-up. Returns True when the setting took (glibc only)."""
-    import ctypes
-    import ctypes.util
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, TypeError, AttributeError):     # not glibc (macOS, Windows, musl)
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    return bool(mallopt(m_trim_threshold, 1 << 30)       # keep up to 1 GiB of free top heap
-                and mallopt(m_top_pad, 64 << 20)         # grow the heap in 64 MiB steps
-                and mallopt(m_mmap_threshold, 32 << 20))  # heap, not mmap, up to glibc's max

@@ -23,8 +23,8 @@ of the work / the GEMM rate. Peak memory is the peak RSS (ru_maxrss, so BLAS buf
 count) of another fresh child per configuration, weights included (VmHWM reset after
 building the net, on Linux).
 
-The minicnn child calls minicnn.backend.keep_freed_memory() as the tools do; the PyTorch
-child runs as PyTorch users run it.
+Both children run as a library user runs them: no process-wide setting (minicnn reuses
+its own result and scratch arrays between passes, see minicnn.functional.workspace).
 
 Examples:
   python tools/bench.py                       # CPU, batch 1 and 8
@@ -46,7 +46,7 @@ import numpy as np
 
 import minicnn
 from minicnn import assets
-from minicnn.backend import get_array_module, keep_freed_memory, to_numpy
+from minicnn.backend import get_array_module, to_numpy
 from minicnn.io import atomic_write
 from minicnn.summary import summarize, totals
 from minicnn.threads import set_threads
@@ -376,7 +376,6 @@ def engine_child(spec):
         return {"times": {"gemm": times}, "flops": flops}
     torch = import_torch() if engine == "torch" else None
     if engine == "minicnn":
-        keep_freed_memory()            # as every minicnn tool does at start-up
         set_threads(threads)
     else:
         torch.set_num_threads(threads)
@@ -427,7 +426,6 @@ def profile_child(batch, repeats, threads):
     pass (the pass run layer by layer, repeated) and alone (the same call repeated on the
     same input). -> list of rows {layer, forward_pass_ms, forward_alone_ms,
     backward_pass_ms, backward_alone_ms}."""
-    keep_freed_memory()
     set_threads(threads)
     net = minicnn.vgg16()
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
@@ -532,7 +530,6 @@ def main(argv=None):
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
-        keep_freed_memory()
         return memory_child(args)
     if args.child:
         print(json.dumps(engine_child(json.loads(args.child))))

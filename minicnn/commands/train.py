@@ -27,7 +27,6 @@ import minicnn
 from minicnn.datasets.cluttered import ClutteredFashion, evaluation_split
 from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,
                                             load_fashion_mnist)
-from minicnn.backend import keep_freed_memory
 from minicnn.io import atomic_write
 from minicnn.preprocess import Preprocessing
 from minicnn.threads import get_threads, set_threads
@@ -203,7 +202,6 @@ def _main(argv=None):
     args = parse_args(argv)
     from minicnn.terminal import protect
     protect()
-    keep_freed_memory()
     try:
         if args.threads is not None:
             set_threads(args.threads)

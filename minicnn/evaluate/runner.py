@@ -208,7 +208,6 @@ def dask_client(workers=None, scheduler=None):
         raise ImportError("--workers / --scheduler need Dask: pip install -e '.[dask]'",
                           name="distributed") from None
     import logging
-    from ..backend import keep_freed_memory
     if scheduler:
         client, cluster = Client(scheduler, timeout="20s"), None
     else:
@@ -216,9 +215,6 @@ def dask_client(workers=None, scheduler=None):
                                host="127.0.0.1", dashboard_address=None,
                                silence_logs=logging.ERROR)
         client = Client(cluster)
-    # the workers run the passes as the command-line tools do: freed temporaries stay
-    # with malloc instead of faulting back in page by page on every pass
-    client.run(keep_freed_memory)
     return client, cluster
 
 

@@ -17,7 +17,6 @@ import sys
 import numpy as np
 
 from .. import assets
-from ..backend import keep_freed_memory
 from ..io import ModelFileError, atomic_write
 from ..preprocess import ImageError
 
@@ -218,7 +217,6 @@ def run(main, prog, argv=None):
     """Call ``main(argv)``; expected errors -> one line on stderr and exit status 1."""
     from ..terminal import protect
     protect()
-    keep_freed_memory()
     try:
         return main(argv) or 0
     except KeyboardInterrupt:
