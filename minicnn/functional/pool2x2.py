@@ -5,7 +5,7 @@ Same results as :func:`minicnn.functional.reference.maxpool2d_forward` and
 four strided views instead of k*k window copies and an argmax.
 """
 from ..backend import get_array_module
-from .layout import zeros_laid_out_like
+from .layout import empty_laid_out_like, is_channels_last, zeros_laid_out_like
 from .workspace import scratch
 
 
@@ -26,11 +26,16 @@ def maxpool2x2_forward(x, out=None):
     x00, x01 = x[:, :, 0:2 * ho:2, 0:2 * wo:2], x[:, :, 0:2 * ho:2, 1:2 * wo:2]
     x10, x11 = x[:, :, 1:2 * ho:2, 0:2 * wo:2], x[:, :, 1:2 * ho:2, 1:2 * wo:2]
     shape = x00.shape
-    if out is None:
-        out = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=xp.uint8)
+    if out is None:     # laid out like x, as the temporaries
+        out = empty_laid_out_like(shape, x), empty_laid_out_like(shape, x, xp.uint8)
     y, switches = out
 
-    def temporary(role, dtype):           # this thread's, valid within this call
+    def temporary(role, dtype):
+        """This thread's, valid within this call; laid out like x (channels-last after
+        a CPU conv), so that every elementwise pass runs in memory order."""
+        if is_channels_last(x):
+            n, c, h, w = shape
+            return scratch("pool2x2." + role, (n, h, w, c), dtype, x).transpose(0, 3, 1, 2)
         return scratch("pool2x2." + role, shape, dtype, x)
     # strict comparisons: a tie keeps the earlier offset
     right_top = xp.greater(x01, x00, out=temporary("right_top", bool))
