@@ -198,6 +198,9 @@ class Net:
                          and _plain_relu(layers[i + 1]))
                 if fused:
                     options["relu"] = True
+                # the last pass's cache goes first: the arrays only it held can then be
+                # recycled for this layer's output (minicnn.functional.workspace)
+                layer.cache = None
                 x = call_layer(layer, "forward", temporary, x, **options)
                 temporary = declares(layer, "fresh_output", "forward")
             except ValueError as exc:

@@ -212,7 +212,7 @@ def winograd_weight(weight, dtype=None):
     xp = get_array_module(weight)
     o, c = weight.shape[:2]
     dtype = weight.dtype if dtype is None else dtype
-    u = recycled((4, 4, o, c), dtype, weight)
+    u = xp.empty((4, 4, o, c), dtype=dtype)
     step = max(1, (1 << 16) // c)
     for o0 in range(0, o, step):
         o1 = min(o, o0 + step)

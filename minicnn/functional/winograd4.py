@@ -113,7 +113,7 @@ def winograd4_weight(weight, dtype=None):
     dtype = weight.dtype if dtype is None else dtype
     o, c = weight.shape[:2]
     g = xp.asarray(G4)
-    u = recycled((6, 6, o, c), dtype, weight)
+    u = xp.empty((6, 6, o, c), dtype=dtype)
     step = max(1, (1 << 16) // c)
     for o0 in range(0, o, step):                   # blocks of output channels
         w64 = weight[o0:o0 + step].astype(numpy.float64)

@@ -14,10 +14,10 @@ two that are alive together, and the array never leaves the function that asked 
 
 Results (a layer's output, a signal, a parameter gradient) leave the function and may be
 kept by anyone, so :func:`recycled` hands out an array again only once nothing refers to
-it any more: not the caller, not a layer's cache, not a view of it. It keeps the arrays
-it made, by shape and dtype, and reuses one whose only reference is its own: the outputs
+it any more: not the caller, not a layer's cache, not a view of it. It keeps the buffers
+it made, by byte size, and reuses one whose only reference is its own: the outputs
 of the last pass once the next pass has replaced them in the caches, a signal as soon as
-the layer below has consumed it (layers of the same shape share them). So the engine
+the layer below has consumed it (results of the same byte size share them). So the engine
 owns its memory from pass to pass without any process-wide malloc setting.
 
 On a GPU every call gives a new array: CuPy's memory pool already reuses device memory.
@@ -73,12 +73,12 @@ def _quarter_of_memory():
         return 1 << 30
 
 
-# The arrays recycled() made, by (shape, dtype): at most RECYCLED_PER_SHAPE of a shape
-# (as many as are alive together: two passes' worth for a pass whose caches still hold
-# the last one, times the threads of a training step) and RECYCLED_BYTES in all (a
-# quarter of the memory: the results of a VGG16 gradient pass at batch 8 take ~1 GiB a
-# pass); beyond that results are plain new arrays. release() gives the idle ones back.
-RECYCLED_PER_SHAPE = 8
+# The buffers recycled() made, by byte size: at most RECYCLED_PER_SIZE of a size (as
+# many as are alive together: two passes' worth for a pass whose caches still hold the
+# last one, times the threads of a training step) and RECYCLED_BYTES in all (a quarter
+# of the memory: the results of a VGG16 gradient pass at batch 8 take ~1 GiB a pass);
+# beyond that results are plain new arrays. release() gives the idle ones back.
+RECYCLED_PER_SIZE = 8
 RECYCLED_BYTES = _quarter_of_memory()
 _recycled = {}
 _recycled_bytes = 0
@@ -96,33 +96,36 @@ _IDLE = _reference_counts([numpy.empty(0)])[0]
 
 def recycled(shape, dtype, like):
     """An uninitialised array of ``shape`` and ``dtype`` on ``like``'s device, for a
-    result: on the CPU one that this function made before for the same shape and dtype
-    and that nothing refers to any more, else a new one (kept for later while the
-    limits allow)."""
+    result: on the CPU a view of a buffer of the same byte size that this function made
+    before and that nothing refers to any more, else of a new one (kept for later while
+    the limits allow)."""
     xp = get_array_module(like)
     if xp is not numpy:
         return xp.empty(shape, dtype=dtype)
     global _recycled_bytes
-    key = (tuple(int(d) for d in shape), numpy.dtype(dtype).str)
-    with _recycled_lock:    # taking an idle array and handing it out is one step
-        kept = _recycled.setdefault(key, [])
-        for array, count in zip(kept, _reference_counts(kept)):
+    shape, dtype = tuple(int(d) for d in shape), numpy.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    # by size, not shape: the output of a Winograd conv (N, H/2, 2, W/2, 2, C) and of the
+    # im2col conv before it (N, H, W, C), or a pool's switches and a signal, share
+    with _recycled_lock:    # taking an idle buffer and handing out a view is one step
+        kept = _recycled.setdefault(nbytes, [])
+        for buffer, count in zip(kept, _reference_counts(kept)):
             if count == _IDLE:
-                return array
-        array = numpy.empty(key[0], dtype=dtype)
-        if len(kept) < RECYCLED_PER_SHAPE:
-            if _recycled_bytes + array.nbytes > RECYCLED_BYTES:     # room from idle ones
+                return buffer.view(dtype).reshape(shape)
+        buffer = numpy.empty(nbytes, dtype=numpy.uint8)
+        if len(kept) < RECYCLED_PER_SIZE:
+            if _recycled_bytes + nbytes > RECYCLED_BYTES:      # room from idle ones
                 for other in list(_recycled):
                     _recycled_bytes -= _drop_idle(other)
-                kept = _recycled.setdefault(key, [])
-            if _recycled_bytes + array.nbytes <= RECYCLED_BYTES:
-                kept.append(array)
-                _recycled_bytes += array.nbytes
-        return array
+                kept = _recycled.setdefault(nbytes, [])
+            if _recycled_bytes + nbytes <= RECYCLED_BYTES:
+                kept.append(buffer)
+                _recycled_bytes += nbytes
+        return buffer.view(dtype).reshape(shape)
 
 
 def _drop_idle(key):
-    """Forget the idle arrays kept for ``key`` (lock held) -> the bytes forgotten."""
+    """Forget the idle buffers kept for size ``key`` (lock held) -> the bytes forgotten."""
     kept = _recycled[key]
     idle = {i for i, count in enumerate(_reference_counts(kept)) if count == _IDLE}
     freed = sum(kept[i].nbytes for i in idle)

@@ -66,15 +66,16 @@ def test_a_result_still_held_or_viewed_is_never_handed_out_again(monkeypatch):
     assert (held == 7).all() and (view == 8).all()
 
 
-def test_shapes_and_dtypes_never_share(monkeypatch):
+def test_results_of_one_byte_size_share_and_of_another_never(monkeypatch):
     _fresh_pool(monkeypatch)
     a = workspace.recycled((3, 4), np.float32, np.zeros(1))
     address = a.ctypes.data
     del a
-    b = workspace.recycled((4, 3), np.float32, np.zeros(1))
-    c = workspace.recycled((3, 4), np.float64, np.zeros(1))
-    assert b.ctypes.data != address and c.ctypes.data != address
-    assert b.shape == (4, 3) and c.dtype == np.float64
+    b = workspace.recycled((2, 2, 3), np.uint32, np.zeros(1))       # 48 bytes too
+    assert b.ctypes.data == address and b.shape == (2, 2, 3) and b.dtype == np.uint32
+    assert b.flags.c_contiguous and b.flags.writeable
+    c = workspace.recycled((3, 4), np.float64, np.zeros(1))         # 96 bytes
+    assert c.ctypes.data != address and c.dtype == np.float64
 
 
 def test_threads_never_get_the_same_array_at_once(monkeypatch):
