@@ -7,7 +7,7 @@ of the backward pass in the layout of the forward arrays they meet, so elementwi
 passes run over matching, contiguous rows instead of one strided operand.
 """
 from ..backend import get_array_module
-from .workspace import recycled
+from .workspace import recycled, scratch
 
 
 def is_channels_last(a):
@@ -35,6 +35,13 @@ def empty_laid_out_like(shape, like, dtype=None):
     """Like :func:`zeros_laid_out_like`, uninitialised, for a result written whole (from
     :func:`.workspace.recycled`: on the CPU an earlier result nothing refers to any more)."""
     return _laid_out_like(lambda s, dtype: recycled(s, dtype, like), shape, like, dtype)
+
+
+def scratch_laid_out_like(role, shape, like, dtype=None):
+    """This thread's scratch slot ``role`` (:func:`.workspace.scratch`: valid until the
+    thread asks for ``role`` again) as an array of (N, C, H, W) ``shape``, stored
+    channels-last when ``like`` is, so elementwise passes over both run in memory order."""
+    return _laid_out_like(lambda s, dtype: scratch(role, s, dtype, like), shape, like, dtype)
 
 
 def _laid_out_like(allocate, shape, like, dtype):

@@ -5,8 +5,7 @@ Same results as :func:`minicnn.functional.reference.maxpool2d_forward` and
 four strided views instead of k*k window copies and an argmax.
 """
 from ..backend import get_array_module
-from .layout import empty_laid_out_like, is_channels_last, zeros_laid_out_like
-from .workspace import scratch
+from .layout import empty_laid_out_like, scratch_laid_out_like, zeros_laid_out_like
 
 
 def is_2x2_pool(kernel, stride, pad):
@@ -30,13 +29,8 @@ def maxpool2x2_forward(x, out=None):
         out = empty_laid_out_like(shape, x), empty_laid_out_like(shape, x, xp.uint8)
     y, switches = out
 
-    def temporary(role, dtype):
-        """This thread's, valid within this call; laid out like x (channels-last after
-        a CPU conv), so that every elementwise pass runs in memory order."""
-        if is_channels_last(x):
-            n, c, h, w = shape
-            return scratch("pool2x2." + role, (n, h, w, c), dtype, x).transpose(0, 3, 1, 2)
-        return scratch("pool2x2." + role, shape, dtype, x)
+    def temporary(role, dtype):     # valid within this call, laid out like x
+        return scratch_laid_out_like("pool2x2." + role, shape, x, dtype)
     # strict comparisons: a tie keeps the earlier offset
     right_top = xp.greater(x01, x00, out=temporary("right_top", bool))
     right_bottom = xp.greater(x11, x10, out=temporary("right_bottom", bool))

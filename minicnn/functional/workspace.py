@@ -60,10 +60,8 @@ def release():
     """Free this thread's scratch buffers (they grow back on the next pass), and the
     result arrays :func:`recycled` keeps that nothing else refers to."""
     _local.__dict__.pop("buffers", None)
-    global _recycled_bytes
     with _recycled_lock:
-        for key in list(_recycled):
-            _recycled_bytes -= _drop_idle(key)
+        _drop_all_idle()
 
 
 def _quarter_of_memory():
@@ -115,8 +113,7 @@ def recycled(shape, dtype, like):
         buffer = numpy.empty(nbytes, dtype=numpy.uint8)
         if len(kept) < RECYCLED_PER_SIZE:
             if _recycled_bytes + nbytes > RECYCLED_BYTES:      # room from idle ones
-                for other in list(_recycled):
-                    _recycled_bytes -= _drop_idle(other)
+                _drop_all_idle()
                 kept = _recycled.setdefault(nbytes, [])
             if _recycled_bytes + nbytes <= RECYCLED_BYTES:
                 kept.append(buffer)
@@ -124,15 +121,17 @@ def recycled(shape, dtype, like):
         return buffer.view(dtype).reshape(shape)
 
 
-def _drop_idle(key):
-    """Forget the idle buffers kept for size ``key`` (lock held) -> the bytes forgotten."""
-    kept = _recycled[key]
-    idle = {i for i, count in enumerate(_reference_counts(kept)) if count == _IDLE}
-    freed = sum(kept[i].nbytes for i in idle)
-    kept[:] = [a for i, a in enumerate(kept) if i not in idle]
-    if not kept:
-        del _recycled[key]
-    return freed
+def _drop_all_idle():
+    """Forget every kept buffer that nothing else refers to (lock held)."""
+    global _recycled_bytes
+    for size in list(_recycled):
+        kept = _recycled[size]
+        busy = [b for b, count in zip(kept, _reference_counts(kept)) if count != _IDLE]
+        _recycled_bytes -= size * (len(kept) - len(busy))
+        if busy:
+            kept[:] = busy
+        else:
+            del _recycled[size]
 
 
 def recycled_bytes():
