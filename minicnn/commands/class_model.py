@@ -3,7 +3,7 @@
     I* = argmax_I  S_c(I) - lambda * ||I||_2^2
 
 by gradient ascent on the UNNORMALISED class score S_c (never the softmax), from the
-zero image, all requested classes optimised as one batch; the picture shows each I*
+zero image, the classes in batches of bounded memory; the picture shows each I*
 with the model's mean added back, rescaled to 0-255 (the paper's display).
 
 Each step: random jitter of the input (--jitter pixels), gradient of the objective,
@@ -22,13 +22,15 @@ Examples:
     python tools/class_model.py --class Sneaker "Ankle boot" 3 --steps 500 --npy cm.npy
     python tools/class_model.py --jitter 0 --blur-every 0 --init-noise 0 --raw-step   # the paper's
         # bare procedure; on the shipped model it does not move (zero gradient at zero)
-Python: minicnn.viz.class_model(net, classes, steps, step, l2, ...) -> ClassModel.
+Python: minicnn.viz.class_model(net, classes) -> ClassModel, with these defaults
+(minicnn.viz.ClassModelSettings; change any: class_model(net, classes, steps=50)).
 """
 import sys
 
 
 from minicnn.viz import cli, figures
-from minicnn.viz.class_model import DEFAULTS, OBJECTIVES, class_model
+from minicnn.viz.class_model import (DEFAULTS, IMAGENET_FIGURE_CLASSES, OBJECTIVES,
+                                      ClassModelSettings, class_model, default_classes)
 from minicnn.viz.inputs import resolve_classes
 
 PROG = "class_model.py"
@@ -39,7 +41,9 @@ def build_parser():
     cli.add_model_args(p)
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
                    help="class indices or names (case-insensitive), several at once "
-                        "(default: every class of the model)")
+                        "(default: every class of the model; for a model with ImageNet's "
+                        f"1000 names the classes of the paper's Fig. 1: "
+                        f"{', '.join(IMAGENET_FIGURE_CLASSES)})")
     p.add_argument("--steps", type=cli.nonneg_int, default=DEFAULTS["steps"],
                    help="gradient-ascent iterations")
     p.add_argument("--step", type=cli.positive_float, default=DEFAULTS["step"],
@@ -72,7 +76,11 @@ def build_parser():
     p.add_argument("--display", choices=("rescale", "clip"), default="rescale",
                    help="rescale each tile's min..max to 0-255 (the paper) or clip to 0-255")
     p.add_argument("--columns", type=cli.positive_int, default=5, help="tiles per row")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--batch", type=cli.positive_int, default=None,
+                   help="classes optimised together (default: as many as fit in about "
+                        "768 MB of activations: 4 for VGG16, all for the shipped model); "
+                        "more classes run batch after batch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one per batch)")
     p.add_argument("--out", metavar="PNG", default="class_model.png",
                    help="output picture, one labelled tile per class")
     p.add_argument("--npy", metavar="PATH", default=None,
@@ -86,14 +94,14 @@ def main(argv=None):
     out = cli.checked_output(args.out, (".png",), "--out")
     npy = cli.checked_output(args.npy, (".npy",), "--npy")
     net = cli.load_net(args)
-    classes = (resolve_classes(net, args.classes) if args.classes
-               else list(range(net.num_classes)))
-    result = class_model(net, classes, steps=args.steps, step=args.step, l2=args.lam,
-                         normalize=not args.raw_step, jitter=args.jitter,
-                         blur_every=args.blur_every, blur_sigma=args.blur_sigma,
-                         decay=args.decay, norm_pct=args.norm_pct, seed=args.seed,
-                         progress=not args.no_progress, init_noise=args.init_noise,
-                         objective=args.objective)
+    classes = resolve_classes(net, args.classes) if args.classes else default_classes(net)
+    settings = ClassModelSettings(
+        steps=args.steps, step=args.step, lam=args.lam, normalize=not args.raw_step,
+        jitter=args.jitter, blur_every=args.blur_every, blur_sigma=args.blur_sigma,
+        decay=args.decay, norm_pct=args.norm_pct, init_noise=args.init_noise,
+        objective=args.objective, seed=args.seed)
+    result = class_model(net, classes, settings, progress=not args.no_progress,
+                         batch_size=args.batch)
     what = {"score": "S_c(I)", "softmax": "P_c(I)", "log-softmax": "log P_c(I)"}[args.objective]
     title = (f"Class models: argmax_I {what} - {args.lam:g} ||I||^2, {args.steps} steps of "
              f"{args.step:g}{' (raw)' if args.raw_step else ''}, jitter {args.jitter}, blur "

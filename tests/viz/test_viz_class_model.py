@@ -6,6 +6,9 @@ from minicnn.viz import class_model, objective_and_gradient
 
 from conftest import linear_net, tiny_vgg
 
+# the paper's bare procedure: no jitter, no blur, the exact zero start
+PLAIN = dict(jitter=0, blur_every=0, init_noise=0.0)
+
 
 def test_objective_and_l2_gradient_in_closed_form():
     net = linear_net()
@@ -39,7 +42,7 @@ def test_gradient_matches_centred_differences_on_a_relu_net():
 def test_plain_ascent_increases_the_objective_monotonically():
     net = linear_net()
     lam, step, steps = 0.5, 0.1, 30
-    res = class_model(net, [0, 1, 2], steps=steps, step=step, l2=lam, normalize=False)
+    res = class_model(net, [0, 1, 2], steps=steps, step=step, lam=lam, normalize=False, **PLAIN)
     assert res.x.shape == (3, 3, 4, 5)
     assert (np.diff(res.history, axis=0) > 0).all()
     # x_{t+1} = x_t + step (w - 2 lam x_t) from 0: x_t = w / (2 lam) (1 - (1 - 2 lam step)^t)
@@ -51,7 +54,7 @@ def test_plain_ascent_increases_the_objective_monotonically():
 def test_regularised_ascent_raises_the_class_score_from_the_zero_image():
     net = tiny_vgg()
     zero = net.forward(np.zeros((1, 3, 16, 16), np.float32))[0]
-    res = class_model(net, [0, 2], steps=25, step=0.05, l2=0.01, jitter=1, blur_every=4,
+    res = class_model(net, [0, 2], steps=25, step=0.05, lam=0.01, jitter=1, blur_every=4,
                       blur_sigma=0.5, decay=1e-3, norm_pct=5, seed=0)
     assert (res.scores > zero[[0, 2]] + 1.0).all()
     assert res.history.shape == (25, 2) and np.isfinite(res.x).all()
@@ -59,7 +62,7 @@ def test_regularised_ascent_raises_the_class_score_from_the_zero_image():
 
 def test_same_seed_same_image_other_seed_other_image():
     net = tiny_vgg()
-    kw = dict(steps=8, step=0.1, l2=0.01, jitter=2, blur_every=2)
+    kw = dict(steps=8, step=0.1, lam=0.01, jitter=2, blur_every=2)
     a = class_model(net, [1], seed=3, **kw).x
     b = class_model(net, [1], seed=3, **kw).x
     c = class_model(net, [1], seed=4, **kw).x
@@ -69,7 +72,7 @@ def test_same_seed_same_image_other_seed_other_image():
 
 def test_batch_equals_one_class_at_a_time_without_jitter():
     net = tiny_vgg()
-    kw = dict(steps=5, step=0.1, l2=0.01, blur_every=2)
+    kw = dict(steps=5, step=0.1, lam=0.01, blur_every=2, jitter=0)
     both = class_model(net, [0, 2], **kw).x
     np.testing.assert_allclose(both[1], class_model(net, [2], **kw).x[0], rtol=1e-4, atol=1e-5)
 
@@ -88,11 +91,13 @@ def test_start_noise_escapes_a_dead_zero_image():
     breaks the tie and the class score rises."""
     net = tiny_vgg()
     net["conv1_1"].params["bias"] = -np.abs(net["conv1_1"].params["bias"]) - 0.05
-    stuck = class_model(net, [1], steps=5, step=0.1, l2=0.01)
+    stuck = class_model(net, [1], steps=5, step=0.1, lam=0.01, **PLAIN)
     assert not stuck.x.any() and np.all(stuck.history == stuck.history[0])
-    moved = class_model(net, [1], steps=30, step=0.1, l2=0.01, init_noise=0.01, seed=3)
+    moved = class_model(net, [1], steps=30, step=0.1, lam=0.01, jitter=0, blur_every=0,
+                        init_noise=0.01, seed=3)
     assert moved.history[-1, 0] > moved.history[0, 0]
-    again = class_model(net, [1], steps=30, step=0.1, l2=0.01, init_noise=0.01, seed=3)
+    again = class_model(net, [1], steps=30, step=0.1, lam=0.01, jitter=0, blur_every=0,
+                        init_noise=0.01, seed=3)
     np.testing.assert_array_equal(moved.x, again.x)
 
 
@@ -128,7 +133,8 @@ def test_softmax_objectives_match_finite_differences(objective):
 
 def test_softmax_ascent_raises_the_probability():
     net = linear_net(seed=1)
-    res = class_model(net, [0, 1, 2], steps=40, step=0.05, l2=0.0, objective="softmax")
+    res = class_model(net, [0, 1, 2], steps=40, step=0.05, lam=0.0, objective="softmax",
+                      **PLAIN)
     from minicnn.viz.class_model import softmax
     p = softmax(res.logits)
     assert (p[np.arange(3), [0, 1, 2]] > 0.9).all()

@@ -1,0 +1,20 @@
+"""How many examples a batch may hold: the visualisations split their work (class models,
+crops, SmoothGrad's noisy copies) into batches whose activations fit a memory budget, so
+a VGG16 with 1000 classes runs in bounded memory like the shipped 10-class model."""
+import numpy as np
+
+# measured: a VGG16 gradient pass grows by about 1.4x the bytes of all its layers' outputs
+# per extra image (caches, signals and recycled buffers together)
+BYTES_PER_OUTPUT_BYTE = 1.5
+
+
+def bytes_per_example(net):
+    """Estimated bytes one more example adds to a forward + backward pass of ``net``."""
+    itemsize = np.dtype(net.dtype).itemsize
+    outputs = sum(int(np.prod(shape)) for shape in net.shapes(net.input_shape).values())
+    return int(BYTES_PER_OUTPUT_BYTE * itemsize * outputs)
+
+
+def examples_per_batch(net, budget_bytes):
+    """The most examples (at least 1) whose passes fit ``budget_bytes``."""
+    return max(1, int(budget_bytes // max(bytes_per_example(net), 1)))
