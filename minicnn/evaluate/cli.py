@@ -263,8 +263,9 @@ class Evaluation:
         return [r for r in self.store.records if r["image"] in keys]
 
     def skipped(self):
+        """{"no annotation": n, "unusable": m} of the first --limit images."""
         keys = set(self.keys)
-        return sum(1 for s in self.store.skipped if s["image"] in keys)
+        return data_mod.skip_counts([s for s in self.store.skipped if s["image"] in keys])
 
     def item(self, key):
         return self.source.item(self.keys.index(key))
@@ -281,6 +282,9 @@ def localize(args, argv):
     if status is not None:
         return status
     records, skipped = ev.records(), ev.skipped()
+    if not records:
+        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(skipped) or 'no images'}; see "
+                         f"{ev.path('skipped.jsonl')})")
     summary = summarise(records, settings.methods, args.tolerance, args.tolerance_at)
     summary["skipped"] = skipped
     md = report.summary_markdown(summary, settings.methods, ev.command, args.data, ev.model,
@@ -303,7 +307,8 @@ def sanity(args, argv):
         return status
     records = ev.records()
     if not records:
-        raise ValueError("no image could be evaluated (see skipped.jsonl)")
+        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(ev.skipped()) or 'no images'}; see "
+                         f"{ev.path('skipped.jsonl')})")
     summary = san.summarise(records, settings.methods)
     summary["skipped"] = ev.skipped()
     first = ev.item(records[0]["image"])

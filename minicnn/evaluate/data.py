@@ -33,6 +33,26 @@ class ItemError(ValueError):
     """One image of a data set cannot be evaluated; the message names it and says why."""
 
 
+# the words of the message for an image without an annotation: the summary counts these
+# apart from the unreadable images
+NO_ANNOTATION = "no XML annotation"
+
+
+def skip_counts(skipped):
+    """{"no annotation": n, "unusable": m} of the skipped.jsonl rows ({"image", "error"})."""
+    missing = sum(1 for s in skipped if NO_ANNOTATION in s["error"])
+    return {"no annotation": missing, "unusable": len(skipped) - missing}
+
+
+def skip_words(counts):
+    """:func:`skip_counts` in words: "2 without an annotation, 1 with an unusable image or
+    annotation" ("" when nothing was skipped)."""
+    words = [f"{counts['no annotation']} without an annotation" if counts.get("no annotation") else "",
+             f"{counts['unusable']} with an unusable image or annotation"
+             if counts.get("unusable") else ""]
+    return ", ".join(w for w in words if w)
+
+
 @dataclass
 class Item:
     """One labelled image.
@@ -242,7 +262,7 @@ class BoxFolder:
         rel = self.files[index]
         xml = self.annotation_path(index)
         if xml is None:
-            raise ItemError(f"{rel}: no XML annotation (looked beside it and in Annotations/)")
+            raise ItemError(f"{rel}: {NO_ANNOTATION} (looked beside it and in Annotations/)")
         size, objects = parse_annotation(xml, self.origin)
         known = [(self.index[n], b) for n, b in objects if n in self.index]
         if not known:

@@ -133,6 +133,33 @@ def _maps(net, view, classes, rule, smooth, settings, seed):
                       settings.batch_size)
 
 
+def backward_maps(net, classes, rule):
+    """Saliency maps (K, H, W) float32 of ``classes`` from the forward pass the net has
+    just run on one image: one backward pass per class, no second forward."""
+    maps = []
+    for c in classes:
+        seed_signal = np.zeros((1, net.num_classes), np.float32)
+        seed_signal[0, c] = 1.0
+        signal = to_numpy(net.backward(seed_signal, rule)).astype(np.float64)
+        maps.append(np.abs(signal[0]).max(axis=0))
+    return np.stack(maps).astype(np.float32)
+
+
+def method_maps(net, view, classes, settings, seed):
+    """{method: (K, H, W) maps} for the settings' methods. Call right after the forward
+    pass of ``view.x`` (:func:`_scores` without ten crops): the plain methods reuse its
+    caches, and only then SmoothGrad's noisy copies run their own passes."""
+    maps = {}
+    plain_first = sorted(settings.methods, key=lambda m: METHODS[m][1])
+    for method in plain_first:
+        rule, smooth = METHODS[method]
+        if not smooth and not settings.tencrop:
+            maps[method] = backward_maps(net, classes, rule)
+        else:
+            maps[method] = _maps(net, view, classes, rule, smooth, settings, seed)
+    return maps
+
+
 def point_to_file(view, point):
     """(x, y) pixel of the view -> the pixel of the image file holding its centre."""
     (sx, sy), (ox, oy), (w, h) = view.scale, view.offset, view.size
@@ -183,9 +210,9 @@ def evaluate_item(net, item, index, settings):
     if item.mask is not None:
         record["mask_iou"] = {}
         record["mask_area"] = int(np.asarray(item.mask, bool).sum())
+    all_maps = method_maps(net, view, classes, settings, (settings.seed, int(index)))
     for method in settings.methods:
-        rule, smooth = METHODS[method]
-        maps = _maps(net, view, classes, rule, smooth, settings, (settings.seed, int(index)))
+        maps = all_maps[method]
         boxes = {}
         # small colour-model fits: one BLAS thread is faster and the same on every worker
         with threadpool_limits(1):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..viz import render
+from .data import skip_words
 from .localization import BASELINES, POINT_BASELINE, label_iou
 
 PRED_COLOUR = (230, 30, 30)
@@ -16,7 +17,7 @@ def _fmt(value):
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
-def summary_markdown(summary, methods, command, data, model, skipped=0):
+def summary_markdown(summary, methods, command, data, model, skipped=None):
     """The summary as a Markdown document: one table row per method and baseline."""
     loc, point, mask = (summary["localisation_error"], summary["pointing_game"],
                         summary["mask_iou"])
@@ -27,7 +28,8 @@ def summary_markdown(summary, methods, command, data, model, skipped=0):
         "# Weakly supervised localisation",
         "",
         f"Model `{model}`, data `{data}`: **{summary['n']} images**"
-        + (f" ({skipped} skipped as unreadable)" if skipped else "") + ".",
+        + (f" (skipped: {skip_words(skipped or {})}; see skipped.jsonl)" if skip_words(skipped or {})
+           else "") + ".",
         f"Classification error: top-1 {_fmt(summary['classification_error']['top1'])}, "
         f"top-5 {_fmt(summary['classification_error']['top5'])}.",
         "",
@@ -80,7 +82,10 @@ def best_worst_figure(records, methods, load_item, class_names, count=4):
         order = ranked(records, method)
         if not order:
             continue
-        picks = order[:count] + (order[-count:] if len(order) > count else [])
+        # no image twice, and "worst" only below every "best"
+        best = min(count, (len(order) + 1) // 2)
+        worst = min(count, len(order) - best)
+        picks = order[:best] + order[len(order) - worst:]
         panels = []
         for k, (iou, rec) in enumerate(picks):
             img = picture(rec["image"])
@@ -89,7 +94,7 @@ def best_worst_figure(records, methods, load_item, class_names, count=4):
             if box is not None:
                 boxes.append((box, PRED_COLOUR))
             name = class_names[rec["label"]] if rec["label"] < len(class_names) else str(rec["label"])
-            tag = "best" if k < min(count, len(order)) else "worst"
+            tag = "best" if k < best else "worst"
             panels.append(render.panel(img, f"{LABELS.get(method, method)}: {tag}\n"
                                             f"{name}, IoU {iou:.2f}",
                                        scale=render.upscale_factor(*img.shape[:2], target=160),

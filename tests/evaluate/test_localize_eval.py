@@ -73,6 +73,17 @@ def test_view_points_and_masks_map_to_file_pixels():
     assert mask_to_file(same, mask) is mask
 
 
+@pytest.mark.parametrize("rule", ["gradient", "deconvnet", "guided"])
+def test_maps_from_the_scores_forward_equal_a_fresh_pass(net, sample_x, rule):
+    """The plain methods reuse the forward pass that gave the scores: their maps equal
+    class_maps' own forward + backward bit for bit."""
+    from minicnn.evaluate.localization import backward_maps
+    classes = [3, 0, 7]
+    want = class_maps(net, sample_x, classes, rule)
+    net.forward(sample_x[None])
+    np.testing.assert_array_equal(backward_maps(net, classes, rule), want)
+
+
 def test_label_mode_records_equal_top5_mode_records(net, tmp_path):
     root, synsets, _ = make_box_folder(tmp_path, count=2)
     src = BoxFolder(root, synsets)
@@ -91,6 +102,46 @@ def test_label_mode_records_equal_top5_mode_records(net, tmp_path):
 
 
 # ----------------------------------------------------------------------------- command
+
+def test_a_run_with_no_usable_image_fails_with_one_line(tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=2)
+    for xml in tmp_path.rglob("*.xml"):
+        xml.unlink()
+    out = tmp_path / "out"
+    r = evaluate("--data", str(root), "--synsets", str(synsets), "--methods", "gradient",
+                 "--out", str(out))
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "no image could be evaluated (2 without an annotation" in last, r.stderr
+    assert not (out / "summary.json").exists()
+
+
+def test_best_worst_figure_shows_each_image_once_and_labels_only_what_qualifies():
+    from minicnn.evaluate import report
+    records = [{"image": f"i{k}", "label": 0, "top5": [0], "true_boxes": [[0, 0, 10, 10]],
+                "boxes": {"gradient": {"0": [0, 0, 10 - k, 10]}}} for k in range(3)]
+    shown = []
+
+    def load_item(key):
+        shown.append(key)
+        return type("Item", (), {"image": np.zeros((16, 16, 3), np.uint8)})
+
+    labels = []
+    real_panel = report.render.panel
+
+    def panel(img, label, **kw):
+        labels.append(label.split(":")[1].split("\n")[0].strip())
+        return real_panel(img, label, **kw)
+
+    report.render.panel, saved = panel, report.render.panel
+    try:
+        report.best_worst_figure(records, ["gradient"], load_item, ["zero"], count=4)
+    finally:
+        report.render.panel = saved
+    assert labels == ["best", "best", "worst"]        # 3 images: 2 best, 1 worst, none twice
+    assert sorted(shown) == ["i0", "i1", "i2"]
+
+
 
 def test_localize_on_an_ilsvrc_folder(tmp_path):
     root, synsets, expected = make_box_folder(tmp_path, count=5)
@@ -118,7 +169,8 @@ def test_localize_on_an_ilsvrc_folder(tmp_path):
     skipped = [json.loads(line) for line in open(out / "skipped.jsonl")]
     assert sorted(s["image"] for s in skipped) == bad
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n"] == len(expected) and summary["skipped"] == 3
+    assert summary["n"] == len(expected)
+    assert summary["skipped"] == {"no annotation": 1, "unusable": 2}      # bad_noxml apart
     assert set(summary["localisation_error"]) == {"gradient", "smoothgrad", "centre_box",
                                                   "full_image"}
     assert set(summary["pointing_game"]) == {"gradient", "smoothgrad", "centre_point"}
@@ -126,6 +178,7 @@ def test_localize_on_an_ilsvrc_folder(tmp_path):
         assert 0 <= v["top1"] <= 1 and v["top5"] <= v["top1"]
     md = (out / "summary.md").read_text()
     assert "| gradient (Simonyan et al.) |" in md and "tools/evaluate.py localize" in md
+    assert "1 without an annotation, 2 with an unusable image or annotation" in md
     from PIL import Image
     assert Image.open(out / "localize_best_worst.png").size[0] > 200
 
@@ -255,6 +308,9 @@ def test_a_flat_map_gives_no_box_instead_of_stopping_the_run(net, tmp_path, monk
     item.mask[item.true_boxes[0][1]:item.true_boxes[0][3], item.true_boxes[0][0]:item.true_boxes[0][2]] = True
     monkeypatch.setattr(localization, "class_maps",
                         lambda net, x, classes, *a, **k: np.zeros((len(classes),) + x.shape[1:], np.float32))
+    monkeypatch.setattr(localization, "backward_maps",
+                        lambda net, classes, rule: np.zeros((len(classes),) + net.input_shape[1:],
+                                                            np.float32))
     rec = evaluate_item(net, item, 0, LocalizeSettings(methods=["gradient"]))
     assert all(b is None for b in rec["boxes"]["gradient"].values())
     assert rec["mask_iou"]["gradient"] == 0.0
