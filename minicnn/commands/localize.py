@@ -53,8 +53,7 @@ def build_parser():
                    help="SmoothGrad samples for the saliency map (0: off)")
     p.add_argument("--noise", type=cli.fraction, default=0.15,
                    help="SmoothGrad noise sigma as a fraction of the input range")
-    p.add_argument("--tencrop", choices=("auto", "on", "off"), default="auto",
-                   help="ten-crop saliency (auto: when the image is larger than the input)")
+    cli.add_crop_args(p)
     cli.add_graphcut_args(p)
     p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the mixtures and SmoothGrad")
     p.add_argument("--out", metavar="PNG", default="localize.png",
@@ -76,7 +75,7 @@ def main(argv=None):
     net = cli.load_net(args)
     paths = cli.image_paths(args)
     classes = classes_per_image(net, args.classes, len(paths))
-    views = load_views(net, paths, args.tencrop)
+    views = load_views(net, paths, args.crops)
     sals = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
                              args.seed)
     rows, records = [], []

@@ -3,9 +3,11 @@
     M[i, j] = max over colour channels k of |dS_c / dI[k, i, j]|
 
 S_c is the unnormalised class score (the softmax input), by default of the top-1 class.
-One backward pass per image; --method picks the ReLU rule of that pass (gradient is the
-paper's map; deconvnet and guided are Sect. 4's relatives). Images larger than the
-network input are averaged over the paper's ten crops (four corners, centre, mirrors).
+One backward pass per image (per crop); --method picks the ReLU rule of that pass
+(gradient is the paper's map; deconvnet and guided are Sect. 4's relatives). An image
+larger than the network input is rescaled to the ten-crop frame and its map blended from
+five crops (four corners and centre; --crops 10 adds their mirrors, the paper's ten), so
+the map covers the whole photo; --crops 1 gives the network's own view.
 
 Writes one PNG (a row per image: image with class name and score | map | overlay) and,
 with --npy, the raw input-space signal.
@@ -43,38 +45,40 @@ def build_parser():
                         "Smilkov et al. use up to 50)")
     p.add_argument("--noise", type=cli.fraction, default=0.15,
                    help="SmoothGrad noise sigma as a fraction of the input's (max - min)")
-    p.add_argument("--tencrop", choices=("auto", "on", "off"), default="auto",
-                   help="average over the ten crops/mirrors (auto: when the image is larger "
-                        "than the network input; off: resize to the input as the model's "
-                        "preprocessing does)")
+    cli.add_crop_args(p)
     p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the SmoothGrad noise")
     p.add_argument("--out", metavar="PNG", default="saliency.png",
                    help="output picture (image | map | overlay, one row per image)")
     p.add_argument("--npy", metavar="PATH", default=None,
                    help="also save the raw input-space signal of the chosen pass and class "
-                        "as float32: (C, H, W) for one image, (N, C, H, W) for several "
-                        "(images of equal size)")
+                        "as float32. PATH.npy: (C, H, W) for one image, (N, C, H, W) for "
+                        "several of one size; PATH.npz: one (C, H, W) array per image, "
+                        "named by the image's file name (any sizes; numpy.load reads it)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = cli.checked_output(args.out, (".png",), "--out")
-    npy = cli.checked_output(args.npy, (".npy",), "--npy")
+    npy = cli.checked_output(args.npy, (".npy", ".npz"), "--npy")
     net = cli.load_net(args)
     paths = cli.image_paths(args)
     classes = classes_per_image(net, args.classes, len(paths))
-    views = load_views(net, paths, args.tencrop)
-    if npy and len({v.x.shape for v, _ in views}) > 1:
-        raise ValueError("--npy with several images needs images of equal size (after "
-                         "preprocessing / ten-crop rescaling)")
+    views = load_views(net, paths, args.crops)
+    if npy and npy.lower().endswith(".npy") and len({v.x.shape for v, _ in views}) > 1:
+        raise ValueError("--npy PATH.npy holds images of one size; these differ after "
+                         "preprocessing / crop rescaling: give PATH.npz for one array per image")
     results = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
                                 args.seed)
     smooth = f"SmoothGrad n={args.smoothgrad}, " if args.smoothgrad else ""
-    notes = [smooth + ("mean of 10 crops, " if tc else "") for _, tc in views]
+    notes = [smooth + (f"blend of {crops} crops, " if crops > 1 else "") for _, crops in views]
     picture = figures.saliency_figure(net, [v for v, _ in views], results, args.method, notes)
     outputs = [(out, picture, "saliency picture")]
-    if npy:      # views of one size only (checked above)
+    if npy and npy.lower().endswith(".npz"):
+        names = cli.array_names([v.path for v, _ in views])
+        arrays = {n: r.signal[0] for n, r in zip(names, results)}
+        outputs.append((npy, arrays, f"signals of {len(arrays)} image(s)"))
+    elif npy:      # views of one size only (checked above)
         signal = np.concatenate([r.signal for r in results])
         signal = signal[0] if len(results) == 1 else signal
         outputs.append((npy, signal, f"signal {tuple(signal.shape)}"))

@@ -88,6 +88,24 @@ def add_image_args(p, what="image"):
                         "shipped sample, weights/samples/)")
 
 
+def add_crop_args(p):
+    """--crops (and the older --tencrop spelling of it)."""
+    from .inputs import CROP_CHOICES, TENCROP_WORDS
+    p.add_argument("--crops", choices=CROP_CHOICES, default="auto",
+                   help="1: the network's view of the image (resized / centre-cropped as the "
+                        "model's preprocessing does); 5: the four corner crops and the centre "
+                        "crop of the image rescaled to the ten-crop frame (shorter side 256 "
+                        "for 224 inputs), blended without seams; 10: those and their "
+                        "mirrors (the paper's ten crops, twice the time); auto: 5 for an "
+                        "image larger than the network input, else 1")
+    def tencrop_word(text):
+        if text not in TENCROP_WORDS:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(TENCROP_WORDS)}, "
+                                             f"got {text!r}")
+        return TENCROP_WORDS[text]
+    p.add_argument("--tencrop", dest="crops", type=tencrop_word, help=argparse.SUPPRESS)
+
+
 def add_graphcut_args(p):
     """The options of the saliency -> colour models -> GraphCut box procedure."""
     p.add_argument("--fg-quantile", type=fraction, default=0.95,
@@ -154,6 +172,24 @@ def _npy_writer(array):
     return write
 
 
+def _npz_writer(arrays):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    return write
+
+
+def array_names(paths):
+    """Image paths -> unique array names for an .npz: the file name, with "-2", "-3" ...
+    for repeats."""
+    names, seen = [], {}
+    for path in paths:
+        base = os.path.basename(str(path)) or "image"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
 def _json_writer(obj):
     def write(tmp):
         with open(tmp, "w") as f:
@@ -169,14 +205,14 @@ def _text_writer(text):
     return write
 
 
-WRITERS = {".png": _png_writer, ".npy": _npy_writer, ".json": _json_writer,
-           ".md": _text_writer}
+WRITERS = {".png": _png_writer, ".npy": _npy_writer, ".npz": _npz_writer,
+           ".json": _json_writer, ".md": _text_writer}
 
 
 def write_outputs(outputs):
     """All of a tool's outputs, or none: ``outputs`` is [(path or None, content, what)];
-    the writer is chosen by the path's extension (.png: PIL image, .npy: array, .json:
-    JSON-able, .md: text). Then each is reported on stdout."""
+    the writer is chosen by the path's extension (.png: PIL image, .npy: array, .npz:
+    {name: array}, .json: JSON-able, .md: text). Then each is reported on stdout."""
     from ..io import atomic_write_all
     outputs = [(p, c, w) for p, c, w in outputs if p]
     atomic_write_all([(p, WRITERS[os.path.splitext(p)[1].lower()](c)) for p, c, _ in outputs])

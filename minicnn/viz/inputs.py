@@ -213,14 +213,23 @@ def resolve_layer(net, name):
     return name
 
 
-def load_views(net, paths, tencrop="auto"):
-    """Read several files. tencrop: "on", "off" or "auto" (on for an image larger than
-    the network input). Returns a list of (View, uses_tencrop)."""
-    if tencrop not in ("auto", "on", "off"):
-        raise ValueError(f"tencrop must be 'auto', 'on' or 'off', got {tencrop!r}")
+# --crops: "auto" is five crops for an image larger than the network input, else the
+# network's own view; the older --tencrop spelled 10 "on" and 1 "off"
+CROP_CHOICES = ("auto", "1", "5", "10")
+AUTO_CROPS = 5
+TENCROP_WORDS = {"on": "10", "off": "1", "auto": "auto"}
+
+
+def load_views(net, paths, crops="auto"):
+    """Read several files. crops: "auto", 1 (the network's view: resize / centre crop as
+    the model's preprocessing does), 5 or 10 (crops of the ten-crop frame, see
+    :func:`minicnn.viz.saliency.crop_saliency`). Returns a list of (View, crop count)."""
+    crops = TENCROP_WORDS.get(crops, str(crops))
+    if crops not in CROP_CHOICES:
+        raise ValueError(f"crops must be one of {', '.join(CROP_CHOICES)}, got {crops!r}")
     out = []
     for path in paths:
         source = read_image(net, path)
-        use = tencrop == "on" or (tencrop == "auto" and is_larger(net, source))
-        out.append(((tencrop_view if use else network_view)(net, source, path), use))
+        count = (AUTO_CROPS if is_larger(net, source) else 1) if crops == "auto" else int(crops)
+        out.append(((tencrop_view if count > 1 else network_view)(net, source, path), count))
     return out

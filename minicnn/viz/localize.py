@@ -3,16 +3,34 @@
 
 1. Seeds: foreground = saliency above its ``fg_quantile`` (0.95), background = below its
    ``bg_quantile`` (0.30); pixels in between do not enter the colour models.
-2. One Gaussian mixture colour model per seed set (sklearn ``GaussianMixture``).
+2. One Gaussian mixture colour model per seed set (sklearn ``GaussianMixture``, full
+   covariances, fitted on at most ``SEED_SAMPLE`` seeded seed pixels with at most
+   ``EM_ITERATIONS`` EM steps); each distinct colour of the picture is scored once.
 3. GraphCut (Boykov & Jolly 2001) with PyMaxflow: unary costs -log p(colour | model),
    4-connected contrast-sensitive pairwise cost
    ``smoothness * exp(-beta * ||I_i - I_j||^2)``, beta = 1 / (2 mean ||I_i - I_j||^2)
    (as GrabCut), colours in 0-255.
 4. Largest 4-connected foreground component (scipy.ndimage.label) -> bounding box.
+
+A picture larger than ``max_pixels`` (default the 224x224 of an ImageNet network's input)
+is segmented at that many pixels (picture and map area-averaged to the same smaller
+size) and the mask is mapped back to every pixel: the saliency map of a network holds no
+finer detail than its input, and the cost of steps 2-4 then stays that of one network
+input whatever the photo's size.
 """
 from dataclasses import dataclass
+import math
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+# at most this many pixels of each seed set enter its colour model
+SEED_SAMPLE = 2000
+# EM steps of each colour model
+EM_ITERATIONS = 10
+# pictures with more pixels are segmented at this many (224 x 224)
+MAX_PIXELS = 224 * 224
 
 
 @dataclass
@@ -47,14 +65,49 @@ def seeds(saliency_map, fg_quantile=0.95, bg_quantile=0.30):
     return fg, bg
 
 
-def colour_model(pixels, components=5, seed=0):
-    """Fit a Gaussian mixture to (P, 3) colours (0-255); fewer components when there are
-    few pixels. reg_covar keeps flat-coloured regions well posed."""
+def colour_model(pixels, components=5, seed=0, sample=SEED_SAMPLE,
+                 iterations=EM_ITERATIONS):
+    """Fit a Gaussian mixture to (P, 3) colours (0-255).
+
+    At most ``sample`` pixels, drawn without replacement from ``seed``, enter the fit, and
+    EM stops after ``iterations`` steps: a colour model of a few thousand seed pixels is as
+    good as one of all of them, and the fit's cost then no longer grows with the image.
+    Fewer components when there are few distinct colours; reg_covar keeps flat-coloured
+    regions well posed."""
     from sklearn.mixture import GaussianMixture
     pixels = np.asarray(pixels, np.float64)
-    k = int(max(1, min(components, len(np.unique(pixels, axis=0)), len(pixels) // 2)))
-    return GaussianMixture(n_components=k, covariance_type="full", reg_covar=1.0,
-                           random_state=seed).fit(pixels)
+    if sample and len(pixels) > sample:
+        rng = np.random.default_rng(seed)
+        pixels = pixels[np.sort(rng.choice(len(pixels), sample, replace=False))]
+    distinct = len(np.unique(_packed(pixels)))
+    k = int(max(1, min(components, distinct, len(pixels) // 2)))
+    model = GaussianMixture(n_components=k, covariance_type="full", reg_covar=1.0,
+                            max_iter=int(iterations), init_params="k-means++",
+                            random_state=seed)
+    with warnings.catch_warnings():
+        # the iteration cap is deliberate: a not-quite-converged mixture is still a
+        # colour model, and the cap bounds the time
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(pixels)
+
+
+def _packed(pixels):
+    """(P, 3) colours 0-255 -> (P,) one integer per colour (equal colours, equal ints)."""
+    q = np.asarray(pixels, np.float64)
+    if q.size and (q.min() < 0 or q.max() > 255 or not np.array_equal(q, np.round(q))):
+        # not 8-bit colours: fall back to the exact values' bytes
+        return np.ascontiguousarray(q).view(np.dtype((np.void, 24))).ravel()
+    q = q.astype(np.int64)
+    return (q[:, 0] << 16) | (q[:, 1] << 8) | q[:, 2]
+
+
+def colour_costs(pixels, model):
+    """-log p(colour | model) of (P, 3) colours, scored once per distinct colour (a
+    picture has far fewer distinct colours than pixels; the costs are exact)."""
+    distinct, inverse = np.unique(_packed(pixels), return_inverse=True)
+    first = np.zeros(len(distinct), np.int64)
+    first[inverse[::-1]] = np.arange(len(pixels) - 1, -1, -1)   # one pixel per colour
+    return -model.score_samples(np.asarray(pixels, np.float64)[first])[inverse.ravel()]
 
 
 def pairwise_weights(rgb, smoothness=50.0):
@@ -84,8 +137,8 @@ def graphcut(rgb, fg_seeds, bg_seeds, components=5, smoothness=50.0, seed=0):
                          "saliency map is flat")
     fg_model = colour_model(pixels[fg_seeds.reshape(-1)], components, seed)
     bg_model = colour_model(pixels[bg_seeds.reshape(-1)], components, seed)
-    cost_fg = -fg_model.score_samples(pixels).reshape(h, w)     # -log p(I | foreground)
-    cost_bg = -bg_model.score_samples(pixels).reshape(h, w)
+    cost_fg = colour_costs(pixels, fg_model).reshape(h, w)     # -log p(I | foreground)
+    cost_bg = colour_costs(pixels, bg_model).reshape(h, w)
     low = np.minimum(cost_fg, cost_bg)                          # only differences matter
     cost_fg, cost_bg = cost_fg - low, cost_bg - low
     right, down = pairwise_weights(img, smoothness)
@@ -119,19 +172,62 @@ def bounding_box(mask):
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
+def work_size(shape, max_pixels=MAX_PIXELS):
+    """(H, W) -> the (h, w) the segmentation runs at: the same when H * W <= max_pixels,
+    else scaled down by one factor so that h * w <= max_pixels."""
+    h, w = int(shape[0]), int(shape[1])
+    if max_pixels is None or h * w <= max_pixels:
+        return h, w
+    s = math.sqrt(max_pixels / float(h * w))
+    return max(1, int(h * s)), max(1, int(w * s))
+
+
+def _area_resize(array, size_hw):
+    """(H, W) float or (H, W, 3) uint8 -> the same at (h, w), each pixel the mean of the
+    picture under it (PIL's box filter)."""
+    from PIL import Image
+    h, w = size_hw
+    if array.ndim == 2:
+        img = Image.fromarray(np.ascontiguousarray(array, np.float32), "F")
+        return np.asarray(img.resize((w, h), Image.BOX), np.float64)
+    img = Image.fromarray(np.ascontiguousarray(array, np.uint8), "RGB")
+    return np.asarray(img.resize((w, h), Image.BOX), np.uint8)
+
+
+def _upsample(mask, shape_hw):
+    """(h, w) bool -> (H, W) bool: each pixel takes the value under its centre."""
+    h, w = mask.shape
+    big_h, big_w = shape_hw
+    rows = np.minimum(((np.arange(big_h) + 0.5) * h / big_h).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(big_w) + 0.5) * w / big_w).astype(np.int64), w - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
 def localize_map(rgb, saliency_map, fg_quantile=0.95, bg_quantile=0.30, components=5,
-                 smoothness=50.0, seed=0):
+                 smoothness=50.0, seed=0, max_pixels=MAX_PIXELS):
     """Box of the object in picture ``rgb`` (H, W, 3) uint8 given its saliency map
-    (H, W). Returns a :class:`Localization`."""
+    (H, W). ``max_pixels``: segment larger pictures at this many pixels (None: never
+    scale). Returns a :class:`Localization` in the picture's own pixels."""
+    from .. import threads
     rgb = np.asarray(rgb)
     m = np.asarray(saliency_map)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB picture, got shape {rgb.shape}")
     if rgb.shape[:2] != m.shape:
         raise ValueError(f"picture {rgb.shape[:2]} and saliency map {m.shape} differ in size")
+    size = work_size(m.shape, max_pixels)
+    if size != m.shape:
+        rgb, m = _area_resize(rgb, size), _area_resize(m, size)
     fg, bg = seeds(m, fg_quantile, bg_quantile)
-    seg = graphcut(rgb, fg, bg, components, smoothness, seed)
+    # small fits: one BLAS thread is faster, and the same result on every machine
+    with threads.blas_on_one_thread():
+        seg = graphcut(rgb, fg, bg, components, smoothness, seed)
     mask = largest_component(seg)
     fallback = not mask.any()
     if fallback:
         mask = largest_component(fg)
+    if size != tuple(np.asarray(saliency_map).shape):
+        full = np.asarray(saliency_map).shape
+        mask, seg, fg, bg = (_upsample(a, full) for a in (mask, seg, fg, bg))
     return Localization(box=bounding_box(mask), mask=mask, segmentation=seg, fg_seeds=fg,
                         bg_seeds=bg, fallback=fallback)

@@ -10,9 +10,11 @@
 Extras, each optional:
 - SmoothGrad (Smilkov et al. 2017): the signal averaged over ``n`` noisy copies of the
   input, noise sigma = ``noise`` * (max - min) of that input; the map is max |average|.
-- Ten crops (the paper's protocol): the four corner crops, the centre crop and their
-  mirrors of a frame larger than the input; the class score is the mean over the crops,
-  the map the mean of the ten crop maps (mirrored back), the signal likewise.
+- Crops of a frame larger than the input: five (the four corners and the centre) or the
+  paper's ten (those and their mirrors). The class score is the mean over the crops; the
+  map and signal are blended by coverage: each crop's values weigh 1 in its middle and
+  fall linearly to near 0 over its outer eighth, so no crop edge shows as a seam.
+  Crops and noisy copies run in batches that fit a memory budget.
 """
 from dataclasses import dataclass
 
@@ -20,6 +22,11 @@ import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from ..functional import check_rule
+from .batching import examples_per_batch
+
+# memory for one batch of crops or noisy copies (a VGG16 at 224 px: one image a batch)
+BATCH_BYTES = 192 * 2**20
+CROP_COUNTS = (5, 10)
 
 
 @dataclass
@@ -78,13 +85,16 @@ def _classes_for(logits, classes):
 
 
 def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
-                  batch_size=32):
+                  batch_size=None):
     """SmoothGrad: mean of ``class_signal`` over ``samples`` noisy copies of each image
     (Gaussian noise, sigma = noise * (max - min) of the image). samples=0: plain signal.
-    classes (N,) ints must be given. Returns (N, C, H, W) NumPy float32."""
+    classes (N,) ints must be given. batch_size: noisy copies per pass (default: as many
+    as :data:`BATCH_BYTES` hold). Returns (N, C, H, W) NumPy float32."""
     x = np.asarray(to_numpy(x), np.float32)
     if samples <= 0:
         return to_numpy(class_signal(net, x, classes, rule)[0]).astype(np.float32)
+    if batch_size is None:
+        batch_size = examples_per_batch(net, BATCH_BYTES)
     rng = np.random.default_rng(seed)
     classes = np.asarray(classes, np.int64)
     out = np.zeros_like(x, dtype=np.float64)
@@ -130,6 +140,18 @@ def crop_boxes(frame_hw, crop_hw):
     return [(0, 0), (0, fw - w), (fh - h, 0), (fh - h, fw - w), ((fh - h) // 2, (fw - w) // 2)]
 
 
+def crop_windows(frame_hw, crop_hw, count=10):
+    """[(top, left, mirrored)] of ``count`` crops: the five windows (centre first: it
+    decides the provisional class, see :func:`crop_saliency`), then, for 10, their
+    mirrors."""
+    if count not in CROP_COUNTS:
+        raise ValueError(f"crops must be one of {CROP_COUNTS}, got {count}")
+    boxes = crop_boxes(frame_hw, crop_hw)
+    boxes = boxes[4:] + boxes[:4]
+    return [(t, l, False) for t, l in boxes] + ([(t, l, True) for t, l in boxes]
+                                                if count == 10 else [])
+
+
 def ten_crops(frame, crop_hw):
     """(C, H, W) frame -> (10, C, h, w) crops: five windows, then their mirrors."""
     h, w = crop_hw
@@ -137,37 +159,97 @@ def ten_crops(frame, crop_hw):
     return np.stack(crops + [c[:, :, ::-1] for c in crops]).astype(np.float32)
 
 
-def tencrop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0):
-    """Saliency of one (C, H, W) frame at least as large as the network input, averaged
-    over its ten crops and mirrors (Simonyan et al. 2013, Sect. 3.1). cls: class index or None (top-1 of
-    the mean crop scores). Returns a :class:`Saliency` with N = 1 in the frame's size."""
+def _cut(frame, window, crop_hw):
+    t, l, mirrored = window
+    h, w = crop_hw
+    crop = frame[:, t:t + h, l:l + w]
+    return crop[:, :, ::-1] if mirrored else crop
+
+
+def blend_weight(crop_hw):
+    """(h, w) weight of a crop's pixels in the blend: 1 in the middle, falling linearly to
+    1/(2r) at the edge over r = 1/8 of the side, so a crop's edge inside the frame, where
+    the maps of neighbouring crops differ, leaves no step (a seam)."""
+    def ramp(n):
+        r = max(1.0, n / 8.0)
+        i = np.arange(n) + 0.5
+        return np.minimum(1.0, np.minimum(i, n - i) / r)
+    h, w = crop_hw
+    return np.outer(ramp(h), ramp(w))
+
+
+def blend(frame_hw, windows, crop_hw, values, weight=None):
+    """Crop values (K, ..., h, w) (mirrored crops already mirrored back) -> (..., H, W):
+    the ``weight``-weighted (default :func:`blend_weight`) mean of the crops covering each
+    frame pixel."""
+    h, w = crop_hw
+    weight = blend_weight(crop_hw) if weight is None else weight
+    total = np.zeros(values.shape[1:-2] + tuple(frame_hw), np.float64)
+    weights = np.zeros(tuple(frame_hw), np.float64)
+    for (t, l, _), v in zip(windows, values):
+        total[..., t:t + h, l:l + w] += v * weight
+        weights[t:t + h, l:l + w] += weight
+    return total / np.maximum(weights, 1e-12)
+
+
+def crop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0,
+                  crops=10, batch_size=None):
+    """Saliency of one (C, H, W) frame at least as large as the network input, from
+    ``crops`` crops (5: corners and centre; 10: and their mirrors, the paper's protocol)
+    blended by :func:`blend`. cls: class index or None (the top-1 of the mean crop
+    scores). batch_size: crops per pass (default: as many as :data:`BATCH_BYTES` hold).
+
+    With cls None and crops in several batches, the first batch's top-1 is provisional:
+    each batch's backward uses it right after its forward, and only if the mean over all
+    crops ranks another class first are the signals computed again for that one. Returns
+    a :class:`Saliency` with N = 1 in the frame's size."""
     check_rule(rule)
     frame = np.asarray(to_numpy(frame), np.float32)
-    h, w = net.preprocessing.input_size
-    crops = ten_crops(frame, (h, w))
-    logits = to_numpy(net.forward(crops)).astype(np.float64)
+    crop_hw = tuple(net.preprocessing.input_size)
+    windows = crop_windows(frame.shape[1:], crop_hw, crops)
+    if batch_size is None:
+        batch_size = examples_per_batch(net, BATCH_BYTES)
+    batches = [list(range(a, min(a + batch_size, len(windows))))
+               for a in range(0, len(windows), batch_size)]
+    logits = np.zeros((len(windows), net.num_classes))
+    signals = np.zeros((len(windows),) + frame.shape[:1] + crop_hw, np.float32)
+
+    def signals_of(c, batch, forward_done):
+        x = np.stack([_cut(frame, windows[k], crop_hw) for k in batch])
+        classes = np.full(len(batch), int(c))
+        if smoothgrad:
+            return smooth_signal(net, x, classes, rule, smoothgrad, noise, seed)
+        if not forward_done:
+            net.forward(x)
+        seed_signal = np.zeros((len(batch), net.num_classes), np.float32)
+        seed_signal[:, int(c)] = 1.0
+        return to_numpy(net.backward(seed_signal, rule=rule)).astype(np.float32)
+
+    guess = cls
+    for batch in batches:
+        x = np.stack([_cut(frame, windows[k], crop_hw) for k in batch])
+        logits[batch] = to_numpy(net.forward(x)).astype(np.float64)
+        if guess is None:
+            guess = int(logits[batch].mean(axis=0).argmax())
+        signals[batch] = signals_of(guess, batch, forward_done=True)
     mean_logits = logits.mean(axis=0, keepdims=True)
-    if cls is None:
-        cls = int(mean_logits.argmax())
-    classes = np.full(len(crops), int(cls))
-    if smoothgrad:
-        signal = smooth_signal(net, crops, classes, rule, smoothgrad, noise, seed)
-    else:
-        signal = to_numpy(class_signal(net, crops, classes, rule)[0]).astype(np.float32)
-    signal[5:] = signal[5:, :, :, ::-1]          # mirror back
-    maps = np.abs(signal).max(axis=1)
-    sig_sum = np.zeros(frame.shape, np.float64)
-    map_sum = np.zeros(frame.shape[1:], np.float64)
-    count = np.zeros(frame.shape[1:], np.float64)
-    for k, (t, l) in enumerate(crop_boxes(frame.shape[1:], (h, w)) * 2):
-        sig_sum[:, t:t + h, l:l + w] += signal[k]
-        map_sum[t:t + h, l:l + w] += maps[k]
-        count[t:t + h, l:l + w] += 1
-    count = np.maximum(count, 1)
-    return Saliency(signal=(sig_sum / count)[None].astype(np.float32),
-                    map=(map_sum / count)[None].astype(np.float32),
-                    classes=np.array([int(cls)]), scores=mean_logits[:, int(cls)],
-                    probs=softmax(mean_logits)[:, int(cls)])
+    final = int(mean_logits.argmax()) if cls is None else int(cls)
+    if final != guess:
+        for batch in batches:
+            signals[batch] = signals_of(final, batch, forward_done=False)
+    for k, (_, _, mirrored) in enumerate(windows):
+        if mirrored:
+            signals[k] = signals[k][:, :, ::-1]
+    signal = blend(frame.shape[1:], windows, crop_hw, signals)
+    crop_map = blend(frame.shape[1:], windows, crop_hw, np.abs(signals).max(axis=1))
+    return Saliency(signal=signal[None].astype(np.float32), map=crop_map[None].astype(np.float32),
+                    classes=np.array([final]), scores=mean_logits[:, final],
+                    probs=softmax(mean_logits)[:, final])
+
+
+def tencrop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0):
+    """The paper's ten crops: :func:`crop_saliency` with ``crops=10``."""
+    return crop_saliency(net, frame, cls, rule, smoothgrad, noise, seed, crops=10)
 
 
 def split(result):
@@ -179,15 +261,17 @@ def split(result):
 
 def saliency_of_views(net, views, classes=None, rule="gradient", smoothgrad=0, noise=0.15,
                       seed=0):
-    """Saliency of ``views`` (list of (View, uses_tencrop) from ``load_views``).
+    """Saliency of ``views`` (list of (View, crops) from ``load_views``; crops 1: the
+    network view, 5 or 10: crops of a larger frame).
 
     classes: None (top-1 each) or one class index per view. Views at the input size run
-    as one batch; ten-crop views one by one. Returns one single-image Saliency per view,
+    in batches; cropped views one by one. Returns one single-image Saliency per view,
     in the view's own frame."""
     classes = [None] * len(views) if classes is None else list(classes)
     results = [None] * len(views)
-    batch = [i for i, (_, tc) in enumerate(views) if not tc]
-    if batch:
+    plain = [i for i, (_, crops) in enumerate(views) if crops == 1]
+    size = examples_per_batch(net, BATCH_BYTES)
+    for batch in (plain[a:a + size] for a in range(0, len(plain), size)):
         x = np.stack([views[i][0].x for i in batch]).astype(np.float32)
         cls = None
         if any(classes[i] is not None for i in batch):
@@ -196,7 +280,8 @@ def saliency_of_views(net, views, classes=None, rule="gradient", smoothgrad=0, n
                    for k, i in enumerate(batch)]
         for i, r in zip(batch, split(saliency(net, x, cls, rule, smoothgrad, noise, seed))):
             results[i] = r
-    for i, (view, tc) in enumerate(views):
-        if tc:
-            results[i] = tencrop_saliency(net, view.x, classes[i], rule, smoothgrad, noise, seed)
+    for i, (view, crops) in enumerate(views):
+        if crops > 1:
+            results[i] = crop_saliency(net, view.x, classes[i], rule, smoothgrad, noise, seed,
+                                       crops=crops)
     return results

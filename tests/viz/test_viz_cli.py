@@ -41,6 +41,37 @@ def test_saliency_cli(model_file, image_files, tmp_path):
     assert (tmp_path / "saliency.png").is_file()
 
 
+def test_saliency_cli_npz_holds_images_of_any_size(model_file, image_files, tmp_path):
+    """--npy PATH.npz: one (C, H, W) array per image, named by its file, whatever the
+    sizes; PATH.npy with mixed sizes is refused with one line and nothing written."""
+    from minicnn.viz.saliency import crop_saliency
+    from minicnn.viz.inputs import load_view
+    import minicnn
+    npz = tmp_path / "s.npz"
+    r = run_tool("saliency", "--weights", model_file, "--image", image_files["small"],
+                 image_files["big"], "--npy", npz, cwd=tmp_path)      # auto: 1 and 5 crops
+    assert r.returncode == 0, r.stderr
+    with np.load(npz) as arrays:
+        small, big = (arrays[p.name] for p in map(__import__("pathlib").Path,
+                                                     (image_files["small"], image_files["big"])))
+    assert small.shape[0] == big.shape[0] == 3 and small.shape != big.shape
+    net = minicnn.load(str(model_file))
+    frame = load_view(net, image_files["big"], tencrop=True).x
+    np.testing.assert_allclose(big, crop_saliency(net, frame, crops=5).signal[0], rtol=1e-5,
+                               atol=1e-7)
+    bad = tmp_path / "s.npy"
+    r = run_tool("saliency", "--weights", model_file, "--image", image_files["small"],
+                 image_files["big"], "--npy", bad, "--out", tmp_path / "refused.png")
+    assert r.returncode == 1 and "PATH.npz" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not bad.exists() and not (tmp_path / "refused.png").exists()
+    # the older spelling still works: --tencrop on is --crops 10
+    r = run_tool("saliency", "--weights", model_file, "--image", image_files["big"],
+                 "--tencrop", "on", "--npy", tmp_path / "t.npy", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"),
+                               crop_saliency(net, frame, crops=10).signal[0], rtol=1e-5, atol=1e-7)
+
+
 def test_deconv_cli(model_file, image_files, tmp_path):
     r = run_tool("deconv", "--weights", model_file, "--image", image_files["small"],
                  image_files["small"], "--layer", "conv2_1", "--channel", "top", cwd=tmp_path)

@@ -69,3 +69,36 @@ def test_boxes_map_back_to_the_file_pixels():
     scale, offset = p.fit_geometry((80, 60))
     v = View(x=None, rgb=None, scale=scale, offset=offset, size=(80, 60), path="")
     assert np.abs(np.array(v.box_to_file(box)) - [40, 20, 60, 40]).max() <= 2
+
+
+def test_a_large_picture_is_segmented_at_the_network_size_and_boxed_in_its_own_pixels():
+    """A 480x640 picture (over MAX_PIXELS) is segmented at about 224x224 pixels' worth:
+    its box, masks and seeds come back in the picture's pixels, within a pixel or two of
+    the work resolution (640 / 259 = 2.5 picture pixels) of the box at full resolution."""
+    from minicnn.viz.localize import MAX_PIXELS, work_size
+    box = (200, 120, 420, 360)
+    img = canvas(640, box, seed=2)[:480]
+    m = square_saliency((480, 640), box, seed=2)
+    h, w = work_size(m.shape)
+    assert h * w <= MAX_PIXELS and abs(w / h - 640 / 480) < 0.02
+    loc = localize_map(img, m)
+    assert loc.mask.shape == loc.fg_seeds.shape == loc.segmentation.shape == (480, 640)
+    full = localize_map(img, m, max_pixels=None)
+    assert np.abs(np.array(loc.box) - np.array(box)).max() <= 6, (loc.box, box)
+    assert np.abs(np.array(loc.box) - np.array(full.box)).max() <= 6, (loc.box, full.box)
+
+
+def test_colour_costs_score_each_distinct_colour_exactly():
+    from minicnn.viz.localize import colour_costs, colour_model
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 4, (500, 3)).astype(np.float64) * 60     # 64 distinct colours
+    model = colour_model(pixels[:200], 3, seed=0)
+    np.testing.assert_array_equal(colour_costs(pixels, model), -model.score_samples(pixels))
+
+
+def test_seed_sample_is_bounded_and_seeded():
+    from minicnn.viz.localize import SEED_SAMPLE, colour_model
+    pixels = np.random.default_rng(4).integers(0, 256, (SEED_SAMPLE * 5, 3)).astype(float)
+    a, b = colour_model(pixels, seed=1), colour_model(pixels, seed=1)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    assert not np.array_equal(a.means_, colour_model(pixels, seed=2).means_)

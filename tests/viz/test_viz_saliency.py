@@ -91,6 +91,47 @@ def test_tencrop_covers_a_larger_frame():
     assert np.isfinite(res.map).all()
 
 
+def test_blend_leaves_no_seam_where_crops_disagree():
+    """Five crops whose maps are constants 0..4: a plain coverage mean jumps where a crop
+    ends inside the frame; the blend moves much less between
+    neighbouring pixels (1/8 of the mean's jump), and keeps a crop's own value where it alone covers the frame."""
+    from minicnn.viz.saliency import blend, crop_windows
+    frame_hw, crop_hw = (256, 341), (224, 224)
+    windows = crop_windows(frame_hw, crop_hw, 5)
+    values = np.stack([np.full(crop_hw, float(k)) for k in range(5)])
+    blended = blend(frame_hw, windows, crop_hw, values)
+    plain = blend(frame_hw, windows, crop_hw, values, weight=np.ones(crop_hw))
+    step = lambda m: max(np.abs(np.diff(m, axis=0)).max(), np.abs(np.diff(m, axis=1)).max())
+    assert step(plain) >= 2.0                       # the seam the blend removes
+    assert step(blended) <= 0.25                    # a ramp over the crops' outer 28 px
+    for (t, l, _), k in zip(windows, range(5)):     # a corner only one crop covers
+        if (t, l) == (0, 0):
+            assert blended[0, 0] == pytest.approx(k)
+
+
+def test_crops_in_batches_of_one_equal_one_batch_also_when_the_first_guess_is_wrong():
+    """With cls None, batches of one crop start from the centre crop's top-1; a frame whose
+    centre crop ranks another class first than the mean of the crops must still give the
+    mean's top-1 and the same signals as all crops in one batch."""
+    from minicnn.viz.saliency import crop_saliency, crop_windows, _cut
+    net = tiny_vgg(seed=3)
+    found = None
+    for seed in range(50):
+        frame = 3 * np.random.default_rng(seed).standard_normal((3, 40, 48)).astype(np.float32)
+        windows = crop_windows(frame.shape[1:], (16, 16), 5)
+        logits = net.forward(np.stack([_cut(frame, w, (16, 16)) for w in windows]))
+        if logits[0].argmax() != logits.mean(axis=0).argmax():
+            found = frame
+            break
+    assert found is not None
+    one = crop_saliency(net, found, crops=5, batch_size=1)
+    together = crop_saliency(net, found, crops=5, batch_size=5)
+    assert one.classes[0] == together.classes[0] == int(logits.mean(axis=0).argmax())
+    np.testing.assert_allclose(one.signal, together.signal, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.map, together.map, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.scores, together.scores, rtol=1e-6)
+
+
 def test_keep_strongest_keeps_exactly_one_activation():
     a = np.random.default_rng(6).standard_normal((2, 4, 3, 3)).astype(np.float32)
     sig, pos, val = keep_strongest(a, [1, 3])
