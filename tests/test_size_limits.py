@@ -129,7 +129,7 @@ def test_a_memory_error_while_loading_is_a_model_file_error(tmp_path, monkeypatc
 
     def no_memory(*args, **kwargs):
         raise MemoryError()
-    monkeypatch.setattr(minicnn.io.Net, "load_state_dict", no_memory)
+    monkeypatch.setattr(minicnn.io, "_check_finite", no_memory)   # runs on every weight read
     # the rehearsal in a child (tests/test_model_fuzz.py) would report it first
     monkeypatch.setattr(minicnn.io, "rehearse", lambda path, read: None)
     with pytest.raises(ModelFileError, match="not enough memory"):
