@@ -23,8 +23,8 @@ import sys
 from minicnn.functional import RULES
 from minicnn.viz import cli, figures, render
 from minicnn.viz.inputs import class_name, classes_per_image, load_views
-from minicnn.viz.localize import localize_map
-from minicnn.viz.saliency import saliency_of_views
+from minicnn.viz.localize import BoxSettings, localize_map
+from minicnn.viz.saliency import SALIENCY, saliency_of_views
 
 PROG = "localize.py"
 
@@ -51,7 +51,7 @@ def build_parser():
                    help="backward rule of the saliency map (the paper: gradient)")
     p.add_argument("--smoothgrad", metavar="N", type=cli.nonneg_int, default=0,
                    help="SmoothGrad samples for the saliency map (0: off)")
-    p.add_argument("--noise", type=cli.fraction, default=0.15,
+    p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
                    help="SmoothGrad noise sigma as a fraction of the input range")
     cli.add_crop_args(p)
     cli.add_graphcut_args(p)
@@ -67,9 +67,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if not args.bg_quantile < args.fg_quantile:
-        raise ValueError(f"--bg-quantile ({args.bg_quantile}) must be below --fg-quantile "
-                         f"({args.fg_quantile})")
+    BoxSettings(args.fg_quantile, args.bg_quantile, args.components, args.smoothness)
     out = cli.checked_output(args.out, (".png",), "--out")
     js = cli.checked_output(args.json, (".json",), "--json")
     net = cli.load_net(args)

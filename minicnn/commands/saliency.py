@@ -26,7 +26,7 @@ import numpy as np
 from minicnn.functional import RULES
 from minicnn.viz import cli, figures
 from minicnn.viz.inputs import classes_per_image, load_views
-from minicnn.viz.saliency import saliency_of_views
+from minicnn.viz.saliency import SALIENCY, saliency_of_views
 
 PROG = "saliency.py"
 
@@ -43,7 +43,7 @@ def build_parser():
     p.add_argument("--smoothgrad", metavar="N", type=cli.nonneg_int, default=0,
                    help="SmoothGrad: average the signal over N noisy copies (0: off; "
                         "Smilkov et al. use up to 50)")
-    p.add_argument("--noise", type=cli.fraction, default=0.15,
+    p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
                    help="SmoothGrad noise sigma as a fraction of the input's (max - min)")
     cli.add_crop_args(p)
     p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the SmoothGrad noise")

@@ -23,6 +23,7 @@ import signal
 import sys
 
 from ..viz import cli
+from ..viz.saliency import SALIENCY
 from . import data as data_mod
 from . import report
 from .localization import METHODS, LocalizeSettings, evaluate_item, summarise
@@ -155,7 +156,7 @@ def _add_method_args(p):
                    help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
     p.add_argument("--smoothgrad", type=cli.positive_int, default=25, metavar="N",
                    help="samples of the smoothgrad method")
-    p.add_argument("--noise", type=cli.fraction, default=0.15,
+    p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
                    help="SmoothGrad noise sigma as a fraction of the input range")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..viz.inputs import network_view, tencrop_view
-from ..viz.localize import localize_map
-from ..viz.saliency import tencrop_saliency
+from ..viz.localize import BOX, BoxSettings, localize_map
+from ..viz.saliency import SALIENCY, tencrop_saliency
 from . import metrics
 
 # method name -> (backward rule, uses SmoothGrad)
@@ -51,13 +51,13 @@ class LocalizeSettings:
     """Everything that decides a record besides the model and the image."""
     methods: list = field(default_factory=lambda: list(METHODS))
     smoothgrad_samples: int = 25
-    noise: float = 0.15
+    noise: float = SALIENCY.noise
     seed: int = 0
     tencrop: bool = False
-    fg_quantile: float = 0.95
-    bg_quantile: float = 0.30
-    components: int = 5
-    smoothness: float = 50.0
+    fg_quantile: float = BOX.fg_quantile
+    bg_quantile: float = BOX.bg_quantile
+    components: int = BOX.components
+    smoothness: float = BOX.smoothness
     batch_size: int = 32
     boxes: str = "top5"
 
@@ -65,9 +65,7 @@ class LocalizeSettings:
         if self.boxes not in BOX_MODES:
             raise ValueError(f"boxes must be one of {', '.join(BOX_MODES)}, got {self.boxes!r}")
         check_methods(self.methods)
-        if not 0 <= self.bg_quantile < self.fg_quantile <= 1:
-            raise ValueError(f"need 0 <= bg quantile ({self.bg_quantile}) < fg quantile "
-                             f"({self.fg_quantile}) <= 1")
+        BoxSettings(self.fg_quantile, self.bg_quantile, self.components, self.smoothness)
         if "smoothgrad" in self.methods and self.smoothgrad_samples < 1:
             raise ValueError("smoothgrad needs at least 1 sample")
 
@@ -75,7 +73,7 @@ class LocalizeSettings:
         return asdict(self)
 
 
-def class_signals(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+def class_signals(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,
                   batch_size=32):
     """Input-space signals of one image for several classes: (K, C, H, W) float64.
 
@@ -102,7 +100,7 @@ def class_signals(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=
     return total / len(inputs)
 
 
-def class_maps(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+def class_maps(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,
                batch_size=32):
     """Saliency maps M = max over channels |signal| of :func:`class_signals`: (K, H, W)
     float32."""

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..viz.saliency import SALIENCY
 from .localization import METHODS, _scores, _view, check_methods, class_signals
 
 MODES = ("cascade", "independent")
@@ -29,7 +30,7 @@ ORIGINAL = "original"
 class SanitySettings:
     methods: list = field(default_factory=lambda: list(METHODS))
     smoothgrad_samples: int = 25
-    noise: float = 0.15
+    noise: float = SALIENCY.noise
     seed: int = 0
     batch_size: int = 32
 

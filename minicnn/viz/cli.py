@@ -108,13 +108,14 @@ def add_crop_args(p):
 
 def add_graphcut_args(p):
     """The options of the saliency -> colour models -> GraphCut box procedure."""
-    p.add_argument("--fg-quantile", type=fraction, default=0.95,
+    from .localize import BOX
+    p.add_argument("--fg-quantile", type=fraction, default=BOX.fg_quantile,
                    help="foreground colour-model seeds: saliency above this quantile")
-    p.add_argument("--bg-quantile", type=fraction, default=0.30,
+    p.add_argument("--bg-quantile", type=fraction, default=BOX.bg_quantile,
                    help="background colour-model seeds: saliency below this quantile")
-    p.add_argument("--components", type=positive_int, default=5,
+    p.add_argument("--components", type=positive_int, default=BOX.components,
                    help="Gaussians per colour model")
-    p.add_argument("--smoothness", type=nonneg_float, default=50.0,
+    p.add_argument("--smoothness", type=nonneg_float, default=BOX.smoothness,
                    help="weight of the contrast-sensitive pairwise term (GrabCut's 50)")
 
 

@@ -33,6 +33,31 @@ EM_ITERATIONS = 10
 MAX_PIXELS = 224 * 224
 
 
+@dataclass(frozen=True)
+class BoxSettings:
+    """The procedure's settings and their defaults, shared by :func:`localize_map`, the
+    tools (--fg-quantile, --bg-quantile, --components, --smoothness), the evaluation and
+    the explorer. fg_quantile / bg_quantile: the seed quantiles of the map (the paper's
+    95% / 30%); components: Gaussians per colour model; smoothness: weight of the
+    pairwise term (GrabCut's 50); seed: of the seed sample and the mixtures."""
+    fg_quantile: float = 0.95
+    bg_quantile: float = 0.30
+    components: int = 5
+    smoothness: float = 50.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.bg_quantile < self.fg_quantile <= 1.0:
+            raise ValueError(f"need 0 <= bg quantile ({self.bg_quantile}) < fg quantile "
+                             f"({self.fg_quantile}) <= 1")
+        if int(self.components) < 1 or not 0 <= self.smoothness < float("inf"):
+            raise ValueError(f"need components >= 1 and a finite smoothness >= 0, got "
+                             f"{self.components}, {self.smoothness}")
+
+
+BOX = BoxSettings()
+
+
 @dataclass
 class Localization:
     """box [x0, y0, x1, y1] (x1, y1 exclusive) in the pixels of the given picture, or
@@ -48,7 +73,7 @@ class Localization:
     fallback: bool = False
 
 
-def seeds(saliency_map, fg_quantile=0.95, bg_quantile=0.30):
+def seeds(saliency_map, fg_quantile=BOX.fg_quantile, bg_quantile=BOX.bg_quantile):
     """(H, W) map -> (foreground seeds M > q_fg, background seeds M < q_bg).
 
     Ties at the quantile: foreground uses >=, background <= when the strict test is
@@ -65,7 +90,7 @@ def seeds(saliency_map, fg_quantile=0.95, bg_quantile=0.30):
     return fg, bg
 
 
-def colour_model(pixels, components=5, seed=0, sample=SEED_SAMPLE,
+def colour_model(pixels, components=BOX.components, seed=BOX.seed, sample=SEED_SAMPLE,
                  iterations=EM_ITERATIONS):
     """Fit a Gaussian mixture to (P, 3) colours (0-255).
 
@@ -110,7 +135,7 @@ def colour_costs(pixels, model):
     return -model.score_samples(np.asarray(pixels, np.float64)[first])[inverse.ravel()]
 
 
-def pairwise_weights(rgb, smoothness=50.0):
+def pairwise_weights(rgb, smoothness=BOX.smoothness):
     """Contrast-sensitive weights of the right and down neighbour edges: (H, W) each,
     ``smoothness * exp(-beta * ||I_p - I_q||^2)`` (zero where there is no neighbour)."""
     img = np.asarray(rgb, np.float64)
@@ -125,7 +150,8 @@ def pairwise_weights(rgb, smoothness=50.0):
     return right, down
 
 
-def graphcut(rgb, fg_seeds, bg_seeds, components=5, smoothness=50.0, seed=0):
+def graphcut(rgb, fg_seeds, bg_seeds, components=BOX.components, smoothness=BOX.smoothness,
+             seed=BOX.seed):
     """GraphCut foreground (H, W) bool of picture ``rgb`` (H, W, 3) with GMM colour models
     fitted on the seed pixels."""
     import maxflow
@@ -203,8 +229,9 @@ def _upsample(mask, shape_hw):
     return mask[rows[:, None], cols[None, :]]
 
 
-def localize_map(rgb, saliency_map, fg_quantile=0.95, bg_quantile=0.30, components=5,
-                 smoothness=50.0, seed=0, max_pixels=MAX_PIXELS):
+def localize_map(rgb, saliency_map, fg_quantile=BOX.fg_quantile, bg_quantile=BOX.bg_quantile,
+                 components=BOX.components, smoothness=BOX.smoothness, seed=BOX.seed,
+                 max_pixels=MAX_PIXELS):
     """Box of the object in picture ``rgb`` (H, W, 3) uint8 given its saliency map
     (H, W). ``max_pixels``: segment larger pictures at this many pixels (None: never
     scale). Returns a :class:`Localization` in the picture's own pixels."""

@@ -29,6 +29,23 @@ BATCH_BYTES = 192 * 2**20
 CROP_COUNTS = (5, 10)
 
 
+@dataclass(frozen=True)
+class SaliencySettings:
+    """The defaults the saliency functions, the tools (--method, --smoothgrad, --noise,
+    --seed, --crops), the evaluation and the explorer share. rule: "gradient" (the
+    paper), "deconvnet" or "guided"; smoothgrad: noisy samples (0: off); noise: their
+    sigma as a fraction of the input's range; seed: of that noise; crops: "auto", 1, 5
+    or 10 (see :func:`minicnn.viz.load_views`)."""
+    rule: str = "gradient"
+    smoothgrad: int = 0
+    noise: float = 0.15
+    seed: int = 0
+    crops: str = "auto"
+
+
+SALIENCY = SaliencySettings()
+
+
 @dataclass
 class Saliency:
     """Results for a batch of N images.
@@ -84,8 +101,8 @@ def _classes_for(logits, classes):
     return classes
 
 
-def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
-                  batch_size=None):
+def smooth_signal(net, x, classes, rule=SALIENCY.rule, samples=0, noise=SALIENCY.noise,
+                  seed=SALIENCY.seed, batch_size=None):
     """SmoothGrad: mean of ``class_signal`` over ``samples`` noisy copies of each image
     (Gaussian noise, sigma = noise * (max - min) of the image). samples=0: plain signal.
     classes (N,) ints must be given. batch_size: noisy copies per pass (default: as many
@@ -109,7 +126,8 @@ def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=
     return (out / samples).astype(np.float32)
 
 
-def saliency(net, x, classes=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0):
+def saliency(net, x, classes=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
+             noise=SALIENCY.noise, seed=SALIENCY.seed):
     """Saliency of a batch x (N, C, H, W) at the network input size.
 
     classes: None (top-1 of each image) or N class indices. rule: "gradient" (the
@@ -192,8 +210,8 @@ def blend(frame_hw, windows, crop_hw, values, weight=None):
     return total / np.maximum(weights, 1e-12)
 
 
-def crop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0,
-                  crops=10, batch_size=None):
+def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
+                  noise=SALIENCY.noise, seed=SALIENCY.seed, crops=10, batch_size=None):
     """Saliency of one (C, H, W) frame at least as large as the network input, from
     ``crops`` crops (5: corners and centre; 10: and their mirrors, the paper's protocol)
     blended by :func:`blend`. cls: class index or None (the top-1 of the mean crop
@@ -247,7 +265,8 @@ def crop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.1
                     probs=softmax(mean_logits)[:, final])
 
 
-def tencrop_saliency(net, frame, cls=None, rule="gradient", smoothgrad=0, noise=0.15, seed=0):
+def tencrop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
+                     noise=SALIENCY.noise, seed=SALIENCY.seed):
     """The paper's ten crops: :func:`crop_saliency` with ``crops=10``."""
     return crop_saliency(net, frame, cls, rule, smoothgrad, noise, seed, crops=10)
 
@@ -259,8 +278,8 @@ def split(result):
                      probs=result.probs[i:i + 1]) for i in range(len(result.classes))]
 
 
-def saliency_of_views(net, views, classes=None, rule="gradient", smoothgrad=0, noise=0.15,
-                      seed=0):
+def saliency_of_views(net, views, classes=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
+                      noise=SALIENCY.noise, seed=SALIENCY.seed):
     """Saliency of ``views`` (list of (View, crops) from ``load_views``; crops 1: the
     network view, 5 or 10: crops of a larger frame).
 

@@ -91,6 +91,25 @@ def test_localize_cli(model_file, image_files, tmp_path):
     assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40
 
 
+def test_class_model_api_defaults_are_the_tools(model_file, tmp_path):
+    """minicnn.viz.class_model(net, [c]) with nothing else given draws the tool's picture:
+    the same inputs as tools/class_model.py at its defaults, and a class's picture does
+    not depend on the other classes asked for or on the batch size."""
+    import minicnn
+    from minicnn.viz import class_model
+    npy = tmp_path / "c.npy"
+    r = run_tool("class_model", "--weights", model_file, "--class", "stripe", "--npy", npy,
+                 "--out", tmp_path / "c.png")
+    assert r.returncode == 0, r.stderr
+    net = minicnn.load(model_file)
+    np.testing.assert_array_equal(class_model(net, [1]).x, np.load(npy))
+    together = class_model(net, [0, 1, 2], steps=20).x
+    one_by_one = class_model(net, [0, 1, 2], steps=20, batch_size=1).x
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(together[1], class_model(net, [1], steps=20).x[0], rtol=1e-4,
+                               atol=1e-5)
+
+
 def test_class_model_cli(model_file, tmp_path):
     out, npy = tmp_path / "c.png", tmp_path / "c.npy"
     args = ("--weights", model_file, "--class", "square", "2", "--steps", "5", "--out", out,
