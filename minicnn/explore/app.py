@@ -7,13 +7,15 @@ Routes (GET unless said; every JSON answer to a bad request is ``{"error": text}
     /api/model                 model facts, layer table, samples, defaults
     /api/image?image=          an image's size and geometry          POST /api/upload (file)
     /api/canvas?seed=          a fresh cluttered canvas (shipped model + Fashion-MNIST)
-    /api/predict?image=        top-5 classes with S_c and P_c
+    /api/classes?q=&page=&per_page=   class names matching a search, paged
+    /api/predict?image=&top=   the top classes (default 5) with S_c and P_c
     /api/saliency?image=&class=&smoothgrad=&noise=&seed=      the three passes
     /api/localize?image=&class=&method=&...&fg_quantile=...    box, seeds, GraphCut mask
     /api/layer?image=&layer=   the grid of the layer's channels
     /api/unit?image=&layer=&unit=   strongest position, receptive field, reconstructions,
                                top-activating sample crops
-    /api/classmodels?steps=... GET: status; POST: start (background, cached per settings)
+    /api/classmodels?classes=&steps=...   GET: status; POST: start (background, cached
+                               per settings and classes: at most a page of them)
     /png/KIND?...              every picture as PNG (download=1: as an attachment)
 """
 import io
@@ -27,9 +29,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..functional import RULES
 from ..preprocess import ImageError
-from ..viz.inputs import class_name
-from .core import (ClassModelSettings, GraphCutSettings, RequestError, SaliencySettings,
-                   parse_choice)
+from .core import (MAX_SEARCH_PAGE, MAX_TOP, ClassModelSettings, GraphCutSettings,
+                   RequestError, SaliencySettings, out_of_memory_line, parse_choice, parse_int)
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_UPLOAD = 16 * 1024 * 1024
@@ -85,7 +86,8 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
         log.error("unexpected error on %s: %s", request.path,
                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         if isinstance(exc, MemoryError):
-            return jsonify(error="out of memory"), 503
+            return jsonify(error=out_of_memory_line(exc, "this request", "try a smaller "
+                                                    "request or free memory")), 503
         return jsonify(error=f"internal error ({type(exc).__name__}); see the server's log"), 500
 
     @app.after_request
@@ -125,11 +127,22 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
     def canvas():
         return image_answer(ex.image(f"canvas:{request.args.get('seed', '')}"))
 
+    # ------------------------------------------------------------------ classes
+    @app.get("/api/classes")
+    def classes():
+        args = request.args
+        per_page = parse_int(args.get("per_page"), "per_page", 1, MAX_SEARCH_PAGE,
+                             ex.gallery_page_size())
+        page = parse_int(args.get("page"), "page", 1, 10**9, 1)
+        return jsonify(ex.search_classes(args.get("q", ""), page, per_page))
+
     # ------------------------------------------------------------------ prediction
     @app.get("/api/predict")
     def predict():
         entry = ex.image(request.args.get("image"))
-        top = ex.predict(entry)
+        top = ex.predict(entry, parse_int(request.args.get("top"), "top", 1,
+                                          min(MAX_TOP, ex.net.num_classes),
+                                          min(5, ex.net.num_classes)))
         return jsonify(image=entry.spec, top=top,
                        command=ex.saliency_command(entry, top[0]["class"], "gradient",
                                                    SaliencySettings()))
@@ -145,8 +158,7 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
                       noise=settings.noise if settings.smoothgrad else None,
                       seed=settings.seed or None)
         methods = {}
-        for rule in RULES:
-            sal = ex.saliency(entry, cls, rule, settings)
+        for rule, sal in ex.saliencies(entry, cls, settings).items():
             methods[rule] = {
                 "score": float(sal.scores[0]), "prob": float(sal.probs[0]),
                 "max": float(sal.map[0].max()),
@@ -154,7 +166,7 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
                 "overlay_url": png_url("overlay", method=rule, **common),
                 "figure_url": png_url("saliency_figure", method=rule, **common),
                 "command": ex.saliency_command(entry, cls, rule, settings)}
-        return jsonify(image=entry.spec, **{"class": cls}, name=class_name(ex.net, cls),
+        return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
                        settings=settings.__dict__, methods=methods)
 
     @app.get("/api/localize")
@@ -172,9 +184,11 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
                       seed=settings.seed or None, **{
                           k: v for k, v in graphcut.__dict__.items()
                           if v != getattr(GraphCutSettings(), k)})
-        return jsonify(image=entry.spec, **{"class": cls}, name=class_name(ex.net, cls),
+        h, w = ex.net.preprocessing.input_size
+        return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
                        method=method, box=loc.box, file_box=file_box, fallback=bool(loc.fallback),
-                       truth=entry.truth,
+                       truth=entry.truth, truth_box=ex.truth_box(entry), input_size=[w, h],
+                       input_url=png_url("input", image=entry.spec),
                        urls={kind: png_url(kind, **params)
                              for kind in ("boxed", "saliency", "seeds", "mask", "localize_figure")},
                        command=ex.localize_command(entry, cls, method, settings, graphcut))
@@ -211,13 +225,15 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
             top_crops=crops, command=ex.deconv_command(entry, name, channel))
 
     # ------------------------------------------------------------------ class models
-    def gallery_answer(settings, job):
-        answer = {"settings": settings.as_dict(), "command": ex.class_model_command(settings),
+    def gallery_answer(settings, classes, job):
+        answer = {"settings": settings.as_dict(),
+                  "classes": [{"class": c, "name": ex.class_name(c)} for c in classes],
+                  "command": ex.class_model_command(settings, classes),
                   "status": job.status() if job else {"state": "not started"}}
         if job is not None and job.state == "done":
-            params = settings.as_dict()
+            params = dict(settings.as_dict(), classes=",".join(str(c) for c in classes))
             answer["gallery_url"] = png_url("gallery", **params)
-            answer["tiles"] = [{"class": int(c), "name": class_name(ex.net, int(c)),
+            answer["tiles"] = [{"class": int(c), "name": ex.class_name(int(c)),
                                 "score": float(s), "url": png_url("class_model", **params,
                                                                   **{"class": int(c)})}
                                for c, s in zip(job.result.classes, job.result.scores)]
@@ -226,13 +242,17 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
     @app.get("/api/classmodels")
     def class_models_status():
         settings = ClassModelSettings.from_args(request.args)
-        return gallery_answer(settings, ex.class_model_job(settings, start=False))
+        classes = ex.gallery_classes(request.args.get("classes"))
+        return gallery_answer(settings, classes, ex.class_model_job(settings, classes, start=False))
 
     @app.post("/api/classmodels")
     def class_models_start():
-        values = request.get_json(silent=True) or request.form or request.args
+        values = request.get_json(silent=True)
+        if not isinstance(values, dict):
+            values = request.form or request.args
         settings = ClassModelSettings.from_args(values)
-        return gallery_answer(settings, ex.class_model_job(settings, start=True))
+        classes = ex.gallery_classes(values.get("classes"))
+        return gallery_answer(settings, classes, ex.class_model_job(settings, classes, start=True))
 
     # ------------------------------------------------------------------ pictures
     @app.get("/png/<kind>")

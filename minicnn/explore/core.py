@@ -17,13 +17,16 @@ folder under a name the server chose) and ``canvas:SEED`` (a cluttered Fashion-M
 canvas rendered for the shipped model).
 """
 import hashlib
+import logging
 import math
 import os
 import queue
+import re
 import shlex
 import tempfile
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,16 +35,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import assets
-from ..backend import to_numpy
+from ..backend import get_array_module, to_numpy
 from ..functional import RULES
 from ..preprocess import ImageError
 from ..summary import summarize
 from ..viz import figures, render
-from ..viz.class_model import DEFAULTS as CLASS_MODEL_DEFAULTS, OBJECTIVES, class_model
+from ..viz.batching import examples_per_batch
+from ..viz.class_model import (BATCH_BYTES, DEFAULTS as CLASS_MODEL_DEFAULTS, OBJECTIVES,
+                               ClassModelSettings as VizClassModelSettings, class_model,
+                               default_classes)
 from ..viz.deconv import unit_reconstruction
-from ..viz.inputs import class_name, load_views, resolve_class, resolve_layer
+from ..viz.inputs import network_view, read_image, resolve_class, resolve_layer
 from ..viz.localize import localize_map
-from ..viz.saliency import saliency_of_views, softmax
+from ..viz.saliency import Saliency, saliency, saliency_map, softmax
+
+log = logging.getLogger("minicnn.explore")
 
 MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
 MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
@@ -50,6 +58,12 @@ MAX_CLASS_MODEL_STEPS = 5000
 TOP_CROPS = 6               # top-activating sample crops shown for a unit
 CANVAS_SEED_BASE = 7077     # canvas SEED is rendered from seed (CANVAS_SEED_BASE, SEED)
 MAX_SEED = 2**32 - 1
+# how the tools are told to use the network's own view of an image (no crops)
+NETWORK_VIEW = ["--crops", "1"]
+MAX_GALLERY_CLASSES = 20    # class models one gallery may ask for (one page of the picker)
+GALLERY_PAGE = 10           # classes per picker page of a model with more than that many
+MAX_TOP = 100               # classes /api/predict may list
+MAX_SEARCH_PAGE = 100       # class names one search answer may list
 
 
 class RequestError(ValueError):
@@ -210,28 +224,55 @@ class ClassModelSettings:
                 f"{self.blur_every}, decay {self.decay:g}, norm pct {self.norm_pct:g}, start "
                 f"noise {self.init_noise:g}, seed {self.seed}")
 
+    def for_viz(self):
+        """These settings as :func:`minicnn.viz.class_model` takes them (the gallery's
+        steps are RMS-normalised, as the tool's without --raw-step)."""
+        return VizClassModelSettings(
+            normalize=True, **{name: getattr(self, name) for name, _ in self.FLAGS})
+
 
 # ----------------------------------------------------------------------------- caches
 
 class LRU:
-    """A small thread-safe least-recently-used map. Values are computed outside the lock
-    (two threads may compute the same deterministic value; either result is the same)."""
+    """A small thread-safe least-recently-used map. Values are computed outside the lock;
+    a request for a key that another thread is computing waits for that result instead
+    of computing it again (a new image's prediction and saliency ask for the same logits
+    at once). When that computation fails, the waiting thread computes it itself."""
 
     def __init__(self, size):
         self.size, self._data, self._lock = int(size), OrderedDict(), threading.Lock()
+        self._pending = {}      # key -> Event set when its computation ends
 
     def get(self, key, compute):
-        with self._lock:
-            if key in self._data:
+        while True:
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return self._data[key]
+                pending = self._pending.get(key)
+                if pending is None:
+                    done = self._pending[key] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            value = compute()
+            with self._lock:
+                self._data[key] = value
                 self._data.move_to_end(key)
-                return self._data[key]
-        value = compute()
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._pending[key]
+            done.set()
+
+    def put(self, key, value):
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
-        return value
 
     def clear(self):
         with self._lock:
@@ -252,9 +293,12 @@ class ImageEntry:
 
 @dataclass
 class ClassModelJob:
-    """A gallery computation: state queued|running|done|failed|cancelled, progress in
-    steps (done of total), result (ClassModel) when done, error text when failed."""
+    """A gallery computation of ``classes`` (tuple of indices) with ``settings``: state
+    queued|running|done|failed|cancelled, progress in steps (done of total; a batch of
+    classes after another counts its steps again), result (ClassModel) when done, error
+    (one line) when failed."""
     settings: ClassModelSettings
+    classes: tuple = ()
     state: str = "queued"
     done: int = 0
     total: int = 0
@@ -270,8 +314,42 @@ class ClassModelJob:
                 "error": self.error, "elapsed_s": round(elapsed, 2)}
 
 
+def out_of_memory_line(exc, what, hint=""):
+    """One line for a MemoryError (NumPy's says "Unable to allocate 12.0 GiB for an
+    array with shape (...) and data type float32"): what needed the memory, how much
+    the failed allocation asked for, and what to do."""
+    size = re.search(r"allocate\s+([0-9.]+\s*[KMGTPE]?i?B)", str(exc))
+    asked = f" (an array of {size.group(1)} could not be allocated)" if size else ""
+    return f"out of memory: {what} needs more memory than is free{asked}" + \
+        (f"; {hint}" if hint else "")
+
+
 class _Cancelled(Exception):
     pass
+
+
+def box_line_width(size):
+    """Line width of the boxes on a picture whose long side is ``size`` pixels: 3 up to
+    280 pixels (a 64x64 input upscaled 4x, a 224x224 one as it is), about 1/80 of larger
+    pictures, so a picture shown smaller still shows its box."""
+    return max(3, int(round(size / 80)))
+
+
+def boxed_picture(rgb, boxes):
+    """The picture with ``boxes`` [(box [x0, y0, x1, y1] in ``rgb`` pixels, x1/y1
+    exclusive, colour)], upscaled as the figures upscale panels (a 64x64 input 4x), the
+    lines inside each box and as wide as :func:`box_line_width` of the upscaled picture
+    (the page draws its own boxes over the image at display size)."""
+    from PIL import ImageDraw
+    h, w = rgb.shape[:2]
+    scale = render.upscale_factor(h, w)
+    pic = render.panel(rgb, "", scale)
+    draw = ImageDraw.Draw(pic)
+    width = box_line_width(max(pic.size))
+    for (x0, y0, x1, y1), colour in boxes:
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1],
+                       outline=colour, width=width)
+    return pic
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -318,6 +396,13 @@ class Explorer:
         self._closing = threading.Event()
         self.layer_rows = summarize(net, net.input_shape)
         self._geometry = self._receptive_geometry()
+        names = net.class_names
+        self._names = [names[i] if i < len(names) else f"class {i}"
+                       for i in range(net.num_classes)]
+        self._lowered = [n.lower() for n in self._names]
+        # a name's synonyms: ImageNet's names list several ("tabby, tabby cat")
+        self._synonyms = [[w.strip() for w in n.split(",") if w.strip()]
+                          for n in self._lowered]
 
     # ------------------------------------------------------------------ life
     def close(self):
@@ -338,7 +423,68 @@ class Explorer:
     # ------------------------------------------------------------------ model facts
     @property
     def classes(self):
-        return [class_name(self.net, i) for i in range(self.net.num_classes)]
+        """Every class name (index order)."""
+        return list(self._names)
+
+    def class_name(self, index):
+        return self._names[int(index)]
+
+    def search_classes(self, query="", page=1, per_page=None):
+        """Classes whose name matches ``query`` (case-insensitive): an index, a whole name
+        or one of its comma-separated synonyms first, then names with a word starting with
+        the query, then names containing it; each group in index order. An empty query
+        lists every class. Paged: ``page`` (from 1) of ``per_page`` (default the gallery's
+        page). Returns a JSON-able dict."""
+        per_page = self.gallery_page_size() if per_page is None else int(per_page)
+        q = " ".join(str(query or "").lower().split())
+        if not q:
+            found = list(range(len(self._names)))
+        else:
+            ranks = []
+            for i, (name, words) in enumerate(zip(self._lowered, self._synonyms)):
+                if q == str(i) or q == name or q in words:
+                    rank = 0
+                elif any(w.startswith(q) for w in re.split(r"[\s,\-'()/]+", name) if w) \
+                        or name.startswith(q):
+                    rank = 1
+                elif q in name:
+                    rank = 2
+                else:
+                    continue
+                ranks.append((rank, i))
+            found = [i for _, i in sorted(ranks)]
+        pages = max(1, math.ceil(len(found) / per_page))
+        page = min(max(1, int(page)), pages)
+        chosen = found[(page - 1) * per_page:page * per_page]
+        return {"query": str(query or ""), "total": len(found), "page": page, "pages": pages,
+                "per_page": per_page,
+                "classes": [{"class": i, "name": self._names[i]} for i in chosen]}
+
+    def find_class(self, spec):
+        """A class given as an index, "INDEX: name" (what the page's lists show), a whole
+        name or one synonym of a name (case-insensitive) -> index; RequestError naming
+        the candidates when a synonym names several classes ("crane") or the close
+        matches when nothing matches."""
+        text = str(spec).strip()
+        head = re.match(r"^(-?\d+)\s*(:.*)?$", text)
+        if head:
+            try:
+                return resolve_class(self.net, head.group(1))
+            except ValueError as exc:
+                raise RequestError(str(exc)) from None
+        q = " ".join(text.lower().split())
+        for hits in ([i for i, name in enumerate(self._lowered) if name == q],
+                     [i for i, words in enumerate(self._synonyms) if q in words]):
+            if len(hits) == 1:
+                return hits[0]
+            if hits:
+                listed = ", ".join(f"{i} ({self._names[i]})" for i in hits[:10])
+                raise RequestError(f"class {text[:60]!r} names {len(hits)} classes: "
+                                   f"{listed}; give the index")
+        try:
+            return resolve_class(self.net, text)        # its error names close matches
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
 
     def model_info(self):
         """JSON-able description of the model for the page."""
@@ -353,6 +499,8 @@ class Explorer:
             "preprocessing": {"channel_order": p.channel_order, "input_size": list(p.input_size),
                               "resize": p.resize},
             "classes": self.classes,
+            "num_classes": self.net.num_classes,
+            "gallery": self.gallery_info(),
             "layers": layers,
             "default_layer": self.default_layer(),
             "samples": [{"spec": f"sample:{name}", "name": name, "label": s.get("label"),
@@ -522,10 +670,10 @@ class Explorer:
         return ImageEntry(f"canvas:{seed}", path, f"fresh canvas {seed}", name, truth)
 
     def view(self, entry):
-        """ImageEntry -> the View the network sees (as the tools with --tencrop off)."""
+        """ImageEntry -> the View the network sees (as the tools with NETWORK_VIEW)."""
         def compute():
             try:
-                return load_views(self.net, [entry.path], "off")[0][0]
+                return network_view(self.net, read_image(self.net, entry.path), entry.path)
             except ImageError as exc:
                 raise ImageError(str(exc).replace(entry.path, entry.label)) from None
         return self._views.get(entry.spec, compute)
@@ -555,33 +703,63 @@ class Explorer:
         logits = self.logits(entry)
         probs = softmax(logits[None])[0]
         order = np.argsort(-logits, kind="stable")[:top]
-        return [{"class": int(c), "name": class_name(self.net, int(c)),
+        return [{"class": int(c), "name": self._names[int(c)],
                  "score": float(logits[c]), "prob": float(probs[c])} for c in order]
 
     def resolve_class(self, entry, spec):
-        """A class given by index or name, or empty for the image's top-1."""
+        """A class given by index or name (see :meth:`find_class`), or empty for the
+        image's top-1."""
         if spec is None or str(spec).strip() == "":
             return int(np.argmax(self.logits(entry)))
-        try:
-            return resolve_class(self.net, spec)
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
+        return self.find_class(spec)
 
     # ------------------------------------------------------------------ saliency
     def saliency(self, entry, cls, method, settings):
         """Saliency (N = 1) of class ``cls`` with backward rule ``method``: what
-        tools/saliency.py --tencrop off computes."""
+        tools/saliency.py computes with NETWORK_VIEW (its saliency_of_views: one
+        image at the input size, the class given)."""
         def compute():
-            view = self.view(entry)
+            x = np.stack([self.view(entry).x]).astype(np.float32)
             with self.borrow() as net:
-                return saliency_of_views(net, [(view, False)], [cls], method,
-                                         settings.smoothgrad, settings.noise, settings.seed)[0]
+                return saliency(net, x, [cls], method, settings.smoothgrad, settings.noise,
+                                settings.seed)
         return self._results.get(("saliency", entry.spec, cls, method, settings), compute)
+
+    def saliencies(self, entry, cls, settings):
+        """{rule: Saliency} for the three backward rules: for each exactly what
+        :meth:`saliency` gives, but without SmoothGrad one forward pass serves the three
+        backward passes (the caches of a forward stay valid for any number of backward
+        passes)."""
+        if settings.smoothgrad:
+            return {rule: self.saliency(entry, cls, rule, settings) for rule in RULES}
+
+        def compute():
+            # saliency() -> class_signal(), with the forward shared
+            x = np.stack([self.view(entry).x]).astype(np.float32)
+            classes = np.asarray([cls], np.int64)
+            idx = np.arange(1)
+            out = {}
+            with self.borrow() as net:
+                logits = net.forward(x)
+                xp = get_array_module(logits)
+                logits_np = to_numpy(logits).astype(np.float64)
+                for rule in RULES:
+                    seed = xp.zeros(logits.shape, dtype=xp.float32)
+                    seed[xp.arange(1), xp.asarray(classes)] = 1.0
+                    signal = to_numpy(net.backward(seed, rule=rule)).astype(np.float32)
+                    out[rule] = Saliency(signal=signal,
+                                         map=to_numpy(saliency_map(signal)).astype(np.float32),
+                                         classes=classes, scores=logits_np[idx, classes],
+                                         probs=softmax(logits_np)[idx, classes])
+            for rule, sal in out.items():
+                self._results.put(("saliency", entry.spec, cls, rule, settings), sal)
+            return out
+        return self._results.get(("saliencies", entry.spec, cls, settings), compute)
 
     def saliency_command(self, entry, cls, method, settings):
         opts = ["--class", str(cls), "--method", method] + settings.options()
         if self.image_info(entry)["resized"]:
-            opts += ["--tencrop", "off"]
+            opts += NETWORK_VIEW
         return self.command("saliency.py", opts, entry)
 
     def localization(self, entry, cls, method, settings, graphcut):
@@ -597,7 +775,7 @@ class Explorer:
     def localize_command(self, entry, cls, method, settings, graphcut):
         opts = ["--class", str(cls), "--method", method] + settings.options() + graphcut.options()
         if self.image_info(entry)["resized"]:
-            opts += ["--tencrop", "off"]
+            opts += NETWORK_VIEW
         return self.command("localize.py", opts, entry)
 
     # ------------------------------------------------------------------ layers
@@ -662,15 +840,66 @@ class Explorer:
         return out
 
     # ------------------------------------------------------------------ class models
-    def class_model_job(self, settings, start=True):
-        """The gallery job for ``settings`` (started when new and ``start``), or None."""
+    def gallery_page_size(self):
+        """Classes per picker page: every class of a model with at most
+        MAX_GALLERY_CLASSES, else GALLERY_PAGE."""
+        k = self.net.num_classes
+        return k if k <= MAX_GALLERY_CLASSES else GALLERY_PAGE
+
+    def default_gallery(self):
+        """(classes, what): the gallery shown before any class is picked: every class of
+        a small model; else the classes tools/class_model.py draws by default when they
+        fit a gallery (ImageNet's names: the paper's Fig. 1 classes); else the first
+        page."""
+        k = self.net.num_classes
+        if k <= MAX_GALLERY_CLASSES:
+            return tuple(range(k)), f"all {k} classes"
+        tool = tuple(int(c) for c in default_classes(self.net))
+        if 0 < len(tool) <= MAX_GALLERY_CLASSES:
+            return tool, "the paper's Fig. 1 classes (tools/class_model.py's default)"
+        return tuple(range(GALLERY_PAGE)), f"classes 0-{GALLERY_PAGE - 1}"
+
+    def gallery_info(self):
+        classes, what = self.default_gallery()
+        return {"page_size": self.gallery_page_size(), "max_classes": MAX_GALLERY_CLASSES,
+                "default_classes": list(classes), "default_label": what,
+                "pages": math.ceil(self.net.num_classes / self.gallery_page_size())}
+
+    def gallery_classes(self, value):
+        """A request's classes (indices separated by commas or spaces, or a list; empty:
+        :meth:`default_gallery`) -> tuple of distinct indices in the given order, at most
+        MAX_GALLERY_CLASSES: a gallery never optimises every class of a large model."""
+        if isinstance(value, (list, tuple)):
+            items = [str(v) for v in value]
+        else:
+            items = re.split(r"[\s,]+", str(value or "").strip())
+        out = []
+        for item in items:
+            if item:
+                index = parse_int(item, "classes", 0, self.net.num_classes - 1)
+                if index not in out:
+                    out.append(index)
+        if not out:
+            return self.default_gallery()[0]
+        if len(out) > MAX_GALLERY_CLASSES:
+            raise RequestError(f"classes: at most {MAX_GALLERY_CLASSES} class models per "
+                               f"gallery, got {len(out)}; pick a page or fewer classes")
+        return tuple(out)
+
+    def class_model_job(self, settings, classes=None, start=True):
+        """The gallery job for ``settings`` and ``classes`` (a tuple from
+        :meth:`gallery_classes`; None: the default gallery), started when new and
+        ``start``, or None."""
+        classes = self.default_gallery()[0] if classes is None else tuple(classes)
+        key = (settings, classes)
         with self._jobs_lock:
-            job = self._jobs.get(settings)
+            job = self._jobs.get(key)
             if job is not None and job.state in ("failed", "cancelled") and start:
                 job = None
             if job is None and start:
-                job = ClassModelJob(settings, total=settings.steps + 1)
-                self._jobs[settings] = job
+                batches = math.ceil(len(classes) / examples_per_batch(self.net, BATCH_BYTES))
+                job = ClassModelJob(settings, classes, total=batches * (settings.steps + 1))
+                self._jobs[key] = job
                 while len(self._jobs) > 16:      # forget the oldest finished galleries
                     old = next((k for k, j in self._jobs.items()
                                 if j.state in ("done", "failed", "cancelled")), None)
@@ -689,7 +918,7 @@ class Explorer:
         plain_forward = net.forward
 
         def counted_forward(x, until=None):
-            # class_model calls forward once per step and once at the end: progress
+            # class_model calls forward once per step and once at the end of each batch
             if self._closing.is_set():
                 raise _Cancelled()
             out = plain_forward(x, until)
@@ -697,23 +926,33 @@ class Explorer:
             return out
 
         net.forward = counted_forward
-        s = job.settings
+        what = f"{len(job.classes)} class models of {'x'.join(map(str, self.net.input_shape))}"
         try:
-            job.result = class_model(net, list(range(self.net.num_classes)), steps=s.steps,
-                                     step=s.step, l2=s.lam, normalize=True, jitter=s.jitter,
-                                     blur_every=s.blur_every, blur_sigma=s.blur_sigma,
-                                     decay=s.decay, norm_pct=s.norm_pct, seed=s.seed,
-                                     init_noise=s.init_noise, objective=s.objective)
-            job.state = "done"
+            job.result = class_model(net, list(job.classes), job.settings.for_viz())
+            job.done, job.state = job.total, "done"
         except _Cancelled:
             job.state = "cancelled"
-        except (ValueError, MemoryError, RuntimeError) as exc:
+        except MemoryError as exc:
+            job.state = "failed"
+            job.error = out_of_memory_line(exc, what, "pick fewer classes")
+        except (ValueError, RuntimeError) as exc:
             job.state, job.error = "failed", " ".join(str(exc).split()) or type(exc).__name__
+        except Exception as exc:        # a background thread: nobody else would see it
+            log.error("class models failed: %s", "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            job.state = "failed"
+            job.error = f"internal error ({type(exc).__name__}); see the server's log"
         finally:
             job.finished = time.time()
 
-    def class_model_command(self, settings):
-        return self.command("class_model.py", settings.options())
+    def class_model_command(self, settings, classes=None):
+        """tools/class_model.py's command line for the gallery of ``classes`` (None: the
+        default gallery); --class is left out when they are every class of the model
+        (the tool's default for all but ImageNet's names)."""
+        classes = self.default_gallery()[0] if classes is None else tuple(classes)
+        every = classes == tuple(range(self.net.num_classes))
+        opts = [] if every else ["--class", *(str(c) for c in classes)]
+        return self.command("class_model.py", opts + settings.options())
 
     # ------------------------------------------------------------------ pictures
     def picture(self, kind, args):
@@ -774,10 +1013,17 @@ class Explorer:
         from dataclasses import replace
         return replace(self.view(entry), path=entry.cli_path)
 
+    def truth_box(self, entry):
+        """A sample's or canvas's true box in the network input's pixels, when the image
+        is not resized (as the localisation figure draws it), else None."""
+        view = self.view(entry)
+        box = (entry.truth or {}).get("box")
+        return list(box) if box is not None and view.size == tuple(view.rgb.shape[1::-1]) \
+            else None
+
     def _localize_picture(self, kind, entry, sal, loc, file_box):
         view = self._named_view(entry)
-        truth = entry.truth["box"] if entry.truth and entry.truth.get("box") is not None \
-            and view.size == tuple(view.rgb.shape[1::-1]) else None
+        truth = self.truth_box(entry)
         row = figures.localize_figure(self.net, view, sal, loc, file_box, truth,
                                       (entry.truth or {}).get("name", ""))
         if kind == "localize_figure":
@@ -797,7 +1043,7 @@ class Explorer:
         boxes = [(truth, figures.TRUTH_COLOUR)] if truth is not None else []
         if loc.box is not None:
             boxes.append((loc.box, figures.PRED_COLOUR))
-        return render.panel(view.rgb, "", 4, boxes=boxes)
+        return boxed_picture(view.rgb, boxes)
 
     def activation_grid(self, entry, layer):
         """(picture (H, W, 3) uint8, geometry): every channel of the layer as a tile, in
@@ -829,14 +1075,17 @@ class Explorer:
 
     def _class_model_picture(self, kind, args):
         settings = ClassModelSettings.from_args(args)
-        job = self.class_model_job(settings, start=False)
+        classes = self.gallery_classes(args.get("classes"))
+        job = self.class_model_job(settings, classes, start=False)
         if job is None or job.state != "done":
             raise RequestError("this gallery is not computed (yet); start it first", 404)
         if kind == "gallery":
             return figures.class_model_figure(self.net, job.result, "rescale", 5,
                                               settings.title())
-        cls = self.resolve_class(None, args.get("class")) if args.get("class") else None
-        if cls is None:
+        if not args.get("class"):
             raise RequestError("missing parameter 'class'")
+        cls = self.find_class(args.get("class"))
+        if cls not in classes:
+            raise RequestError(f"class {cls} is not in this gallery", 404)
         p = self.net.preprocessing
-        return render.rescaled_rgb(p.input_to_array(job.result.x[list(job.result.classes).index(cls)]))
+        return render.rescaled_rgb(p.input_to_array(job.result.x[classes.index(cls)]))

@@ -31,7 +31,7 @@ BAG = "sample:sample_08_bag.png"
 
 def view_of(net, spec):
     path = os.path.join(assets.SAMPLES_DIR, spec.split(":", 1)[1])
-    return load_views(net, [path], "off")[0][0]
+    return load_views(net, [path], 1)[0][0]
 
 
 # ----------------------------------------------------------------------------- results
@@ -52,7 +52,7 @@ def test_model_and_prediction_match_the_api(server, shipped_net):
 @pytest.mark.parametrize("method", ["gradient", "deconvnet", "guided"])
 def test_saliency_pictures_are_the_api_maps(server, shipped_net, method):
     view = view_of(shipped_net, BAG)
-    sal = saliency_of_views(shipped_net, [(view, False)], [3], method)[0]
+    sal = saliency_of_views(shipped_net, [(view, 1)], [3], method)[0]
     answer = http(server.url, f"/api/saliency?image={BAG}&class=Dress").json()
     assert answer["class"] == 3
     m = answer["methods"][method]
@@ -65,7 +65,7 @@ def test_saliency_pictures_are_the_api_maps(server, shipped_net, method):
 
 def test_smoothgrad_and_localisation_match_the_api(server, shipped_net):
     view = view_of(shipped_net, SNEAKER)
-    sal = saliency_of_views(shipped_net, [(view, False)], [7], "guided", 4, 0.2, 3)[0]
+    sal = saliency_of_views(shipped_net, [(view, 1)], [7], "guided", 4, 0.2, 3)[0]
     q = f"image={SNEAKER}&class=7&smoothgrad=4&noise=0.2&seed=3"
     answer = http(server.url, "/api/saliency?" + q).json()
     assert np.array_equal(http(server.url, answer["methods"]["guided"]["map_url"]).pixels(),
@@ -153,11 +153,11 @@ def test_upload_of_any_size_is_shown_as_preprocessed(server, shipped_net, tmp_pa
     assert info["size"] == [130, 90] and info["resized"] and info["cli_path"] == "wide photo.png"
     path = tmp_path / "same.png"
     path.write_bytes(png_of(picture))
-    view = load_views(shipped_net, [str(path)], "off")[0][0]
+    view = load_views(shipped_net, [str(path)], 1)[0][0]
     assert np.array_equal(http(server.url, info["input_url"]).pixels(), view.rgb)
     sal = http(server.url, f"/api/saliency?image={info['image']}&class=1").json()
-    assert sal["methods"]["gradient"]["command"].endswith("--tencrop off")
-    ref = saliency_of_views(shipped_net, [(view, False)], [1], "gradient")[0]
+    assert sal["methods"]["gradient"]["command"].endswith("--crops 1")
+    ref = saliency_of_views(shipped_net, [(view, 1)], [1], "gradient")[0]
     assert np.array_equal(http(server.url, sal["methods"]["gradient"]["map_url"]).pixels(),
                           render.heatmap(ref.map[0]))
 

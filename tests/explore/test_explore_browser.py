@@ -116,8 +116,70 @@ def screenshot(driver, name, height, scroll_to=None):
     driver.set_window_size(1400, 1000)
 
 
+OVERLAY_BOXES = """
+const out = {};
+const img = document.querySelector('#localize-panels img[data-kind=boxed]');
+const ir = img.getBoundingClientRect();
+for (const rect of document.querySelectorAll('#localize-panels svg rect')) {
+  const r = rect.getBoundingClientRect();
+  out[rect.dataset.box] = {
+    box: ['x', 'y', 'width', 'height'].map(a => Number(rect.getAttribute(a))),
+    screen: [r.left - ir.left, r.top - ir.top, r.width, r.height],
+    stroke: parseFloat(getComputedStyle(rect).strokeWidth), colour: getComputedStyle(rect).stroke};
+}
+const wr = img.parentElement.getBoundingClientRect();
+out.image = {natural: [img.naturalWidth, img.naturalHeight], shown: [ir.width, ir.height],
+             offset: [ir.left - wr.left, ir.top - wr.top]};
+return out;
+"""
+
+
+def overlay_boxes(driver):
+    """The boxes the page draws over the localisation's input: kind -> {box [x0, y0, x1,
+    y1] in the input's pixels, screen [left, top, width, height] relative to the picture
+    in CSS pixels, stroke width, colour}; "image": natural and displayed size."""
+    wait_for(driver, "document.querySelector('#localize-panels img[data-kind=boxed]').complete")
+    out = driver.execute_script(OVERLAY_BOXES)
+    for kind, b in out.items():
+        if kind != "image":
+            x, y, w, h = b["box"]
+            b["box"] = [int(x), int(y), int(x + w), int(y + h)]
+    return out
+
+
+def check_boxes_visible(driver, drawn):
+    """Each box sits where its pixels are on the displayed picture, with lines of at
+    least 2 CSS pixels, and the browser shows those lines in their colour."""
+    from PIL import Image
+    (nw, nh), (sw, sh) = drawn["image"]["natural"], drawn["image"]["shown"]
+    ox, oy = drawn["image"]["offset"]
+    colours = {"pred": (255, 40, 40), "truth": (40, 220, 40)}
+    figure = driver.find_element("css selector", "#localize-panels figure[data-kind=boxed-figure] .overlay-wrap")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", figure)
+    shot = np.asarray(Image.open(io.BytesIO(figure.screenshot_as_png)).convert("RGB")).astype(int)
+    ratio = shot.shape[1] / (sw + 2 * ox)       # device pixels per CSS pixel
+    for kind, b in drawn.items():
+        if kind == "image":
+            continue
+        x0, y0, x1, y1 = b["box"]
+        left, top, width, height = b["screen"]
+        # the rect's geometry (its stroke left out) on the displayed picture
+        assert left == pytest.approx(x0 * sw / nw, abs=0.5)
+        assert top == pytest.approx(y0 * sh / nh, abs=0.5)
+        assert width == pytest.approx((x1 - x0) * sw / nw, abs=0.5)
+        assert height == pytest.approx((y1 - y0) * sh / nh, abs=0.5)
+        assert b["stroke"] >= 2.0
+        # the left edge's line, in the middle of its height: mostly the box's colour,
+        # over at least 2 CSS pixels across
+        row = int(round((oy + (y0 + y1) / 2 * sh / nh) * ratio))
+        col = int(round((ox + x0 * sw / nw) * ratio))
+        span = shot[row, max(col - 3 * int(ratio), 0):col + 3 * int(ratio) + 1]
+        close = (np.abs(span - np.array(colours[kind])).max(axis=1) <= 40).sum()
+        assert close >= 2 * ratio, (kind, span.tolist())
+
+
 def view_of(net, spec):
-    return load_views(net, [os.path.join(assets.SAMPLES_DIR, spec.split(":", 1)[1])], "off")[0][0]
+    return load_views(net, [os.path.join(assets.SAMPLES_DIR, spec.split(":", 1)[1])], 1)[0][0]
 
 
 def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
@@ -140,7 +202,7 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
     click(d, "#predictions tbody tr:nth-child(2)")
     wait_for(d, f"document.querySelector('#saliency-panels').dataset.cls === '{second}'")
     for method in ("gradient", "deconvnet", "guided"):
-        sal = saliency_of_views(shipped_net, [(view, False)], [second], method)[0]
+        sal = saliency_of_views(shipped_net, [(view, 1)], [second], method)[0]
         q, pixels = shown(d, f"img[data-kind=map][data-method={method}]")
         assert (q["class"], q["method"], q["image"]) == (str(second), method, "sample:sample_07_sneaker.png")
         assert np.array_equal(pixels, render.heatmap(sal.map[0]))
@@ -148,7 +210,7 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
         assert np.array_equal(pixels, render.overlay(view.rgb, sal.map[0]))
 
     # a class by name, SmoothGrad on, the box from the DeconvNet map
-    d.execute_script("const s = document.getElementById('class-select'); s.value = '8';"
+    d.execute_script("const s = document.getElementById('class-input'); s.value = '8';"
                      "s.dispatchEvent(new Event('change'));")
     d.execute_script("const n = document.getElementById('smoothgrad-n'); n.value = '3';"
                      "const c = document.getElementById('smoothgrad-on'); c.checked = true;"
@@ -158,7 +220,7 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
     wait_for(d, "document.querySelector('img[data-kind=map][data-method=guided]')"
                 ".src.includes('smoothgrad=3') && document.querySelector('#saliency-panels')"
                 ".dataset.cls === '8'")
-    sal = saliency_of_views(shipped_net, [(view, False)], [8], "guided", 3, 0.15, 0)[0]
+    sal = saliency_of_views(shipped_net, [(view, 1)], [8], "guided", 3, 0.15, 0)[0]
     _, pixels = shown(d, "img[data-kind=map][data-method=guided]")
     assert np.array_equal(pixels, render.heatmap(sal.map[0]))
 
@@ -167,14 +229,16 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
                 "'method=deconvnet') && document.querySelector('#localize-panels img[data-kind=mask]')"
                 ".src.includes('smoothgrad=3') && document.querySelector('#localize-panels "
                 "img[data-kind=mask]').src.includes('class=8')")
-    sal = saliency_of_views(shipped_net, [(view, False)], [8], "deconvnet", 3, 0.15, 0)[0]
+    sal = saliency_of_views(shipped_net, [(view, 1)], [8], "deconvnet", 3, 0.15, 0)[0]
     loc = localize_map(view.rgb, sal.map[0])
     _, mask = shown(d, "#localize-panels img[data-kind=mask]")
     assert np.array_equal(mask.min(axis=2) == 255, loc.mask)
     _, boxed = shown(d, "#localize-panels img[data-kind=boxed]")
+    assert np.array_equal(boxed, view.rgb)        # the boxes are drawn over it
     truth = next(e["box"] for e in assets.samples() if e["file"].endswith("sample_07_sneaker.png"))
-    boxes = [(truth, (40, 220, 40))] + ([] if loc.box is None else [(loc.box, (255, 40, 40))])
-    assert np.array_equal(boxed, np.asarray(render.panel(view.rgb, "", 4, boxes=boxes)))
+    drawn = overlay_boxes(d)
+    assert drawn["truth"]["box"] == truth and drawn["pred"]["box"] == loc.box
+    check_boxes_visible(d, drawn)
     command = d.find_element("id", "localize-command").text
     assert "--class 8 --method deconvnet --smoothgrad 3" in command
     d.execute_script("const c = document.getElementById('smoothgrad-on'); c.checked = false;"
@@ -198,8 +262,13 @@ def test_layer_and_unit_clicks_show_the_api_reconstructions(page, shipped_net):
     assert np.array_equal(grid[r * 17:r * 17 + 16, c * 17:c * 17 + 16],
                           render.heatmap(act[k], vmax=float(act.max())))
 
-    # click the middle of tile k on the displayed (scaled) grid
+    # click the middle of tile k on the displayed (scaled) grid, once nothing above it
+    # changes size any more
+    wait_for(d, "document.getElementById('localize-busy').hidden && "
+                "[...document.images].every(i => i.complete)")
     img = d.find_element("id", "layer-grid")
+    # wholly in view: the offsets are from the centre of the element's visible part
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
     scale = img.size["width"] / grid.shape[1]
     x = (c * 17 + 8) * scale - img.size["width"] / 2
     y = (r * 17 + 8) * scale - img.size["height"] / 2
@@ -248,7 +317,7 @@ def test_uploads_and_canvases(page, shipped_net, tmp_path):
     d.find_element("id", "upload-file").send_keys(str(path))
     wait_for(d, "document.getElementById('input-caption').textContent.includes('my photo.png')")
     _, pixels = shown(d, "#input-img")
-    assert np.array_equal(pixels, load_views(shipped_net, [str(path)], "off")[0][0].rgb)
+    assert np.array_equal(pixels, load_views(shipped_net, [str(path)], 1)[0][0].rgb)
     assert "100x48 → 64x64" in d.find_element("id", "input-caption").text
 
     bad = tmp_path / "notes.png"

@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, image: null, info: null, cls: "", layer: null, unit: null };
+const state = { model: null, image: null, info: null, cls: "", layer: null, unit: null,
+                cm: { classes: [], label: "", query: "", page: 0, pages: 1 } };
 const tokens = {};   // section -> number of its latest request: older answers are dropped
 
 function el(tag, attrs = {}, children = []) {
@@ -61,11 +62,66 @@ function query(params) {
 
 function download(url) { return url + (url.includes("?") ? "&" : "?") + "download=1"; }
 
-function picture(url, caption, attrs = {}) {
+// pictures larger than their place on the page are smoothed, smaller ones stay pixelated
+function fitRendering(img) {
+  const set = () => img.classList.toggle("smooth", img.naturalWidth > img.clientWidth && img.clientWidth > 0);
+  if (img.complete && img.naturalWidth) set(); else img.addEventListener("load", set, { once: true });
+}
+
+// a picture of the network input's size keeps its place while it loads (no layout jump)
+function inputSized(img) {
+  const [h, w] = state.model.preprocessing.input_size;
+  img.style.aspectRatio = `${w} / ${h}`;
+  return img;
+}
+
+function picture(url, caption, attrs = {}, sized = false) {
   const img = el("img", { className: "px", src: url, alt: caption, ...attrs });
+  if (sized) inputSized(img);
+  fitRendering(img);
   return el("figure", {}, [img, el("figcaption", { text: caption }),
     el("a", { className: "dl", href: download(url), download: "", text: "PNG" })]);
 }
+
+// the input with its boxes drawn over it in SVG: the lines keep 3 screen pixels at any
+// display size (r: the /api/localize answer)
+const SVG = "http://www.w3.org/2000/svg";
+function boxedPicture(r, caption) {
+  const img = inputSized(el("img", { className: "px", src: r.input_url, alt: caption, "data-kind": "boxed" }));
+  fitRendering(img);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${r.input_size[0]} ${r.input_size[1]}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("class", "box-overlay");
+  for (const [box, kind] of [[r.truth_box, "truth"], [r.box, "pred"]]) {
+    if (!box) continue;
+    const rect = document.createElementNS(SVG, "rect");
+    const [x0, y0, x1, y1] = box;
+    rect.setAttribute("x", x0); rect.setAttribute("y", y0);
+    rect.setAttribute("width", x1 - x0); rect.setAttribute("height", y1 - y0);
+    rect.setAttribute("class", "box-" + kind);
+    rect.setAttribute("data-box", kind);
+    svg.append(rect);
+  }
+  return el("figure", { "data-kind": "boxed-figure" }, [el("div", { className: "overlay-wrap" }, [img, svg]),
+    el("figcaption", { text: caption }),
+    el("a", { className: "dl", href: download(r.urls.boxed), download: "", text: "PNG" })]);
+}
+
+// ------------------------------------------------------------------ a new image
+// the panels that show results of one image: dimmed from the moment another image is
+// chosen until that image's results replace them
+const STALE = ["saliency-panels", "localize-panels", "localize-text", "localize-command",
+               "layer-grid", "layer-title", "unit-box"];
+
+function markStale() {
+  for (const id of STALE) $(id).classList.add("stale");
+  const tbody = document.querySelector("#predictions tbody");
+  tbody.replaceChildren(el("tr", { className: "pending" }, [el("td", { colSpan: 4, text: "computing…" })]));
+  $("predict-command").textContent = "";
+}
+
+function fresh(...ids) { for (const id of ids) $(id).classList.remove("stale"); }
 
 const fmt = (v, d = 2) => Number(v).toFixed(d);
 
@@ -92,13 +148,20 @@ async function init() {
     b.addEventListener("click", () => selectImage(s.spec));
     samples.append(b);
   }
-  if (!model.samples.length) samples.append(el("span", { className: "note", text: "this model has no samples: upload an image" }));
+  if (!model.samples.length) {
+    const hint = "This model has no sample images: upload a photo (PNG or JPEG, any size) to start.";
+    samples.append(el("p", { className: "hint", id: "no-samples", text: hint }));
+    $("input-empty").textContent = "upload a photo";
+    $("no-image-note").textContent = "No image yet: upload a photo in the Input section.";
+    $("no-image-note").hidden = false;
+  }
   $("canvas-btn").disabled = !model.canvas.available;
   $("canvas-note").textContent = model.canvas.available ? "" : model.canvas.reason;
 
-  const select = $("class-select");
-  select.append(el("option", { value: "", text: "top-1 of the image" }));
-  model.classes.forEach((name, i) => select.append(el("option", { value: String(i), text: `${i}: ${name}` })));
+  const classInput = $("class-input");
+  classInput.addEventListener("input", () => suggestClasses(classInput.value));
+  classInput.addEventListener("focus", () => suggestClasses(classInput.value));
+  classInput.addEventListener("change", () => { state.cls = classInput.value.trim(); refreshSaliency(); });
   const lm = $("localize-method");
   const titles = { gradient: "gradient (the paper)", deconvnet: "DeconvNet", guided: "guided backprop" };
   for (const m of model.methods) lm.append(el("option", { value: m, text: titles[m] || m }));
@@ -121,7 +184,6 @@ async function init() {
   form.addEventListener("submit", (e) => { e.preventDefault(); startClassModels(); });
   form.addEventListener("change", () => refreshClassModels(false));
 
-  select.addEventListener("change", () => { state.cls = select.value; refreshSaliency(); });
   for (const id of ["smoothgrad-on", "smoothgrad-n", "smoothgrad-noise", "smoothgrad-seed"]) {
     $(id).addEventListener("change", refreshSaliency);
   }
@@ -131,8 +193,18 @@ async function init() {
   $("unit-go").addEventListener("click", () => selectUnit(parseInt($("unit-number").value, 10)));
   $("layer-grid").addEventListener("click", clickGrid);
 
+  $("cm-find").addEventListener("click", () => galleryPage($("cm-search").value, 1));
+  $("cm-search").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); galleryPage($("cm-search").value, 1); }
+  });
+  $("cm-top").addEventListener("click", galleryTop);
+  $("cm-prev").addEventListener("click", () => galleryPage(state.cm.query, state.cm.page - 1));
+  $("cm-next").addEventListener("click", () => galleryPage(state.cm.query, state.cm.page + 1));
+  const g = model.gallery;
+  setGalleryClasses(g.default_classes.map((c) => ({ class: c, name: model.classes[c] })),
+                    g.default_label, "", 0, g.pages);
+
   state.layer = model.default_layer;
-  refreshClassModels(false);
   if (model.samples.length) await selectImage(model.samples[0].spec);
 }
 
@@ -149,9 +221,14 @@ function setImage(info) {
   state.image = info.image;
   state.info = info;
   state.cls = "";
-  $("class-select").value = "";
+  $("class-input").value = "";
+  markStale();
   $("input-img").src = info.input_url;
+  $("input-img").hidden = false;
+  $("input-empty").hidden = true;
+  $("no-image-note").hidden = true;
   $("input-download").href = download(info.input_url);
+  $("input-download").hidden = false;
   let caption = `${info.label}: ${info.size[0]}x${info.size[1]}`;
   if (info.resized) caption += ` → ${info.input_size[0]}x${info.input_size[1]} (the model's preprocessing)`;
   if (info.truth) caption += ` · truth: ${info.truth.name}`;
@@ -192,14 +269,21 @@ async function refreshPrediction() {
     if (!current()) return;
     const tbody = document.querySelector("#predictions tbody");
     tbody.replaceChildren();
+    tbody.dataset.image = r.image;
     $("predict-command").textContent = r.command;
     r.top.forEach((t, i) => {
       const tr = el("tr", { "data-class": String(t.class) }, [
         el("td", { text: String(i + 1) }), el("td", { text: `${t.name} (${t.class})` }),
         el("td", { text: fmt(t.score) }), el("td", { text: fmt(t.prob, 4) })]);
-      tr.addEventListener("click", () => { state.cls = String(t.class); $("class-select").value = state.cls; refreshSaliency(); });
+      tr.addEventListener("click", () => {
+        state.cls = String(t.class);
+        $("class-input").value = `${t.class}: ${t.name}`;
+        refreshSaliency();
+      });
       tbody.append(tr);
     });
+    const shown = $("saliency-panels").dataset.cls;
+    tbody.querySelectorAll("tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.class === shown));
   });
   busy("predict-section", false);
 }
@@ -213,29 +297,51 @@ function saliencyParams() {
 
 async function refreshSaliency() {
   if (!state.image) return;
-  document.querySelectorAll("#predictions tbody tr").forEach((tr) =>
-    tr.classList.toggle("selected", tr.dataset.class === state.cls));
   busy("saliency-section", true);
+  let done = false;
   await latest("saliency", async (current) => {
     const r = await getJSON("/api/saliency?" + query(saliencyParams()));
     if (!current()) return;
+    done = true;
+    if (state.cls !== "") {      // the class as the server read it (an index, a name)
+      state.cls = String(r.class);
+      $("class-input").value = `${r.class}: ${r.name}`;
+    }
+    document.querySelectorAll("#predictions tbody tr").forEach((tr) =>
+      tr.classList.toggle("selected", tr.dataset.class === String(r.class)));
     const titles = { gradient: "gradient (backprop): the paper's map", deconvnet: "DeconvNet", guided: "guided backprop" };
     const panels = $("saliency-panels");
     panels.replaceChildren();
     panels.dataset.cls = String(r.class);
+    panels.dataset.image = r.image;
+    fresh("saliency-panels");
     for (const [rule, m] of Object.entries(r.methods)) {
       panels.append(el("div", { className: "method", "data-method": rule }, [
         el("h4", { text: titles[rule] || rule }),
         el("div", { className: "pair" }, [
-          picture(m.map_url, `max_k |signal|, max ${m.max.toPrecision(3)}`, { "data-kind": "map", "data-method": rule }),
-          picture(m.overlay_url, "overlay", { "data-kind": "overlay", "data-method": rule })]),
+          picture(m.map_url, `max_k |signal|, max ${m.max.toPrecision(3)}`, { "data-kind": "map", "data-method": rule }, true),
+          picture(m.overlay_url, "overlay", { "data-kind": "overlay", "data-method": rule }, true)]),
         el("div", { className: "stats", text: `${r.name} (class ${r.class}): S_c = ${fmt(m.score)}, P_c = ${fmt(m.prob, 4)} · ` },
           [el("a", { className: "dl", href: download(m.figure_url), download: "", text: "figure PNG" })]),
         el("pre", { className: "command", text: m.command })]));
     }
   });
   busy("saliency-section", false);
-  refreshLocalize();
+  if (done) refreshLocalize();
+}
+
+// the class box's suggestions: the names matching what is typed (an index or a name)
+let suggesting = null;
+function suggestClasses(text) {
+  if (/^\d+: /.test(text)) return;                 // a suggestion was just picked
+  clearTimeout(suggesting);
+  suggesting = setTimeout(async () => {
+    try {
+      const r = await getJSON("/api/classes?" + query({ q: text, per_page: 30 }));
+      $("class-options").replaceChildren(...r.classes.map((c) =>
+        el("option", { value: `${c.class}: ${c.name}` })));
+    } catch (err) { /* suggestions only */ }
+  }, 120);
 }
 
 async function refreshLocalize() {
@@ -248,10 +354,14 @@ async function refreshLocalize() {
     const captions = { boxed: "box (red; green: truth)", saliency: "saliency map",
                        seeds: "seeds: red fg, blue bg", mask: "GraphCut: white kept component" };
     const panels = $("localize-panels");
-    panels.replaceChildren();
-    for (const kind of ["boxed", "saliency", "seeds", "mask"]) {
-      panels.append(picture(r.urls[kind], captions[kind], { "data-kind": kind }));
+    panels.replaceChildren(boxedPicture(r, captions.boxed));
+    for (const kind of ["saliency", "seeds", "mask"]) {
+      panels.append(picture(r.urls[kind], captions[kind], { "data-kind": kind }, true));
     }
+    panels.dataset.image = r.image;
+    panels.dataset.cls = String(r.class);
+    panels.dataset.method = r.method;
+    fresh("localize-panels", "localize-text", "localize-command");
     let text = r.file_box ? `box [x0, y0, x1, y1] = [${r.file_box.join(", ")}] in the image's pixels`
                           : "no box found";
     if (r.fallback) text += " (GraphCut empty: seed fallback)";
@@ -279,7 +389,10 @@ async function selectLayer(name, unit) {
     const g = r.grid;
     const img = $("layer-grid");
     img.src = r.grid_url;
+    img.hidden = false;
     img.dataset.layer = name;
+    img.dataset.image = r.image;
+    fresh("layer-grid", "layer-title");
     const natural = g.columns * (g.tile[1] + g.gap);
     img.style.width = Math.min(520, Math.max(260, natural * Math.max(1, Math.floor(520 / natural)))) + "px";
     $("layer-title").textContent = `${name}: ${r.shape.join("x")} · ${g.channels} tiles (one per ` +
@@ -332,9 +445,11 @@ async function selectUnit(k) {
       f.querySelector("img").style.width = "96px";
       return f;
     });
-    $("top-crops").replaceChildren(...(crops.length ? crops : [el("span", { className: "note", text: "no samples" })]));
+    $("top-crops").replaceChildren(...(crops.length ? crops : [el("span", { className: "note", text: "this model has no samples to rank" })]));
     $("unit-command").textContent = r.command;
     $("unit-box").hidden = false;
+    $("unit-box").dataset.image = r.image;
+    fresh("unit-box");
     $("unit-box").dataset.unit = String(r.unit);
     $("unit-box").dataset.layer = r.layer;
   });
@@ -346,7 +461,50 @@ function classModelParams() {
   const out = {};
   for (const k of Object.keys(state.model.class_model_defaults)) if (form[k]) out[k] = form[k].value;
   for (const k of Object.keys(state.model.class_model_defaults)) if (!(k in out)) out[k] = state.model.class_model_defaults[k];
+  out.classes = state.cm.classes.map((c) => c.class).join(",");
   return out;
+}
+
+// the gallery's classes: a page of the class list or of a search's matches (page >= 1),
+// the image's top classes, or the model's default gallery (page 0); never every class
+// of a large model at once
+function setGalleryClasses(classes, label, q, page, pages) {
+  Object.assign(state.cm, { classes, label, query: q, page, pages });
+  const chips = classes.map((c) => {
+    const x = el("button", { type: "button", title: "leave this class out", text: "×" });
+    x.disabled = classes.length < 2;
+    x.addEventListener("click", () => setGalleryClasses(state.cm.classes.filter((o) => o.class !== c.class),
+      state.cm.label + " (edited)", state.cm.query, state.cm.page, state.cm.pages));
+    return el("span", { className: "chip", "data-class": String(c.class) }, [`${c.class}: ${c.name}`, x]);
+  });
+  $("cm-classes").replaceChildren(...chips);
+  $("cm-page").textContent = label;
+  $("cm-prev").disabled = page <= 1;
+  $("cm-next").disabled = page >= pages || pages <= 1;
+  refreshClassModels(false);
+}
+
+async function galleryPage(q, page) {
+  await latest("cm", async (current) => {
+    const size = state.model.gallery.page_size;
+    const r = await getJSON("/api/classes?" + query({ q: q.trim(), page: Math.max(1, page), per_page: size }));
+    if (!current()) return;
+    if (!r.total) throw new Error(`no class name matches ${JSON.stringify(q.trim())}`);
+    const first = (r.page - 1) * r.per_page + 1, last = first + r.classes.length - 1;
+    const what = r.query.trim() ? `${r.total} classes match "${r.query.trim()}"` : `${r.total} classes`;
+    setGalleryClasses(r.classes, `${first}-${last} of ${what} · page ${r.page} of ${r.pages}`, r.query, r.page, r.pages);
+  });
+}
+
+async function galleryTop() {
+  await latest("cm", async (current) => {
+    if (!state.image) throw new Error("choose an image first: its top classes are picked");
+    const size = state.model.gallery.page_size;
+    const r = await getJSON("/api/predict?" + query({ image: state.image, top: size }));
+    if (!current()) return;
+    setGalleryClasses(r.top.map((t) => ({ class: t.class, name: t.name })),
+                      `the top ${r.top.length} classes of ${state.info.label}`, "", 0, 1);
+  });
 }
 
 let polling = null;
@@ -363,15 +521,17 @@ async function refreshClassModels(start) {
     const bar = $("cm-progress");
     bar.max = Math.max(1, s.total || 1);
     bar.value = s.done || 0;
-    const texts = { "not started": "not computed for these settings", queued: "queued",
+    const n = r.classes.length;
+    const texts = { "not started": `not computed for these ${n} classes and settings`, queued: "queued",
                     running: `step ${s.done} of ${s.total}, ${fmt(s.elapsed_s, 0)} s`,
-                    done: `done in ${fmt(s.elapsed_s, 1)} s (cached for these settings)`,
+                    done: `done in ${fmt(s.elapsed_s, 1)} s (cached for these classes and settings)`,
                     failed: "failed: " + s.error, cancelled: "cancelled" };
     $("cm-status").textContent = texts[s.state] || s.state;
     $("cm-section").dataset.state = s.state;
+    $("cm-section").dataset.classes = params.classes;
     const gallery = $("cm-gallery");
     if (s.state === "done") {
-      gallery.replaceChildren(...r.tiles.map((t) => picture(t.url, `${t.name}: S_c ${fmt(t.score)}`, { "data-class": String(t.class) })));
+      gallery.replaceChildren(...r.tiles.map((t) => picture(t.url, `${t.class}: ${t.name}: S_c ${fmt(t.score)}`, { "data-class": String(t.class) })));
       $("cm-download").href = download(r.gallery_url);
       $("cm-download").hidden = false;
     } else {
