@@ -4,7 +4,8 @@
 
 S_c is the unnormalised class score (the softmax input), by default of the top-1 class.
 One backward pass per image (per crop); --method picks the ReLU rule of that pass
-(gradient is the paper's map; deconvnet and guided are Sect. 4's relatives). An image
+(gradient is the paper's map; deconvnet is Zeiler & Fergus's, which the paper's Sect. 4
+relates to it; guided is Springenberg et al.'s combination of the two). An image
 larger than the network input is rescaled to the ten-crop frame and its map blended from
 five crops (four corners and centre; --crops 10 adds their mirrors, the paper's ten), so
 the map covers the whole photo; --crops 1 gives the network's own view.

@@ -8,7 +8,8 @@ against these functions.
 
 Backward functions map the signal at a layer's output to the signal at its input.
 Backprop, DeconvNet and guided backprop use the same backward for every layer but the
-ReLU (Simonyan, Vedaldi & Zisserman 2013, Sect. 4; docs/backward_rules.md).
+ReLU (Simonyan, Vedaldi & Zisserman 2013, Sect. 4, for backprop and DeconvNet; guided
+backprop, Springenberg et al. 2015, combines their two ReLU rules; docs/backward_rules.md).
 
 Output size of a convolution or pooling window along one axis (H or W)::
 
@@ -106,9 +107,12 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0):
 
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0):
     """Transposed convolution: dy (N, O, Ho, Wo) -> dx (N, C, H, W) of shape ``x_shape``,
-    dx = conv(dy, flipped kernel) (GEMM, then col2im sums the overlapping windows).
+    computed as a GEMM, then col2im sums the overlapping windows. At stride 1 this is the
+    correlation of dy with the flipped kernel (channels swapped); at a larger stride, of
+    dy dilated by the stride (zeros between its entries).
 
-    The same for backprop, DeconvNet and guided backprop (Simonyan et al. 2013, Sect. 4)."""
+    The same for backprop, DeconvNet and guided backprop (Simonyan et al. 2013, Sect. 4;
+    Springenberg et al. 2015 for guided backprop)."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight.shape
     cols = weight.reshape(o, c * kh * kw).T @ dy.reshape(n, o, -1)       # (N, C*kh*kw, L)
@@ -156,7 +160,8 @@ def relu_forward(x, out=None):
 
 
 def relu_backward(grad, relu_output, rule, out=None):
-    """The only place the three passes differ (Simonyan et al. 2013, Sect. 4).
+    """The only place the three passes differ (Simonyan et al. 2013, Sect. 4, for the
+    gradient and DeconvNet; Springenberg et al. 2015 for guided backprop).
 
     grad: signal R_{n+1} at the ReLU output; relu_output: the forward output
     max(X_n, 0) (same shape; its positive entries are exactly those with X_n > 0; a
