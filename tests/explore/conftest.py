@@ -49,6 +49,44 @@ def fresh_server():
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def imagenet_weights(tmp_path_factory):
+    """A VGG16-shaped model file with ImageNet's 1000 classes and torchvision's
+    preprocessing (narrow layers: tests/imagenet_model.py), no samples."""
+    from imagenet_model import imagenet_vgg16_like
+    return imagenet_vgg16_like(tmp_path_factory.mktemp("imagenet") / "vgg16_like.h5")
+
+
+@pytest.fixture(scope="session")
+def imagenet_net(imagenet_weights):
+    """That model, for computing reference results (never the server's own net)."""
+    return minicnn.load(imagenet_weights)
+
+
+def make_imagenet_server(weights, **explorer_kwargs):
+    from minicnn.explore.core import Explorer
+    from minicnn.explore.server import ExplorerServer
+    explorer = Explorer(minicnn.load(weights), weights=weights, **explorer_kwargs)
+    return ExplorerServer(explorer, "127.0.0.1", 0, max_upload=4 * 1024 * 1024).start()
+
+
+@pytest.fixture(scope="module")
+def imagenet_server(imagenet_weights):
+    """An explorer of the 1000-class model serving from a thread on a free port."""
+    srv = make_imagenet_server(imagenet_weights)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory):
+    """A real photo: scikit-image's Chelsea the cat (451x300), as a PNG file."""
+    from skimage import data
+    path = tmp_path_factory.mktemp("photo") / "chelsea.png"
+    path.write_bytes(png_of(data.chelsea()))
+    return path
+
+
 class Reply:
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body

@@ -25,7 +25,7 @@ from minicnn.viz.inputs import load_views
 from minicnn.viz.localize import localize_map
 from minicnn.viz.saliency import saliency_of_views
 
-from conftest import FASHION_DIR, REPO, png_of
+from conftest import FASHION_DIR, REPO, http, make_imagenet_server, multipart, png_of
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
 CHROMEDRIVER = shutil.which("chromedriver") or (
@@ -44,8 +44,8 @@ SCREENSHOTS = os.environ.get("MINICNN_SCREENSHOTS") == "1"
 WAIT = 90        # seconds; the CI machine has 2 shared cores
 
 
-@pytest.fixture(scope="module")
-def browser():
+def new_driver():
+    """A headless chromium, 1400 x 1000."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -57,6 +57,12 @@ def browser():
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_script_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = new_driver()
     yield driver
     driver.quit()
 
@@ -381,3 +387,137 @@ def test_page_fetches_nothing_from_outside(page):
     host = re.match(r"https?://[^/]+", page.current_url).group(0)
     outside = [u for u in urls if not (u.startswith(host) or u.startswith("data:"))]
     assert urls and not outside
+
+
+# ----------------------------------------------------------------------------- a photo model
+
+NO_BROKEN_IMAGES = """
+const shown = [...document.images].filter(i => i.getClientRects().length > 0);
+const broken = shown.filter(i => !i.getAttribute('src') || (i.complete && i.naturalWidth === 0))
+                    .map(i => i.id || i.dataset.kind || i.alt);
+const failed = performance.getEntriesByType('resource').filter(e => e.responseStatus >= 400)
+                          .map(e => e.name);
+return [shown.length, broken, failed];
+"""
+
+
+def check_no_broken_images(driver):
+    """Every displayed <img> has a picture, and no request of the page failed."""
+    wait_for(driver, "[...document.images].every(i => i.complete)")
+    count, broken, failed = driver.execute_script(NO_BROKEN_IMAGES)
+    assert broken == [] and failed == []
+    return count
+
+
+def chips(driver):
+    return driver.execute_script("return [...document.querySelectorAll('#cm-classes .chip')]"
+                                 ".map(c => Number(c.dataset.class));")
+
+
+@pytest.fixture(scope="module")
+def imagenet_page(imagenet_weights):
+    """A browser on an explorer of the 1000-class VGG16-shaped model (no samples)."""
+    srv = make_imagenet_server(imagenet_weights)
+    driver = new_driver()
+    try:
+        driver.get(srv.url)
+        wait_for(driver, "document.getElementById('model-line').textContent.includes('1000 classes')"
+                         " && document.querySelectorAll('#cm-classes .chip').length === 6")
+        yield driver, srv
+    finally:
+        driver.quit()
+        srv.stop()
+
+
+def test_photo_model_box_overlay_stale_panels_and_no_broken_images(imagenet_page, imagenet_net,
+                                                                   photo):
+    d, srv = imagenet_page
+    net = imagenet_net
+    # no samples: a hint, and no <img> without a picture
+    assert "upload a photo" in d.find_element("id", "no-samples").text
+    assert d.find_element("id", "input-empty").is_displayed()
+    assert check_no_broken_images(d) == 0
+
+    d.find_element("id", "upload-file").send_keys(str(photo))
+    wait_for(d, "document.getElementById('localize-panels').dataset.image && "
+                "!document.querySelector('.stale:not([hidden])') && "
+                "document.querySelectorAll('#predictions tbody tr[data-class]').length === 5")
+    view = load_views(net, [str(photo)], 1)[0][0]
+    _, pixels = shown(d, "#input-img")
+    assert np.array_equal(pixels, view.rgb)
+    top1 = int(np.argmax(net.forward(view.x[None])[0]))
+    assert d.execute_script("return document.querySelector('#predictions tbody tr')"
+                            ".dataset.class;") == str(top1)
+    # the box from the gradient map, drawn over the 224-pixel picture shown at 192 pixels
+    sal = saliency_of_views(net, [(view, 1)], [top1], "gradient")[0]
+    loc = localize_map(view.rgb, sal.map[0])
+    drawn = overlay_boxes(d)
+    assert drawn["pred"]["box"] == loc.box and "truth" not in drawn
+    assert drawn["image"]["natural"] == [224, 224] and drawn["image"]["shown"][0] < 224
+    check_boxes_visible(d, drawn)
+    assert check_no_broken_images(d) > 10
+
+    # another image: the panels of this one are dimmed at once, the prediction cleared,
+    # until the new image's results replace them
+    from skimage import data
+    body, headers = multipart("astronaut.png", png_of(data.astronaut()[::2, ::2]))
+    other = http(srv.url, "/api/upload", body, headers, "POST").json()["image"]
+    flags = d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/api/image?image=' + encodeURIComponent(arguments[0])).then(r => r.json()).then(info => {
+          setImage(info);
+          done([STALE.filter(id => !document.getElementById(id).classList.contains('stale')),
+                document.querySelector('#predictions tbody').textContent]);
+        });""", other)
+    assert flags == [[], "computing…"]
+    wait_for(d, f"document.getElementById('saliency-panels').dataset.image === '{other}' && "
+                f"document.getElementById('localize-panels').dataset.image === '{other}' && "
+                f"document.getElementById('layer-grid').dataset.image === '{other}' && "
+                "!document.querySelector('.stale:not([hidden])')")
+    check_no_broken_images(d)
+
+
+def test_photo_model_class_picker(imagenet_page, imagenet_net):
+    d, srv = imagenet_page
+    url = srv.url
+    assert d.find_element("id", "cm-prev").get_attribute("disabled")
+    click(d, "#cm-next")
+    wait_for(d, "document.getElementById('cm-page').textContent.includes('page 1 of 100')")
+    assert chips(d) == list(range(10))
+    click(d, "#cm-next")
+    wait_for(d, "document.getElementById('cm-page').textContent.includes('page 2 of 100')")
+    assert chips(d) == list(range(10, 20))
+    assert d.find_element("id", "cm-command").text.endswith("--class " + " ".join(map(str, range(10, 20))))
+
+    d.execute_script("document.getElementById('cm-search').value = 'fox';")
+    click(d, "#cm-find")
+    wait_for(d, "document.getElementById('cm-page').textContent.includes('match \"fox\"')")
+    found = [c["class"] for c in http(url, "/api/classes?q=fox").json()["classes"]]
+    assert chips(d) == found and 278 in found          # kit fox
+    # leave one out, then compute the gallery of the rest (one step)
+    click(d, f"#cm-classes .chip[data-class='{found[0]}'] button")
+    wait_for(d, f"document.querySelectorAll('#cm-classes .chip').length === {len(found) - 1}")
+    d.execute_script("const f = document.getElementById('cm-form'); f.steps.value = '1';")
+    click(d, "#cm-start")
+    wait_for(d, "document.getElementById('cm-section').dataset.state === 'done' && "
+                f"document.querySelectorAll('#cm-gallery img').length === {len(found) - 1}")
+    classes = ",".join(map(str, found[1:]))
+    assert d.execute_script("return document.getElementById('cm-section').dataset.classes;") == classes
+    assert d.find_element("id", "cm-command").text.endswith(
+        "--class " + " ".join(map(str, found[1:])) + " --steps 1")
+    check_no_broken_images(d)
+
+    # the top classes of the image shown
+    click(d, "#cm-top")
+    wait_for(d, "document.getElementById('cm-page').textContent.startsWith('the top 10')")
+    image = d.execute_script("return new URL(document.getElementById('input-img').src)"
+                             ".searchParams.get('image');")
+    top = http(url, f"/api/predict?image={image}&top=10").json()["top"]
+    assert chips(d) == [t["class"] for t in top]
+    assert d.find_element("id", "cm-next").get_attribute("disabled")
+    # a search that finds nothing says so and keeps the classes
+    d.execute_script("document.getElementById('cm-search').value = 'zzzz';")
+    click(d, "#cm-find")
+    wait_for(d, "!document.getElementById('cm-error').hidden")
+    assert 'no class name matches "zzzz"' in d.find_element("id", "cm-error").text
+    assert chips(d) == [t["class"] for t in top]
