@@ -354,7 +354,7 @@ async function refreshLocalize() {
     const captions = { boxed: "box (red; green: truth)", saliency: "saliency map",
                        seeds: "seeds: red fg, blue bg", mask: "GraphCut: white kept component" };
     const panels = $("localize-panels");
-    panels.replaceChildren(boxedPicture(r, captions.boxed));
+    panels.replaceChildren(boxedPicture(r, r.truth_box ? captions.boxed : "box (red)"));
     for (const kind of ["saliency", "seeds", "mask"]) {
       panels.append(picture(r.urls[kind], captions[kind], { "data-kind": kind }, true));
     }
