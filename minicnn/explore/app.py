@@ -218,6 +218,7 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
             image=entry.spec, layer=name, unit=channel, position=list(rec.positions[0]),
             value=float(rec.values[0]), receptive_field=ex.receptive_box(name, rec.positions[0]),
             field_url=png_url("unit", view="field", **params),
+            input_url=png_url("input", image=entry.spec),
             figure_url=png_url("unit", view="figure", **params),
             reconstructions={rule: {"signed_url": png_url("unit", view=f"{rule}_signed", **params),
                                     "abs_url": png_url("unit", view=f"{rule}_abs", **params)}

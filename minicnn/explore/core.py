@@ -1069,9 +1069,9 @@ class Explorer:
 
     def receptive_field_picture(self, entry, layer, rec):
         """The input with the unit's receptive field (yellow) around its strongest
-        position, upscaled 4x."""
+        position, upscaled and lined as :func:`boxed_picture` does."""
         box = self.receptive_box(layer, rec.positions[0])
-        return render.panel(self.input_rgb(entry), "", 4, boxes=[(box, figures.SUPPORT_COLOUR)])
+        return boxed_picture(self.input_rgb(entry), [(box, figures.SUPPORT_COLOUR)])
 
     def _class_model_picture(self, kind, args):
         settings = ClassModelSettings.from_args(args)

@@ -122,11 +122,13 @@ def screenshot(driver, name, height, scroll_to=None):
     driver.set_window_size(1400, 1000)
 
 
+BOXED = "#localize-panels figure[data-kind=boxed-figure]"
 OVERLAY_BOXES = """
 const out = {};
-const img = document.querySelector('#localize-panels img[data-kind=boxed]');
+const figure = document.querySelector(arguments[0]);
+const img = figure.querySelector('img');
 const ir = img.getBoundingClientRect();
-for (const rect of document.querySelectorAll('#localize-panels svg rect')) {
+for (const rect of figure.querySelectorAll('svg rect')) {
   const r = rect.getBoundingClientRect();
   out[rect.dataset.box] = {
     box: ['x', 'y', 'width', 'height'].map(a => Number(rect.getAttribute(a))),
@@ -140,12 +142,13 @@ return out;
 """
 
 
-def overlay_boxes(driver):
-    """The boxes the page draws over the localisation's input: kind -> {box [x0, y0, x1,
-    y1] in the input's pixels, screen [left, top, width, height] relative to the picture
-    in CSS pixels, stroke width, colour}; "image": natural and displayed size."""
-    wait_for(driver, "document.querySelector('#localize-panels img[data-kind=boxed]').complete")
-    out = driver.execute_script(OVERLAY_BOXES)
+def overlay_boxes(driver, where=BOXED):
+    """The boxes the page draws over the input in the figure ``where`` (the localisation's
+    box by default): kind -> {box [x0, y0, x1, y1] in the input's pixels, screen [left,
+    top, width, height] relative to the picture in CSS pixels, stroke width, colour};
+    "image": natural and displayed size, offset in its padded frame."""
+    wait_for(driver, f"document.querySelector('{where} img').complete")
+    out = driver.execute_script(OVERLAY_BOXES, where)
     for kind, b in out.items():
         if kind != "image":
             x, y, w, h = b["box"]
@@ -153,14 +156,14 @@ def overlay_boxes(driver):
     return out
 
 
-def check_boxes_visible(driver, drawn):
+def check_boxes_visible(driver, drawn, where=BOXED):
     """Each box sits where its pixels are on the displayed picture, with lines of at
     least 2 CSS pixels, and the browser shows those lines in their colour."""
     from PIL import Image
     (nw, nh), (sw, sh) = drawn["image"]["natural"], drawn["image"]["shown"]
     ox, oy = drawn["image"]["offset"]
-    colours = {"pred": (255, 40, 40), "truth": (40, 220, 40)}
-    figure = driver.find_element("css selector", "#localize-panels figure[data-kind=boxed-figure] .overlay-wrap")
+    colours = {"pred": (255, 40, 40), "truth": (40, 220, 40), "field": (255, 220, 0)}
+    figure = driver.find_element("css selector", f"{where} .overlay-wrap")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", figure)
     shot = np.asarray(Image.open(io.BytesIO(figure.screenshot_as_png)).convert("RGB")).astype(int)
     ratio = shot.shape[1] / (sw + 2 * ox)       # device pixels per CSS pixel
@@ -443,8 +446,9 @@ def test_photo_model_box_overlay_stale_panels_and_no_broken_images(imagenet_page
                 "!document.querySelector('.stale:not([hidden])') && "
                 "document.querySelectorAll('#predictions tbody tr[data-class]').length === 5")
     view = load_views(net, [str(photo)], 1)[0][0]
-    _, pixels = shown(d, "#input-img")
+    q, pixels = shown(d, "#input-img")
     assert np.array_equal(pixels, view.rgb)
+    spec = q["image"]
     top1 = int(np.argmax(net.forward(view.x[None])[0]))
     assert d.execute_script("return document.querySelector('#predictions tbody tr')"
                             ".dataset.class;") == str(top1)
@@ -456,6 +460,18 @@ def test_photo_model_box_overlay_stale_panels_and_no_broken_images(imagenet_page
     assert drawn["image"]["natural"] == [224, 224] and drawn["image"]["shown"][0] < 224
     check_boxes_visible(d, drawn)
     assert check_no_broken_images(d) > 10
+    # a unit's receptive field, drawn the same way
+    click(d, "#layers-table tr[data-layer=relu3_1]")
+    wait_for(d, "document.getElementById('layer-grid').dataset.layer === 'relu3_1'")
+    d.execute_script("document.getElementById('unit-number').value = '5';")
+    click(d, "#unit-go")
+    wait_for(d, "document.getElementById('unit-box').dataset.unit === '5' && "
+                "!document.getElementById('unit-box').hidden")
+    field = "#unit-panels figure[data-kind=field-figure]"
+    drawn = overlay_boxes(d, field)
+    unit = http(srv.url, f"/api/unit?image={spec}&layer=relu3_1&unit=5").json()
+    assert drawn["field"]["box"] == unit["receptive_field"]
+    check_boxes_visible(d, drawn, field)
 
     # another image: the panels of this one are dimmed at once, the prediction cleared,
     # until the new image's results replace them

@@ -83,17 +83,19 @@ function picture(url, caption, attrs = {}, sized = false) {
     el("a", { className: "dl", href: download(url), download: "", text: "PNG" })]);
 }
 
-// the input with its boxes drawn over it in SVG: the lines keep 3 screen pixels at any
-// display size (r: the /api/localize answer)
+// the input with boxes drawn over it in SVG: the lines keep 3 screen pixels at any
+// display size. boxes: [[box [x0, y0, x1, y1] in input pixels or null, kind]] (kind:
+// pred red, truth green, field yellow); pngUrl: the server's picture with the same boxes
 const SVG = "http://www.w3.org/2000/svg";
-function boxedPicture(r, caption) {
-  const img = inputSized(el("img", { className: "px", src: r.input_url, alt: caption, "data-kind": "boxed" }));
+function overlaidPicture(inputUrl, boxes, caption, pngUrl, attrs) {
+  const [h, w] = state.model.preprocessing.input_size;
+  const img = inputSized(el("img", { className: "px", src: inputUrl, alt: caption, ...attrs }));
   fitRendering(img);
   const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", `0 0 ${r.input_size[0]} ${r.input_size[1]}`);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("class", "box-overlay");
-  for (const [box, kind] of [[r.truth_box, "truth"], [r.box, "pred"]]) {
+  for (const [box, kind] of boxes) {
     if (!box) continue;
     const rect = document.createElementNS(SVG, "rect");
     const [x0, y0, x1, y1] = box;
@@ -103,9 +105,16 @@ function boxedPicture(r, caption) {
     rect.setAttribute("data-box", kind);
     svg.append(rect);
   }
-  return el("figure", { "data-kind": "boxed-figure" }, [el("div", { className: "overlay-wrap" }, [img, svg]),
+  return el("figure", { "data-kind": attrs["data-kind"] + "-figure" }, [
+    el("div", { className: "overlay-wrap" }, [img, svg]),
     el("figcaption", { text: caption }),
-    el("a", { className: "dl", href: download(r.urls.boxed), download: "", text: "PNG" })]);
+    el("a", { className: "dl", href: download(pngUrl), download: "", text: "PNG" })]);
+}
+
+// the box of the /api/localize answer r (and a sample's true box)
+function boxedPicture(r, caption) {
+  return overlaidPicture(r.input_url, [[r.truth_box, "truth"], [r.box, "pred"]], caption,
+                         r.urls.boxed, { "data-kind": "boxed" });
 }
 
 // ------------------------------------------------------------------ a new image
@@ -430,7 +439,8 @@ async function selectUnit(k) {
     $("unit-title").textContent = `${r.layer} unit ${r.unit}: strongest activation ${r.value.toPrecision(4)}${where}` +
       (r.value <= 0 ? " (not positive: nothing to reconstruct)" : "");
     const titles = { gradient: "gradient", deconvnet: "DeconvNet", guided: "guided" };
-    const panels = [picture(r.field_url, `receptive field [${r.receptive_field.join(", ")}]`, { "data-kind": "field" })];
+    const panels = [overlaidPicture(r.input_url, [[r.receptive_field, "field"]],
+      `receptive field [${r.receptive_field.join(", ")}]`, r.field_url, { "data-kind": "field" })];
     for (const [rule, u] of Object.entries(r.reconstructions)) {
       panels.push(el("div", { className: "col" }, [
         picture(u.signed_url, `${titles[rule]}: signed, grey = 0`, { "data-rule": rule, "data-part": "signed" }),
