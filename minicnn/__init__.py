@@ -5,7 +5,7 @@ Convolutional Networks". Every layer has an explicit forward and one backward wi
 rule "gradient", "deconvnet" or "guided"; only ReLU depends on the rule.
 """
 from .backend import cuda_available, get_array_module, to_device, to_numpy
-from .functional import RULES
+from .functional import RULES, reference_mode
 from .io import ModelFileError, load, save
 from .layers import Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU
 from .models import VGG16_CONFIG, VGG19_CONFIG, vgg16, vgg19, vgg_from_config
@@ -18,5 +18,5 @@ __all__ = [
     "Conv2d", "Dropout", "Flatten", "ImageError", "Layer", "Linear", "MaxPool2d",
     "ModelFileError", "Net", "Preprocessing", "RULES", "ReLU", "VGG16_CONFIG",
     "VGG19_CONFIG", "cuda_available", "get_array_module", "load", "load_image", "save",
-    "to_device", "to_numpy", "vgg16", "vgg19", "vgg_from_config",
+    "reference_mode", "to_device", "to_numpy", "vgg16", "vgg19", "vgg_from_config",
 ]

@@ -17,7 +17,12 @@ The functions below are what the layers call. Each chooses, by shape and backend
 alone, the fast path or the reference function; both compute the same values (up to
 rounding for the conv). Everything works on NumPy and CuPy arrays alike
 (``xp = get_array_module(x)``) and in any float dtype (float32 and float64).
+
+Inside ``with reference_mode():`` every one of them calls :mod:`.reference` and nothing
+else, so a student can step from ``Net.forward`` into each layer's plain math.
 """
+import contextlib
+import contextvars
 import math
 
 import numpy
@@ -34,8 +39,28 @@ __all__ = [
     "dropout_backward", "dropout_forward", "flatten_backward", "flatten_forward",
     "is_channels_last", "laid_out_like", "linear_backward_input", "linear_backward_params",
     "linear_forward", "maxpool2d_backward", "maxpool2d_forward", "out_size", "relu_backward",
-    "relu_forward", "use_winograd",
+    "reference_mode", "in_reference_mode", "relu_forward", "use_winograd",
 ]
+
+_REFERENCE = contextvars.ContextVar("minicnn_reference_mode", default=False)
+
+
+@contextlib.contextmanager
+def reference_mode(on=True):
+    """Within the block (this thread, and minicnn's pool threads it starts), every layer
+    runs :mod:`.reference` only: no Winograd, no slabs over threads, no scratch or
+    recycled buffers. The results agree with the fast paths up to rounding."""
+    token = _REFERENCE.set(bool(on))
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def in_reference_mode():
+    """True inside :func:`reference_mode`."""
+    return _REFERENCE.get()
+
 
 # How many slices the CPU paths below cut a layer's work into (by shape alone, so that
 # results never depend on the thread count), run over minicnn's threads with BLAS on one
@@ -71,7 +96,7 @@ def _row_axis(a):
 def relu_forward(x, out=None):
     """max(x, 0) elementwise, any shape (see :func:`.reference.relu_forward`); written
     into ``out`` when given (``out=x`` rectifies in place)."""
-    if not _on_cpu_in_slabs(x):
+    if in_reference_mode() or not _on_cpu_in_slabs(x):
         return reference.relu_forward(x, out=out)
     y = empty_laid_out_like(x.shape, x) if out is None else out   # in x's memory layout
     axis = _row_axis(x)
@@ -83,7 +108,7 @@ def relu_backward(grad, relu_output, rule, out=None):
     """The signal through a ReLU under ``rule`` (see :func:`.reference.relu_backward`);
     written into ``out`` when given (``out=grad`` works in place)."""
     check_rule(rule)
-    if not _on_cpu_in_slabs(grad):
+    if in_reference_mode() or not _on_cpu_in_slabs(grad):
         return reference.relu_backward(grad, relu_output, rule, out=out)
     out = empty_laid_out_like(grad.shape, grad) if out is None else out
     axis = _row_axis(grad)
@@ -110,11 +135,11 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     Winograd transform between calls (a Conv2d layer keeps one). On the CPU the result is
     an (N, O, Ho, Wo) view of a channels-last buffer (same values; ``reshape`` of it
     copies)."""
-    if use_winograd(x, weight.shape, stride, pad):
-        return winograd.conv2d_forward(x, weight, bias, kernels, relu)
-    if get_array_module(x) is not numpy:
+    if in_reference_mode() or get_array_module(x) is not numpy:
         y = reference.conv2d_forward(x, weight, bias, stride, pad)
         return reference.relu_forward(y, out=y) if relu else y
+    if use_winograd(x, weight.shape, stride, pad):
+        return winograd.conv2d_forward(x, weight, bias, kernels, relu)
     # the im2col path in slabs of output rows: rows [a, b) read padded rows
     # [a*stride, (b-1)*stride + kh)
     n, c, h, w = x.shape
@@ -145,6 +170,8 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     """Transposed convolution: dy (N, O, Ho, Wo) -> (N, C, H, W) of shape ``x_shape``,
     the same for every rule. ``kernels`` as for :func:`conv2d_forward`."""
+    if in_reference_mode():
+        return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
     if use_winograd(dy, weight.shape, stride, pad):
         return winograd.conv2d_backward_input(dy, weight, kernels)
     if get_array_module(dy) is not numpy:
@@ -162,6 +189,8 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
+    if in_reference_mode():
+        return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
     if use_winograd(x, weight_shape, stride, pad):
         return winograd.conv2d_backward_params(dy, x)
     if get_array_module(dy) is not numpy:
@@ -184,7 +213,8 @@ def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
 
 def _linear_on_cpu(a, weight):
     """The sliced CPU path applies: a NumPy (N, features) signal and a 2-D weight."""
-    return get_array_module(a) is numpy and a.ndim == 2 and weight.ndim == 2
+    return (not in_reference_mode() and get_array_module(a) is numpy and a.ndim == 2
+            and weight.ndim == 2)
 
 
 def linear_forward(x, weight, bias):
@@ -227,7 +257,7 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
     Ho = (H + 2*pad - kernel) // stride + 1. A switch is the raster index
     ``a*kernel + b`` of the window's first maximum (see
     :func:`.reference.maxpool2d_forward`)."""
-    if pool2x2.is_2x2_pool(kernel, stride, pad):
+    if not in_reference_mode() and pool2x2.is_2x2_pool(kernel, stride, pad):
         if not _on_cpu_in_slabs(x):
             return pool2x2.maxpool2x2_forward(x)
         n, c, h, w = x.shape
@@ -245,7 +275,7 @@ def maxpool2d_forward(x, kernel, stride, pad=0):
 def maxpool2d_backward(dy, switches, x_shape, kernel, stride, pad=0):
     """Unpooling: dy (N, C, Ho, Wo) routed to the switch positions -> (N, C, H, W).
     Backprop and DeconvNet unpooling are this same function."""
-    if pool2x2.is_2x2_pool(kernel, stride, pad):
+    if not in_reference_mode() and pool2x2.is_2x2_pool(kernel, stride, pad):
         if get_array_module(dy) is not numpy or math.prod(x_shape) < ELEMENTWISE_MIN:
             return pool2x2.maxpool2x2_backward(dy, switches, x_shape)
         n, c, h, w = x_shape
@@ -272,4 +302,6 @@ def flatten_forward(x):
 def flatten_backward(grad, x):
     """(N, C*H*W) -> (N, C, H, W) like the forward input ``x``, in the memory layout ``x``
     had (channels-last after a CPU conv), so the layers below see one layout."""
+    if in_reference_mode():
+        return reference.flatten_backward(grad, x.shape)
     return laid_out_like(reference.flatten_backward(grad, x.shape), x)
