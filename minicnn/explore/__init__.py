@@ -3,7 +3,8 @@
 ``python3 tools/explore.py`` serves a local page: pick an input, see the prediction,
 the saliency maps of the three backward passes with the weakly supervised box, walk the
 layers, click a unit for its reconstructions and top-activating crops, and compute the
-class-model gallery in the background. Everything is computed by :mod:`minicnn.viz`, as
+class-model gallery of the classes picked (a page, a search, the image's top classes) in
+the background. Everything is computed by :mod:`minicnn.viz`, as
 the tools compute it; each section shows the command line that writes the same picture.
 
 - :mod:`.core`: images, computations and caches (no web code);

@@ -9,7 +9,9 @@ bytes.
 Layers keep per-forward caches, so a Net must serve one computation at a time: requests
 borrow one of a few replicas (:meth:`Net.replica`: own layer objects, shared parameters)
 from a queue; the class-model gallery runs in a background thread on a replica of its
-own, so it never blocks the interactive requests.
+own, so it never blocks the interactive requests. A gallery holds the classes picked for
+it (at most MAX_GALLERY_CLASSES: a page of a 1000-class model, never all of them) and is
+kept per settings and classes.
 
 Images are named by strings, never by paths: ``sample:FILE`` (a file of the model's
 samples index), ``upload:SHA256`` (bytes the page uploaded, kept in a private temporary
@@ -403,6 +405,7 @@ class Explorer:
         # a name's synonyms: ImageNet's names list several ("tabby, tabby cat")
         self._synonyms = [[w.strip() for w in n.split(",") if w.strip()]
                           for n in self._lowered]
+        self._default_gallery = self._choose_default_gallery()
 
     # ------------------------------------------------------------------ life
     def close(self):
@@ -851,6 +854,9 @@ class Explorer:
         a small model; else the classes tools/class_model.py draws by default when they
         fit a gallery (ImageNet's names: the paper's Fig. 1 classes); else the first
         page."""
+        return self._default_gallery
+
+    def _choose_default_gallery(self):
         k = self.net.num_classes
         if k <= MAX_GALLERY_CLASSES:
             return tuple(range(k)), f"all {k} classes"
