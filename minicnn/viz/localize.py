@@ -12,11 +12,12 @@
    (as GrabCut), colours in 0-255.
 4. Largest 4-connected foreground component (scipy.ndimage.label) -> bounding box.
 
-A picture larger than ``max_pixels`` (default the 224x224 of an ImageNet network's input)
-is segmented at that many pixels (picture and map area-averaged to the same smaller
-size) and the mask is mapped back to every pixel: the saliency map of a network holds no
-finer detail than its input, and the cost of steps 2-4 then stays that of one network
-input whatever the photo's size.
+A picture larger than ``max_pixels`` (default 160 x 160) is segmented at that many pixels
+(picture and map area-averaged to the same smaller size) and the mask is mapped back to
+every pixel: a saliency map holds no finer detail than the network's input (224 x 224 for
+an ImageNet VGG), and the cost of steps 2-4, the max-flow above all, then stays bounded
+whatever the photo's size. (On 150 cluttered canvases upscaled to 256 x 256, boxes found
+at 160 x 160 reached IoU 0.5 as often as those found at full size: 0.47 against 0.45.)
 """
 from dataclasses import dataclass
 import math
@@ -29,8 +30,8 @@ from sklearn.exceptions import ConvergenceWarning
 SEED_SAMPLE = 2000
 # EM steps of each colour model
 EM_ITERATIONS = 10
-# pictures with more pixels are segmented at this many (224 x 224)
-MAX_PIXELS = 224 * 224
+# pictures with more pixels are segmented at this many (160 x 160)
+MAX_PIXELS = 160 * 160
 
 
 @dataclass(frozen=True)

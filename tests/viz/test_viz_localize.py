@@ -72,9 +72,9 @@ def test_boxes_map_back_to_the_file_pixels():
 
 
 def test_a_large_picture_is_segmented_at_the_network_size_and_boxed_in_its_own_pixels():
-    """A 480x640 picture (over MAX_PIXELS) is segmented at about 224x224 pixels' worth:
+    """A 480x640 picture (over MAX_PIXELS) is segmented at about 160x160 pixels' worth:
     its box, masks and seeds come back in the picture's pixels, within a pixel or two of
-    the work resolution (640 / 259 = 2.5 picture pixels) of the box at full resolution."""
+    the work resolution (640 / 184 = 3.5 picture pixels) of the box at full resolution."""
     from minicnn.viz.localize import MAX_PIXELS, work_size
     box = (200, 120, 420, 360)
     img = canvas(640, box, seed=2)[:480]
