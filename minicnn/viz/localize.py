@@ -33,6 +33,12 @@ EM_ITERATIONS = 10
 # pictures with more pixels are segmented at this many (160 x 160)
 MAX_PIXELS = 160 * 160
 
+# The EM cap is deliberate: a not-quite-converged mixture is still a colour model, and the
+# cap bounds the time. sklearn warns about it; the filter is process-wide (a
+# warnings.catch_warnings block is not thread-safe, and the explorer segments in
+# threads) but covers only sklearn.mixture's convergence warning.
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.mixture")
+
 
 @dataclass(frozen=True)
 class BoxSettings:
@@ -110,11 +116,7 @@ def colour_model(pixels, components=BOX.components, seed=BOX.seed, sample=SEED_S
     model = GaussianMixture(n_components=k, covariance_type="full", reg_covar=1.0,
                             max_iter=int(iterations), init_params="k-means++",
                             random_state=seed)
-    with warnings.catch_warnings():
-        # the iteration cap is deliberate: a not-quite-converged mixture is still a
-        # colour model, and the cap bounds the time
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(pixels)
+    return model.fit(pixels)
 
 
 def _packed(pixels):
