@@ -20,3 +20,27 @@ def test_a_forced_kernel_that_uses_avx512_is_named_without_advice():
     note = blas_kernel_note("openblas (Haswell)", "Intel, AVX2, no AVX-512, 4 CPUs",
                             {"OPENBLAS_CORETYPE": "Haswell"})
     assert "env -u" not in note
+
+
+def test_bench_photos_table_in_gradient_passes(tmp_path):
+    """tools/bench_photos.py on a VGG16-shaped model: the unit row and the two box rows,
+    each as a multiple of the gradient pass, written to --out."""
+    import os
+    import subprocess
+    import sys
+    from imagenet_model import imagenet_vgg16_like
+    model = imagenet_vgg16_like(tmp_path / "vgg.h5")
+    out = tmp_path / "bench.md"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "tools", "bench_photos.py"),
+                        "--weights", model, "--rounds", "1", "--only", "box500", "box64",
+                        "--out", out], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| gradient pass (224x224, batch 1)", "| box (localize_map), 500x375 photo",
+        "| box (localize_map), 64x64 canvas (shipped model)"]
+    assert rows[0].split(" | ")[2] == "1.00"
+    for row in rows:
+        seconds, ratio, peak = (float(v) for v in row.strip("| ").split(" | ")[1:])
+        assert seconds > 0 and ratio > 0 and peak > 0

@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -62,25 +61,15 @@ def photos(folder):
 
 
 def peak_bytes():
-    """VmHWM of this process (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return 1024 * int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    """VmHWM of this process, model load included (bench's reader of it)."""
+    from minicnn.commands.bench import _peak_rss_mb
+    return int(_peak_rss_mb(reset=True) * 2**20)
 
 
 def timed(call, rounds):
-    call()                                       # warm-up: first-call costs apart
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+    """One warm-up call (first-call costs apart), then ``rounds`` timed calls."""
+    from minicnn.commands.bench import timed_calls
+    return timed_calls(call, rounds, warmup=1)
 
 
 def _gradient(net, rounds):
