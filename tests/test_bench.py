@@ -36,7 +36,7 @@ def test_bench_photos_table_in_gradient_passes(tmp_path):
                         "--weights", model, "--rounds", "1", "--only", "box500", "box64",
                         "--out", out], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == [
         "| gradient pass (224x224, batch 1)", "| box (localize_map), 500x375 photo",
         "| box (localize_map), 64x64 canvas (shipped model)"]
