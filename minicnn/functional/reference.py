@@ -85,20 +85,12 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0):
     Ho = (H + 2*pad - kh) // stride + 1 (likewise Wo)::
 
         y[n, o, i, j] = bias[o] + sum_{c,a,b} weight[o, c, a, b] * xpad[n, c, s*i + a, s*j + b]
-
-    On the CPU the result is an (N, O, Ho, Wo) view of a channels-last buffer (same
-    values), the layout of the Winograd path's output: the ReLU and pool after the first
-    conv then meet their backward signals in the same layout."""
+    """
     n = x.shape[0]
     o, c, kh, kw = weight.shape
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
     cols = im2col(x, kh, kw, stride, pad)                                 # (N, CKK, L)
     w2 = weight.reshape(o, c * kh * kw)
-    if get_array_module(x) is numpy:
-        y = cols.transpose(0, 2, 1) @ w2.T                                # (N, L, O)
-        if bias is not None:
-            y += bias
-        return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
     y = w2 @ cols                                                         # (N, O, L)
     if bias is not None:
         y += bias.reshape(1, o, 1)
