@@ -12,7 +12,8 @@ nothing fetched from the internet):
 - layers: the layer table with shapes and receptive fields; a layer's channels for the
   image; a unit's strongest position, receptive field, its three reconstructions and
   its top-activating crops among the model's samples;
-- class models: the gallery of every class, computed in the background.
+- class models: a gallery of the picked classes (all of a small model's; a class picker
+  for a large one), computed in the background.
 
 Every picture downloads as PNG, and each section shows the command line of the tool that
 writes the same picture. Open the printed address in a browser; Ctrl-C stops the server.
