@@ -25,7 +25,6 @@ Examples:
   python tools/bench_photos.py --weights vgg16.h5
   python tools/bench_photos.py --weights vgg16.h5 --rounds 5 --out bench_photos.md
 """
-import argparse
 import json
 import os
 import subprocess
@@ -62,13 +61,13 @@ def photos(folder):
 
 def peak_bytes():
     """VmHWM of this process, model load included (bench's reader of it)."""
-    from minicnn.commands.bench import _peak_rss_mb
+    from minicnn.commands.bench_children import _peak_rss_mb
     return int(_peak_rss_mb(reset=True) * 2**20)
 
 
 def timed(call, rounds):
     """One warm-up call (first-call costs apart), then ``rounds`` timed calls."""
-    from minicnn.commands.bench import timed_calls
+    from minicnn.commands.bench_children import timed_calls
     return timed_calls(call, rounds, warmup=1)
 
 
@@ -186,7 +185,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from minicnn.commands.bench import processor
+    from minicnn.commands.bench_children import processor
     from minicnn.viz import cli
     args = build_parser().parse_args(argv)
     out = cli.checked_output(args.out, (".md",), "--out")
