@@ -29,8 +29,10 @@ from werkzeug.exceptions import HTTPException
 
 from ..functional import RULES
 from ..preprocess import ImageError
-from .core import (MAX_SEARCH_PAGE, MAX_TOP, ClassModelSettings, GraphCutSettings,
-                   RequestError, SaliencySettings, out_of_memory_line, parse_choice, parse_int)
+from .core import MAX_SEARCH_PAGE, MAX_TOP
+from .errors import RequestError, out_of_memory_line
+from .settings import (ClassModelSettings, GraphCutSettings, SaliencySettings, parse_choice,
+                       parse_int)
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_UPLOAD = 16 * 1024 * 1024

@@ -43,194 +43,27 @@ from ..preprocess import ImageError
 from ..summary import summarize
 from ..viz import figures, render
 from ..viz.batching import examples_per_batch
-from ..viz.class_model import (BATCH_BYTES, DEFAULTS as CLASS_MODEL_DEFAULTS, OBJECTIVES,
-                               ClassModelSettings as VizClassModelSettings, class_model,
-                               default_classes)
+from ..viz.class_model import BATCH_BYTES, OBJECTIVES, class_model, default_classes
 from ..viz.deconv import unit_reconstruction
 from ..viz.inputs import network_view, read_image, resolve_class, resolve_layer
 from ..viz.localize import localize_map
 from ..viz.saliency import Saliency, saliency, saliency_map, softmax
+from .errors import RequestError, out_of_memory_line
+from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SEED, MAX_SMOOTHGRAD, ClassModelSettings,
+                       GraphCutSettings, SaliencySettings, parse_choice, parse_int)
 
 log = logging.getLogger("minicnn.explore")
 
 MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
 MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
-MAX_SMOOTHGRAD = 200        # SmoothGrad samples one request may ask for
-MAX_CLASS_MODEL_STEPS = 5000
 TOP_CROPS = 6               # top-activating sample crops shown for a unit
 CANVAS_SEED_BASE = 7077     # canvas SEED is rendered from seed (CANVAS_SEED_BASE, SEED)
-MAX_SEED = 2**32 - 1
 # how the tools are told to use the network's own view of an image (no crops)
 NETWORK_VIEW = ["--crops", "1"]
 MAX_GALLERY_CLASSES = 20    # class models one gallery may ask for (one page of the picker)
 GALLERY_PAGE = 10           # classes per picker page of a model with more than that many
 MAX_TOP = 100               # classes /api/predict may list
 MAX_SEARCH_PAGE = 100       # class names one search answer may list
-
-
-class RequestError(ValueError):
-    """A request the explorer refuses; ``status`` is the HTTP code (400, 404, 503)."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
-
-
-# ----------------------------------------------------------------------------- parameters
-
-def parse_int(value, name, low, high, default=None):
-    """A request parameter -> int in [low, high]; RequestError naming the parameter."""
-    if value is None or value == "":
-        if default is None:
-            raise RequestError(f"missing parameter {name!r}")
-        return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise RequestError(f"{name}: expected an integer, got {str(value)[:40]!r}") from None
-    if not low <= number <= high:
-        raise RequestError(f"{name}: expected an integer in [{low}, {high}], got {number}")
-    return number
-
-
-def parse_float(value, name, low, high, default=None, high_open=False):
-    """A request parameter -> finite float in [low, high] (or [low, high))."""
-    if value is None or value == "":
-        if default is None:
-            raise RequestError(f"missing parameter {name!r}")
-        return float(default)
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise RequestError(f"{name}: expected a number, got {str(value)[:40]!r}") from None
-    bad = not math.isfinite(number) or number < low or number > high or (high_open and number == high)
-    if bad:
-        interval = f"[{low:g}, {high:g}{')' if high_open else ']'}"
-        raise RequestError(f"{name}: expected a number in {interval}, got {str(value)[:40]}")
-    return number
-
-
-def parse_choice(value, name, choices, default=None):
-    if value is None or value == "":
-        if default is None:
-            raise RequestError(f"missing parameter {name!r}")
-        return default
-    if value not in choices:
-        raise RequestError(f"{name}: expected one of {', '.join(choices)}, got {str(value)[:40]!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class SaliencySettings:
-    """What a saliency map depends on besides the image and the class."""
-    smoothgrad: int = 0
-    noise: float = 0.15
-    seed: int = 0
-
-    @classmethod
-    def from_args(cls, args):
-        return cls(smoothgrad=parse_int(args.get("smoothgrad"), "smoothgrad", 0, MAX_SMOOTHGRAD, 0),
-                   noise=parse_float(args.get("noise"), "noise", 0.0, 1.0, 0.15),
-                   seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, 0))
-
-    def options(self):
-        """Command-line options (as tools/saliency.py spells them)."""
-        out = ["--smoothgrad", str(self.smoothgrad), "--noise", f"{self.noise:g}"] \
-            if self.smoothgrad else []
-        return out + (["--seed", str(self.seed)] if self.seed else [])
-
-
-@dataclass(frozen=True)
-class GraphCutSettings:
-    fg_quantile: float = 0.95
-    bg_quantile: float = 0.30
-    components: int = 5
-    smoothness: float = 50.0
-
-    @classmethod
-    def from_args(cls, args):
-        s = cls(fg_quantile=parse_float(args.get("fg_quantile"), "fg_quantile", 0.0, 1.0, 0.95),
-                bg_quantile=parse_float(args.get("bg_quantile"), "bg_quantile", 0.0, 1.0, 0.30),
-                components=parse_int(args.get("components"), "components", 1, 20, 5),
-                smoothness=parse_float(args.get("smoothness"), "smoothness", 0.0, 1e6, 50.0))
-        if not s.bg_quantile < s.fg_quantile:
-            raise RequestError(f"bg_quantile ({s.bg_quantile:g}) must be below fg_quantile "
-                               f"({s.fg_quantile:g})")
-        return s
-
-    def options(self):
-        out = []
-        for flag, value, default in (("--fg-quantile", self.fg_quantile, 0.95),
-                                     ("--bg-quantile", self.bg_quantile, 0.30),
-                                     ("--components", self.components, 5),
-                                     ("--smoothness", self.smoothness, 50.0)):
-            if value != default:
-                out += [flag, f"{value:g}"]
-        return out
-
-
-@dataclass(frozen=True)
-class ClassModelSettings:
-    """The options of tools/class_model.py that the gallery exposes (defaults: the tool's)."""
-    steps: int = CLASS_MODEL_DEFAULTS["steps"]
-    step: float = CLASS_MODEL_DEFAULTS["step"]
-    lam: float = CLASS_MODEL_DEFAULTS["lam"]
-    jitter: int = CLASS_MODEL_DEFAULTS["jitter"]
-    blur_every: int = CLASS_MODEL_DEFAULTS["blur_every"]
-    blur_sigma: float = CLASS_MODEL_DEFAULTS["blur_sigma"]
-    decay: float = CLASS_MODEL_DEFAULTS["decay"]
-    norm_pct: float = CLASS_MODEL_DEFAULTS["norm_pct"]
-    init_noise: float = CLASS_MODEL_DEFAULTS["init_noise"]
-    objective: str = "score"
-    seed: int = 0
-
-    FLAGS = (("steps", "--steps"), ("step", "--step"), ("lam", "--lam"), ("jitter", "--jitter"),
-             ("blur_every", "--blur-every"), ("blur_sigma", "--blur-sigma"), ("decay", "--decay"),
-             ("norm_pct", "--norm-pct"), ("init_noise", "--init-noise"),
-             ("objective", "--objective"), ("seed", "--seed"))
-
-    @classmethod
-    def from_args(cls, args):
-        d = cls()
-        return cls(
-            steps=parse_int(args.get("steps"), "steps", 1, MAX_CLASS_MODEL_STEPS, d.steps),
-            step=parse_float(args.get("step"), "step", 1e-9, 1e6, d.step),
-            lam=parse_float(args.get("lam"), "lam", 0.0, 1e6, d.lam),
-            jitter=parse_int(args.get("jitter"), "jitter", 0, 64, d.jitter),
-            blur_every=parse_int(args.get("blur_every"), "blur_every", 0, 1000, d.blur_every),
-            blur_sigma=parse_float(args.get("blur_sigma"), "blur_sigma", 0.0, 100.0, d.blur_sigma),
-            decay=parse_float(args.get("decay"), "decay", 0.0, 1.0, d.decay, high_open=True),
-            norm_pct=parse_float(args.get("norm_pct"), "norm_pct", 0.0, 100.0, d.norm_pct,
-                                 high_open=True),
-            init_noise=parse_float(args.get("init_noise"), "init_noise", 0.0, 1e3, d.init_noise),
-            objective=parse_choice(args.get("objective"), "objective", OBJECTIVES, d.objective),
-            seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, d.seed))
-
-    def as_dict(self):
-        return {name: getattr(self, name) for name, _ in self.FLAGS}
-
-    def options(self):
-        """Command-line options of tools/class_model.py that differ from its defaults."""
-        default, out = ClassModelSettings(), []
-        for name, flag in self.FLAGS:
-            value = getattr(self, name)
-            if value != getattr(default, name):
-                out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-        return out
-
-    def title(self):
-        """The gallery figure's title, worded as tools/class_model.py words it."""
-        what = {"score": "S_c(I)", "softmax": "P_c(I)", "log-softmax": "log P_c(I)"}[self.objective]
-        return (f"Class models: argmax_I {what} - {self.lam:g} ||I||^2, {self.steps} steps of "
-                f"{self.step:g}, jitter {self.jitter}, blur {self.blur_sigma:g} every "
-                f"{self.blur_every}, decay {self.decay:g}, norm pct {self.norm_pct:g}, start "
-                f"noise {self.init_noise:g}, seed {self.seed}")
-
-    def for_viz(self):
-        """These settings as :func:`minicnn.viz.class_model` takes them (the gallery's
-        steps are RMS-normalised, as the tool's without --raw-step)."""
-        return VizClassModelSettings(
-            normalize=True, **{name: getattr(self, name) for name, _ in self.FLAGS})
 
 
 # ----------------------------------------------------------------------------- caches
@@ -314,16 +147,6 @@ class ClassModelJob:
         elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
         return {"state": self.state, "done": self.done, "total": self.total,
                 "error": self.error, "elapsed_s": round(elapsed, 2)}
-
-
-def out_of_memory_line(exc, what, hint=""):
-    """One line for a MemoryError (NumPy's says "Unable to allocate 12.0 GiB for an
-    array with shape (...) and data type float32"): what needed the memory, how much
-    the failed allocation asked for, and what to do."""
-    size = re.search(r"allocate\s+([0-9.]+\s*[KMGTPE]?i?B)", str(exc))
-    asked = f" (an array of {size.group(1)} could not be allocated)" if size else ""
-    return f"out of memory: {what} needs more memory than is free{asked}" + \
-        (f"; {hint}" if hint else "")
 
 
 class _Cancelled(Exception):

@@ -371,7 +371,8 @@ def test_canvas_files_are_bounded_and_rendered_again(monkeypatch, shipped_net):
 
 
 def test_another_model_gets_its_own_command_lines(shipped_net):
-    from minicnn.explore.core import ClassModelSettings, Explorer
+    from minicnn.explore.core import Explorer
+    from minicnn.explore.settings import ClassModelSettings
     explorer = Explorer(shipped_net.replica(), weights="/models/my vgg.h5", samples=[])
     try:
         info = explorer.model_info()
