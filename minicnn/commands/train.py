@@ -198,6 +198,10 @@ def main(argv=None):
         return 130
 
 
+class RunError(Exception):
+    """A data or state problem of the run: one line, exit status 1."""
+
+
 def _main(argv=None):
     args = parse_args(argv)
     from minicnn.terminal import protect
@@ -206,20 +210,84 @@ def _main(argv=None):
         if args.threads is not None:
             set_threads(args.threads)
         args.threads = get_threads()
-    except ValueError as exc:     # --threads 0, a bad MINICNN_THREADS
+    except ValueError as exc:     # --threads 0, a bad MINICNN_THREADS: a usage error
         print(f"train.py: {exc}", file=sys.stderr)
         return 2
-    from tqdm import tqdm
+    try:
+        return _train(args, argv)
+    except RunError as exc:
+        print(f"train.py: {exc}", file=sys.stderr)
+        return 1
+
+
+def _load_data(args):
+    """(train images, train labels, test images, test labels) of the Fashion-MNIST files."""
     try:
         train_images, train_labels = load_fashion_mnist("train", args.data)
         test_images, test_labels = load_fashion_mnist("test", args.data)
     except (DatasetMissing, ValueError, OSError, EOFError) as exc:   # missing, bad, truncated
-        print(f"train.py: {exc}", file=sys.stderr)
-        return 2
+        raise RunError(str(exc)) from None
     if len(train_images) < args.batch:
-        print(f"train.py: {args.data} holds {len(train_images)} training items, fewer than "
-              f"--batch {args.batch}", file=sys.stderr)
-        return 2
+        raise RunError(f"{args.data} holds {len(train_images)} training items, fewer than "
+                       f"--batch {args.batch}")
+    return train_images, train_labels, test_images, test_labels
+
+
+def _start(args, gen):
+    """(net, meta, first step, optimiser velocities): the run's checkpoint to resume, the
+    --init model, or a new net."""
+    ckpt = os.path.join(args.run_dir, "checkpoint.h5")
+    if os.path.exists(ckpt) and not args.no_resume:
+        net = minicnn.load(ckpt)
+        start, velocity = load_optimiser_state(args.run_dir)
+        if net.meta.get("checkpoint_step") != start:
+            raise RunError(f"{ckpt} holds step {net.meta.get('checkpoint_step')} but the "
+                           f"optimiser state step {start} (interrupted between the two "
+                           "writes); start afresh with --no-resume")
+        meta = net.meta = {k: v for k, v in net.meta.items() if k != "checkpoint_step"}
+        return net, meta, start, velocity
+    if args.init:
+        net = minicnn.load(args.init)
+        meta = {k: v for k, v in net.meta.items() if k in ("class_names", "preprocessing")}
+        meta["init"] = {"model": os.path.basename(args.init),
+                        "training": net.meta.get("training")}
+        net.meta = dict(meta)
+        return net, meta, 0, {}
+    mean, std = channel_stats(gen, args.seed)
+    meta = {"class_names": CLASS_NAMES,
+            "preprocessing": {"input_size": [64, 64], "channel_order": "RGB",
+                              "input_scale": 1.0, "mean": mean, "std": std, "resize": None}}
+    net = minicnn.vgg_from_config(parse_config(args.config), num_classes=10,
+                                  input_size=(64, 64),
+                                  fc_sizes=[int(v) for v in args.fc.split(",") if v],
+                                  dropout=args.dropout, seed=args.seed, meta=meta)
+    last = net[net.names[-1]]
+    last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
+        last.params["weight"].shape) * args.final_init_std).astype(np.float32)
+    return net, meta, 0, {}
+
+
+def _test_canvases(args, test_images, test_labels):
+    """(RGB canvases, labels) of the first --test-size test items, rendered once per run
+    folder and kept there."""
+    test_cache = os.path.join(args.run_dir, f"test_canvases_{args.test_size}.npz")
+    if os.path.exists(test_cache):
+        with np.load(test_cache) as d:
+            return d["images"], d["labels"]
+    print("rendering the test canvases ...", file=sys.stderr)
+    images, labels, _ = evaluation_split(test_images[:args.test_size],
+                                         test_labels[:args.test_size])
+
+    def write_cache(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, labels=labels)
+    atomic_write(test_cache, write_cache)
+    return images, labels
+
+
+def _train(args, argv):
+    from tqdm import tqdm
+    train_images, train_labels, test_images, test_labels = _load_data(args)
     os.makedirs(args.run_dir, exist_ok=True)
     gen = ClutteredFashion(train_images, train_labels)
     batches = Batches(gen, args.seed, args.train_size, args.batch)
@@ -232,35 +300,7 @@ def _main(argv=None):
     pool = multiprocessing.get_context("fork").Pool(
         max(1, args.workers), initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
 
-    ckpt = os.path.join(args.run_dir, "checkpoint.h5")
-    start, velocity = 0, {}
-    if os.path.exists(ckpt) and not args.no_resume:
-        net = minicnn.load(ckpt)
-        start, velocity = load_optimiser_state(args.run_dir)
-        if net.meta.get("checkpoint_step") != start:
-            print(f"train.py: {ckpt} holds step {net.meta.get('checkpoint_step')} but the "
-                  f"optimiser state step {start} (interrupted between the two writes); "
-                  "start afresh with --no-resume", file=sys.stderr)
-            return 2
-        meta = net.meta = {k: v for k, v in net.meta.items() if k != "checkpoint_step"}
-    elif args.init:
-        net = minicnn.load(args.init)
-        meta = {k: v for k, v in net.meta.items() if k in ("class_names", "preprocessing")}
-        meta["init"] = {"model": os.path.basename(args.init),
-                        "training": net.meta.get("training")}
-        net.meta = dict(meta)
-    else:
-        mean, std = channel_stats(gen, args.seed)
-        meta = {"class_names": CLASS_NAMES,
-                "preprocessing": {"input_size": [64, 64], "channel_order": "RGB",
-                                  "input_scale": 1.0, "mean": mean, "std": std, "resize": None}}
-        net = minicnn.vgg_from_config(parse_config(args.config), num_classes=10,
-                                      input_size=(64, 64),
-                                      fc_sizes=[int(v) for v in args.fc.split(",") if v],
-                                      dropout=args.dropout, seed=args.seed, meta=meta)
-        last = net[net.names[-1]]
-        last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
-            last.params["weight"].shape) * args.final_init_std).astype(np.float32)
+    net, meta, start, velocity = _start(args, gen)
     net.to(args.device)
     parallel = DataParallel(net, args.threads)
     optimizer = SGD(net, args.momentum, args.weight_decay, args.clip or None)
@@ -270,20 +310,10 @@ def _main(argv=None):
         raise ValueError(f"{os.path.join(args.run_dir, 'checkpoint_opt.npz')}: {exc}; "
                          "start afresh with --no-resume") from None
     if start:
-        print(f"resuming from {ckpt} at step {start}/{total_steps}", file=sys.stderr)
+        print(f"resuming from {os.path.join(args.run_dir, 'checkpoint.h5')} at step "
+              f"{start}/{total_steps}", file=sys.stderr)
     prep = Preprocessing.from_dict(meta["preprocessing"])
-
-    test_cache = os.path.join(args.run_dir, f"test_canvases_{args.test_size}.npz")
-    if os.path.exists(test_cache):
-        with np.load(test_cache) as d:
-            test_x_rgb, test_y = d["images"], d["labels"]
-    else:
-        print("rendering the test canvases ...", file=sys.stderr)
-        test_x_rgb, test_y, _ = evaluation_split(test_images[:args.test_size], test_labels[:args.test_size])
-        def write_cache(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, images=test_x_rgb, labels=test_y)
-        atomic_write(test_cache, write_cache)
+    test_x_rgb, test_y = _test_canvases(args, test_images, test_labels)
 
     def evaluate(count):
         scores = predict(net, prep.array_to_input(test_x_rgb[:count]))
@@ -308,8 +338,7 @@ def _main(argv=None):
         loss, correct = train_step(net, optimizer, prep.array_to_input(images), labels, lr,
                                    parallel)
         if not np.isfinite(loss):
-            print(f"train.py: loss became {loss} at step {step}; lower --lr", file=sys.stderr)
-            return 1
+            raise RunError(f"loss became {loss} at step {step}; lower --lr")
         run_loss, run_correct, run_seen = run_loss + loss * len(labels), run_correct + correct, run_seen + len(labels)
         if (step + 1) % 20 == 0:
             bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}",
@@ -329,18 +358,21 @@ def _main(argv=None):
             run_loss, run_correct, run_seen = 0.0, 0, 0
     bar.close()
     pool.close()
+    _save_model(args, argv, net, meta, parallel, evaluate(len(test_y)), total_steps, len(test_y))
+    return 0
 
-    accuracy = evaluate(len(test_y))
-    print(f"test accuracy on {len(test_y)} cluttered test canvases: {accuracy:.4f}")
+
+def _save_model(args, argv, net, meta, parallel, accuracy, total_steps, test_count):
+    """Report the final test accuracy and write --out with the run's recipe."""
+    print(f"test accuracy on {test_count} cluttered test canvases: {accuracy:.4f}")
     meta = dict(meta)
     meta["training"] = {"command": "python tools/train.py " + " ".join(argv or sys.argv[1:]),
                         "seed": args.seed, "epochs": args.epochs, "train_size": args.train_size,
                         "batch": args.batch, "lr": args.lr, "steps": total_steps,
                         "threads": parallel.threads,
-                        "test_accuracy": accuracy, "test_canvases": int(len(test_y))}
+                        "test_accuracy": accuracy, "test_canvases": int(test_count)}
     minicnn.save(net.to("cpu"), args.out, meta)
     print(f"wrote {args.out}")
-    return 0
 
 
 def entry():
