@@ -18,14 +18,12 @@ samples index), ``upload:SHA256`` (bytes the page uploaded, kept in a private te
 folder under a name the server chose) and ``canvas:SEED`` (a cluttered Fashion-MNIST
 canvas rendered for the shipped model).
 """
-import hashlib
 import logging
 import math
 import os
 import queue
 import re
 import shlex
-import tempfile
 import threading
 import time
 import traceback
@@ -39,91 +37,29 @@ import numpy as np
 from .. import assets
 from ..backend import get_array_module, to_numpy
 from ..functional import RULES
-from ..preprocess import ImageError
 from ..summary import summarize
 from ..viz import figures, render
 from ..viz.batching import examples_per_batch
 from ..viz.class_model import BATCH_BYTES, OBJECTIVES, class_model, default_classes
 from ..viz.deconv import unit_reconstruction
-from ..viz.inputs import network_view, read_image, resolve_class, resolve_layer
+from ..viz.inputs import resolve_class, resolve_layer
 from ..viz.localize import localize_map
 from ..viz.saliency import Saliency, saliency, saliency_map, softmax
+from .cache import LRU
 from .errors import RequestError, out_of_memory_line
-from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SEED, MAX_SMOOTHGRAD, ClassModelSettings,
+from .images import ImageStore, load_samples
+from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings,
                        GraphCutSettings, SaliencySettings, parse_choice, parse_int)
 
 log = logging.getLogger("minicnn.explore")
 
-MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
-MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
 TOP_CROPS = 6               # top-activating sample crops shown for a unit
-CANVAS_SEED_BASE = 7077     # canvas SEED is rendered from seed (CANVAS_SEED_BASE, SEED)
 # how the tools are told to use the network's own view of an image (no crops)
 NETWORK_VIEW = ["--crops", "1"]
 MAX_GALLERY_CLASSES = 20    # class models one gallery may ask for (one page of the picker)
 GALLERY_PAGE = 10           # classes per picker page of a model with more than that many
 MAX_TOP = 100               # classes /api/predict may list
 MAX_SEARCH_PAGE = 100       # class names one search answer may list
-
-
-# ----------------------------------------------------------------------------- caches
-
-class LRU:
-    """A small thread-safe least-recently-used map. Values are computed outside the lock;
-    a request for a key that another thread is computing waits for that result instead
-    of computing it again (a new image's prediction and saliency ask for the same logits
-    at once). When that computation fails, the waiting thread computes it itself."""
-
-    def __init__(self, size):
-        self.size, self._data, self._lock = int(size), OrderedDict(), threading.Lock()
-        self._pending = {}      # key -> Event set when its computation ends
-
-    def get(self, key, compute):
-        while True:
-            with self._lock:
-                if key in self._data:
-                    self._data.move_to_end(key)
-                    return self._data[key]
-                pending = self._pending.get(key)
-                if pending is None:
-                    done = self._pending[key] = threading.Event()
-                    break
-            pending.wait()
-        try:
-            value = compute()
-            with self._lock:
-                self._data[key] = value
-                self._data.move_to_end(key)
-                while len(self._data) > self.size:
-                    self._data.popitem(last=False)
-            return value
-        finally:
-            with self._lock:
-                del self._pending[key]
-            done.set()
-
-    def put(self, key, value):
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def clear(self):
-        with self._lock:
-            self._data.clear()
-
-
-@dataclass
-class ImageEntry:
-    """One input image: ``spec`` (its name in requests), ``path`` (server side only),
-    ``label`` (for the page), ``cli_path`` (what --image says in the command line),
-    ``truth`` (a sample's class index and box, or None)."""
-    spec: str
-    path: str
-    label: str
-    cli_path: str
-    truth: dict = None
 
 
 @dataclass
@@ -195,12 +131,7 @@ class Explorer:
         self.weights = weights
         self.shipped = weights is None or os.path.realpath(weights) == os.path.realpath(
             assets.DEFAULT_MODEL)
-        if samples is None:
-            try:
-                samples = assets.samples() if self.shipped else []
-            except FileNotFoundError:
-                samples = []
-        self.samples = OrderedDict((os.path.basename(s["file"]), s) for s in samples)
+        self.samples = load_samples(samples, self.shipped)
         self._nets = queue.Queue()
         replicas = [net if i == 0 else net.replica() for i in range(max(1, int(replicas)))]
         self._closing = threading.Event()
@@ -212,19 +143,9 @@ class Explorer:
         else:
             for replica in replicas:
                 self._nets.put(replica)
-        # removed by close(), or at exit / garbage collection when close() is never called
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="minicnn-explore-")
-        self._tmp = self._tmpdir.name
-        self._uploads = OrderedDict()          # sha -> ImageEntry
-        self._uploads_lock = threading.Lock()
-        self._views = LRU(128)
         self._results = LRU(256)
         self._activations = LRU(16)            # whole feature maps: VGG16's conv1 is 13 MB
         self._sample_maxima = LRU(64)
-        self._fashion_dir = fashion_dir
-        self._canvas_gen, self._canvas_error = None, None
-        self._canvas_lock = threading.Lock()
-        self._canvas_truth = OrderedDict()     # seed -> class, box, name (files on disk)
         self._jobs = OrderedDict()             # ClassModelSettings -> ClassModelJob
         self._jobs_lock = threading.Lock()
         self._job_runner = ThreadPoolExecutor(1, thread_name_prefix="class-models")
@@ -237,6 +158,7 @@ class Explorer:
         # a name's synonyms: ImageNet's names list several ("tabby, tabby cat")
         self._synonyms = [[w.strip() for w in n.split(",") if w.strip()]
                           for n in self._lowered]
+        self.images = ImageStore(net, self.samples, self.shipped, self._names, fashion_dir)
         self._default_gallery = self._choose_default_gallery()
 
     # ------------------------------------------------------------------ life
@@ -246,7 +168,7 @@ class Explorer:
         if self._warming is not None:
             self._warming.join()
         self._job_runner.shutdown(wait=True, cancel_futures=True)
-        self._tmpdir.cleanup()
+        self.images.close()
 
     def _warm(self, replicas):
         """One forward and one backward pass of a zero image on each replica, which then
@@ -418,134 +340,28 @@ class Explorer:
     # ------------------------------------------------------------------ images
     def image(self, spec):
         """A request's image name -> ImageEntry (RequestError when unknown)."""
-        spec = str(spec or "")
-        kind, _, key = spec.partition(":")
-        if kind == "sample":
-            sample = self.samples.get(key)
-            if sample is None:
-                raise RequestError(f"unknown sample {key[:60]!r}", 404)
-            rel = os.path.relpath(sample["file"], os.getcwd())
-            return ImageEntry(spec, sample["file"], f"{key} ({sample.get('name', '')})",
-                              rel if not rel.startswith("..") else sample["file"],
-                              {"class": sample.get("label"), "box": sample.get("box"),
-                               "name": sample.get("name", "")})
-        if kind == "upload":
-            with self._uploads_lock:
-                entry = self._uploads.get(key)
-            if entry is None:
-                raise RequestError("unknown upload (the server keeps the last "
-                                   f"{MAX_UPLOADS}; upload the image again)", 404)
-            return entry
-        if kind == "canvas":
-            seed = parse_int(key, "canvas seed", 0, MAX_SEED)
-            return self._canvas(seed)
-        raise RequestError("image: expected sample:NAME, upload:ID or canvas:SEED, got "
-                           f"{spec[:60]!r}", 400)
+        return self.images.entry(spec)
 
     def add_upload(self, data, filename="upload.png"):
-        """Keep uploaded bytes and check they are an image the model can take.
-        Returns the ImageEntry; RequestError with the reason otherwise."""
-        if not data:
-            raise RequestError("the uploaded file is empty")
-        sha = hashlib.sha256(data).hexdigest()
-        shown = os.path.basename(str(filename or "upload.png")).strip() or "upload.png"
-        shown = "".join(ch for ch in shown if ch.isprintable())[:80] or "upload.png"
-        path = os.path.join(self._tmp, f"upload_{sha}")
-        entry = ImageEntry(f"upload:{sha}", path, shown, shown)
-        with self._uploads_lock:
-            if sha in self._uploads:
-                self._uploads.move_to_end(sha)
-                return self._uploads[sha]
-        with open(path, "wb") as fh:
-            fh.write(data)
-        try:
-            self.view(entry)       # refuses non-images, truncated files, bombs
-        except ImageError as exc:
-            os.unlink(path)
-            raise RequestError(str(exc).replace(path, shown)) from None
-        with self._uploads_lock:
-            self._uploads[sha] = entry
-            while len(self._uploads) > MAX_UPLOADS:
-                _, old = self._uploads.popitem(last=False)
-                try:
-                    os.unlink(old.path)
-                except OSError:
-                    pass
-        return entry
+        """Keep uploaded bytes that are an image the model can take -> ImageEntry."""
+        return self.images.add_upload(data, filename)
 
     def canvas_available(self):
-        """{"available": bool, "reason": text}: fresh canvases need the shipped model
-        (its 64x64 Fashion-MNIST classes) and the Fashion-MNIST files."""
-        if not self.shipped:
-            return {"available": False, "reason": "fresh canvases are for the shipped model "
-                                                  "(cluttered Fashion-MNIST) only"}
-        try:
-            self._canvas_generator()
-        except RequestError as exc:
-            return {"available": False, "reason": str(exc)}
-        return {"available": True, "reason": ""}
-
-    def _canvas_generator(self):
-        with self._canvas_lock:
-            if self._canvas_gen is None and self._canvas_error is None:
-                from ..datasets.cluttered import ClutteredFashion
-                from ..datasets.fashion_mnist import DEFAULT_DIR, load_fashion_mnist
-                try:
-                    images, labels = load_fashion_mnist("test", self._fashion_dir or DEFAULT_DIR)
-                    self._canvas_gen = ClutteredFashion(images, labels)
-                except (OSError, ValueError) as exc:
-                    self._canvas_error = (f"fresh canvases need Fashion-MNIST: {exc}")
-            if self._canvas_error:
-                raise RequestError(self._canvas_error, 503)
-            return self._canvas_gen
-
-    def _canvas(self, seed):
-        """Canvas ``seed``: Fashion-MNIST test item seed % 10000 on a canvas drawn from
-        seed (CANVAS_SEED_BASE, seed); written once as PNG so the tools can read it."""
-        if not self.shipped:
-            raise RequestError("fresh canvases are for the shipped model only", 400)
-        gen = self._canvas_generator()
-        path = os.path.join(self._tmp, f"canvas_{seed}.png")
-        name = f"canvas_{seed}.png"
-        source = seed % len(gen)
-        with self._canvas_lock:
-            if not os.path.isfile(path):
-                from PIL import Image
-                canvas = gen.render(source, (CANVAS_SEED_BASE, seed))
-                tmp = path + ".tmp"
-                Image.fromarray(canvas["image"]).save(tmp, format="PNG")
-                os.replace(tmp, path)
-                self._canvas_truth[seed] = {"class": canvas["label"], "box": canvas["box"],
-                                            "name": self.classes[canvas["label"]]}
-                while len(self._canvas_truth) > MAX_CANVASES:    # bounded disk use
-                    old, _ = self._canvas_truth.popitem(last=False)
-                    try:
-                        os.unlink(os.path.join(self._tmp, f"canvas_{old}.png"))
-                    except OSError:
-                        pass
-            truth = self._canvas_truth.get(seed)
-        return ImageEntry(f"canvas:{seed}", path, f"fresh canvas {seed}", name, truth)
+        return self.images.canvas_available()
 
     def view(self, entry):
         """ImageEntry -> the View the network sees (as the tools with NETWORK_VIEW)."""
-        def compute():
-            try:
-                return network_view(self.net, read_image(self.net, entry.path), entry.path)
-            except ImageError as exc:
-                raise ImageError(str(exc).replace(entry.path, entry.label)) from None
-        return self._views.get(entry.spec, compute)
+        return self.images.view(entry)
 
     def image_info(self, entry):
-        view = self.view(entry)
-        w, h = view.size
-        ih, iw = self.net.preprocessing.input_size
-        return {"image": entry.spec, "label": entry.label, "cli_path": entry.cli_path,
-                "size": [w, h], "input_size": [iw, ih], "resized": (w, h) != (iw, ih),
-                "truth": entry.truth}
+        return self.images.image_info(entry)
 
     def input_rgb(self, entry):
         """(H, W, 3) uint8: the picture of the network input."""
-        return self.view(entry).rgb
+        return self.images.input_rgb(entry)
+
+    def truth_box(self, entry):
+        return self.images.truth_box(entry)
 
     # ------------------------------------------------------------------ predictions
     def logits(self, entry):
@@ -836,7 +652,7 @@ class Explorer:
                 return render.overlay(self.input_rgb(entry), m)
             if kind == "saliency_figure":
                 smooth = f"SmoothGrad n={settings.smoothgrad}, " if settings.smoothgrad else ""
-                return figures.saliency_figure(self.net, [self._named_view(entry)], [sal], method,
+                return figures.saliency_figure(self.net, [self.images.named_view(entry)], [sal], method,
                                                [smooth])
             graphcut = GraphCutSettings.from_args(args)
             loc, file_box = self.localization(entry, cls, method, settings, graphcut)
@@ -858,7 +674,7 @@ class Explorer:
             if view == "field":
                 return self.receptive_field_picture(entry, layer, rec)
             if view == "figure":
-                return figures.deconv_figure(self.net, [self._named_view(entry)], rec, layer)
+                return figures.deconv_figure(self.net, [self.images.named_view(entry)], rec, layer)
             rule, _, part = str(view).partition("_")
             parse_choice(rule, "view", RULES)
             parse_choice(part, "view part", ("signed", "abs"))
@@ -868,21 +684,8 @@ class Explorer:
             return render.heatmap(np.abs(signal).max(axis=0))
         raise RequestError(f"unknown picture {kind[:40]!r}", 404)
 
-    def _named_view(self, entry):
-        """The view with the name the command line would print (for the figures' titles)."""
-        from dataclasses import replace
-        return replace(self.view(entry), path=entry.cli_path)
-
-    def truth_box(self, entry):
-        """A sample's or canvas's true box in the network input's pixels, when the image
-        is not resized (as the localisation figure draws it), else None."""
-        view = self.view(entry)
-        box = (entry.truth or {}).get("box")
-        return list(box) if box is not None and view.size == tuple(view.rgb.shape[1::-1]) \
-            else None
-
     def _localize_picture(self, kind, entry, sal, loc, file_box):
-        view = self._named_view(entry)
+        view = self.images.named_view(entry)
         truth = self.truth_box(entry)
         row = figures.localize_figure(self.net, view, sal, loc, file_box, truth,
                                       (entry.truth or {}).get("name", ""))

@@ -232,7 +232,7 @@ def test_canvas_without_fashion_mnist_says_so(tmp_path):
 def test_fresh_canvas_is_the_rendered_canvas(server):
     from minicnn.datasets.cluttered import ClutteredFashion
     from minicnn.datasets.fashion_mnist import load_fashion_mnist
-    from minicnn.explore.core import CANVAS_SEED_BASE
+    from minicnn.explore.images import CANVAS_SEED_BASE
     images, labels = load_fashion_mnist("test")
     canvas = ClutteredFashion(images, labels).render(123 % len(images), (CANVAS_SEED_BASE, 123))
     info = http(server.url, "/api/canvas?seed=123").json()
@@ -354,20 +354,21 @@ def test_tool_serves_and_stops_on_ctrl_c(stop):
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
                     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_canvas_files_are_bounded_and_rendered_again(monkeypatch, shipped_net):
-    from minicnn.explore import core
-    monkeypatch.setattr(core, "MAX_CANVASES", 2)
-    explorer = core.Explorer(shipped_net.replica())
+    from minicnn.explore import images
+    from minicnn.explore.core import Explorer
+    monkeypatch.setattr(images, "MAX_CANVASES", 2)
+    explorer = Explorer(shipped_net.replica())
     try:
         first = explorer.input_rgb(explorer.image("canvas:1")).copy()
         for seed in (2, 3):
             explorer.image(f"canvas:{seed}")
-        files = sorted(f for f in os.listdir(explorer._tmp) if f.startswith("canvas_"))
+        files = sorted(f for f in os.listdir(explorer.images.folder) if f.startswith("canvas_"))
         assert files == ["canvas_2.png", "canvas_3.png"]
-        explorer._views.clear()
+        explorer.images.views.clear()
         assert np.array_equal(explorer.input_rgb(explorer.image("canvas:1")), first)
     finally:
         explorer.close()
-    assert not os.path.exists(explorer._tmp)
+    assert not os.path.exists(explorer.images.folder)
 
 
 def test_another_model_gets_its_own_command_lines(shipped_net):

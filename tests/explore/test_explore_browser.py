@@ -345,7 +345,7 @@ def test_uploads_and_canvases(page, shipped_net, tmp_path):
     seed = int(unquote(q["image"]).split(":")[1])
     from minicnn.datasets.cluttered import ClutteredFashion
     from minicnn.datasets.fashion_mnist import load_fashion_mnist
-    from minicnn.explore.core import CANVAS_SEED_BASE
+    from minicnn.explore.images import CANVAS_SEED_BASE
     images, labels = load_fashion_mnist("test")
     canvas = ClutteredFashion(images, labels).render(seed % len(images), (CANVAS_SEED_BASE, seed))
     assert np.array_equal(pixels, canvas["image"])
