@@ -90,69 +90,101 @@ def _read_record(zf, info, limit, what):
                            f"{short(str(exc), 100)[1:-1]}): truncated or corrupt zip") from None
 
 
+# ---------------------------------------------------------------------- zip (torch >= 1.6)
 def read_zip(path, mm):
     """torch >= 1.6 zip container -> state (whatever data.pkl holds)."""
+    zf = _open_zip(path)
+    with zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        prefix, pkl = _find_data_pkl(infos)
+        byteorder = _zip_byteorder(zf, infos, prefix)
+        pickle_bytes = _read_record(zf, pkl, MAX_PICKLE_BYTES, "a state_dict pickle")
+        persistent_load = _zip_storage_loader(mm, infos, prefix, byteorder)
+        return unpickle(MapReader(pickle_bytes), persistent_load, what="data.pkl")
+
+
+def _open_zip(path):
     try:
-        zf = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path)
     except ZIP_READ_ERRORS as exc:
         raise ConvertError(f"truncated or corrupt zip container (torch.save zip format): "
                            f"{short(str(exc), 100)[1:-1]}") from None
-    with zf:
-        infos = {i.filename: i for i in zf.infolist()}
-        if not infos:
-            raise ConvertError("zip container is empty: expected <name>/data.pkl")
-        prefix = next(iter(infos)).split("/")[0]
-        pkl = infos.get(f"{prefix}/data.pkl")
-        if pkl is None:
-            raise ConvertError(f"zip file without {short(prefix + '/data.pkl')}: not a "
-                               f"torch.save file (found {short(list(infos)[:5], 200)})")
-        byteorder = "<"
-        if f"{prefix}/byteorder" in infos:
-            info = infos[f"{prefix}/byteorder"]
-            order = _read_record(zf, info, SMALL_RECORDS["byteorder"], "a byteorder record")
-            order = order.decode("ascii", "replace").strip()
-            if order not in ("little", "big"):
-                raise ConvertError(f"zip record {short(info.filename)}: expected 'little' or "
-                                   f"'big', found {short(order)}")
-            byteorder = "<" if order == "little" else ">"
-        pickle_bytes = _read_record(zf, pkl, MAX_PICKLE_BYTES, "a state_dict pickle")
 
-        storages = {}
 
-        def persistent_load(pid):
-            if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
-                raise UnsafePickleError(f"persistent id: expected ('storage', type, key, location,"
-                                        f" numel), found {short(pid, 200)}")
-            _, stype, key, location, numel = pid
-            _check_storage_id(stype, key, location, numel)
-            if key in storages:
-                ref = storages[key]
-                if ref.stype.name != stype.name or ref.numel != numel:
-                    raise ConvertError(f"storage {short(key)} is referenced with two different "
-                                       f"types or sizes")
-                return ref
-            info = infos.get(f"{prefix}/data/{key}")
-            record = short(f"{prefix}/data/{key}")
-            if info is None:
-                raise ConvertError(f"storage {short(key)}: expected record {record}, not in the "
-                                   f"zip (truncated file?)")
-            if info.file_size != numel * stype.itemsize:
-                raise ConvertError(f"storage {short(key)}: pickle says {numel} x {stype.itemsize} "
-                                   f"bytes, the record holds {info.file_size} bytes")
-            problem = _zip_problem(info)
-            if problem:
-                raise ConvertError(f"zip record {record} {problem}")
-            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-                raise ConvertError(f"zip record {record} is compressed: torch writes "
-                                   f"uncompressed records")
-            ref = StorageRef(key, stype, numel)
-            ref.array = _frombuffer(mm, stype, numel, _zip_data_offset(mm, info), byteorder)
-            if info.CRC:    # 0: written without CRC-32s (torch can be told so)
-                ref.crc = (info.filename, info.CRC)
-            storages[key] = ref
-            return ref
+def _find_data_pkl(infos):
+    """The archive's top folder (named by torch after the file) and its data.pkl record."""
+    if not infos:
+        raise ConvertError("zip container is empty: expected <name>/data.pkl")
+    prefix = next(iter(infos)).split("/")[0]
+    pkl = infos.get(f"{prefix}/data.pkl")
+    if pkl is None:
+        raise ConvertError(f"zip file without {short(prefix + '/data.pkl')}: not a "
+                           f"torch.save file (found {short(list(infos)[:5], 200)})")
+    return prefix, pkl
 
-        return unpickle(MapReader(pickle_bytes), persistent_load, what="data.pkl")
+
+def _zip_byteorder(zf, infos, prefix):
+    """numpy's byte-order character for the storages; files without the record are little."""
+    info = infos.get(f"{prefix}/byteorder")
+    if info is None:
+        return "<"
+    order = _read_record(zf, info, SMALL_RECORDS["byteorder"], "a byteorder record")
+    order = order.decode("ascii", "replace").strip()
+    if order not in ("little", "big"):
+        raise ConvertError(f"zip record {short(info.filename)}: expected 'little' or "
+                           f"'big', found {short(order)}")
+    return "<" if order == "little" else ">"
+
+
+def _zip_storage_loader(mm, infos, prefix, byteorder):
+    """persistent_load for data.pkl: each storage id -> its record, memory-mapped once."""
+    storages = {}
+
+    def persistent_load(pid):
+        if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
+            raise UnsafePickleError(f"persistent id: expected ('storage', type, key, location,"
+                                    f" numel), found {short(pid, 200)}")
+        _, stype, key, location, numel = pid
+        _check_storage_id(stype, key, location, numel)
+        if key in storages:
+            return _same_storage(storages[key], stype, numel)
+        info = _storage_record(infos, prefix, key, stype, numel)
+        ref = StorageRef(key, stype, numel)
+        ref.array = _frombuffer(mm, stype, numel, _zip_data_offset(mm, info), byteorder)
+        if info.CRC:    # 0: written without CRC-32s (torch can be told so)
+            ref.crc = (info.filename, info.CRC)
+        storages[key] = ref
+        return ref
+
+    return persistent_load
+
+
+def _same_storage(ref, stype, numel):
+    """A storage named again must be named the same way."""
+    if ref.stype.name != stype.name or ref.numel != numel:
+        raise ConvertError(f"storage {short(ref.key)} is referenced with two different "
+                           f"types or sizes")
+    return ref
+
+
+def _storage_record(infos, prefix, key, stype, numel):
+    """The zip record holding storage ``key``, refused unless it is stored uncompressed
+    with exactly the declared size (it is memory-mapped, never read)."""
+    info = infos.get(f"{prefix}/data/{key}")
+    record = short(f"{prefix}/data/{key}")
+    if info is None:
+        raise ConvertError(f"storage {short(key)}: expected record {record}, not in the "
+                           f"zip (truncated file?)")
+    if info.file_size != numel * stype.itemsize:
+        raise ConvertError(f"storage {short(key)}: pickle says {numel} x {stype.itemsize} "
+                           f"bytes, the record holds {info.file_size} bytes")
+    problem = _zip_problem(info)
+    if problem:
+        raise ConvertError(f"zip record {record} {problem}")
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        raise ConvertError(f"zip record {record} is compressed: torch writes "
+                           f"uncompressed records")
+    return info
 
 
 def _zip_data_offset(mm, info):
@@ -165,9 +197,20 @@ def _zip_data_offset(mm, info):
     return start + 30 + name_len + extra_len
 
 
+# ---------------------------------------------------------------------- legacy (torch 0.4 - 1.5)
 def read_legacy(path, mm):
     """torch 0.4 - 1.5 stream: magic, protocol, sys_info, state pickle, storage keys, data."""
     f = MapReader(mm)
+    byteorder = _read_legacy_header(f)
+    storages = {}
+    state = unpickle(f, _legacy_storage_loader(storages), what="state_dict pickle")
+    keys = _read_legacy_storage_keys(f)
+    _locate_legacy_storages(mm, f.tell(), keys, storages, byteorder)
+    return state
+
+
+def _read_legacy_header(f):
+    """Check the magic number and protocol; numpy's byte-order character from sys_info."""
     magic = unpickle(f, what="legacy header")
     if magic != LEGACY_MAGIC:
         raise ConvertError(f"pickle stream without the torch magic number (found "
@@ -179,9 +222,12 @@ def read_legacy(path, mm):
     sys_info = unpickle(f, what="legacy header")
     if not isinstance(sys_info, dict):
         raise ConvertError("legacy torch file: expected a sys_info dict")
-    byteorder = "<" if sys_info.get("little_endian", True) else ">"
+    return "<" if sys_info.get("little_endian", True) else ">"
 
-    storages = {}
+
+def _legacy_storage_loader(storages):
+    """persistent_load for the state pickle: storage ids (and views of them) -> references
+    collected in ``storages``, whose bytes follow the pickle."""
 
     def persistent_load(pid):
         if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
@@ -192,29 +238,38 @@ def read_legacy(path, mm):
         root = storages.get(key)
         if root is None:
             root = storages[key] = StorageRef(key, stype, numel)
-        elif root.stype.name != stype.name or root.numel != numel:
-            raise ConvertError(f"storage {short(key)} is referenced with two different types "
-                               f"or sizes")
-        if view is None:
-            return root
-        if not (isinstance(view, tuple) and len(view) == 3):
-            raise ConvertError(f"storage view metadata: expected (key, offset, size), found "
-                               f"{short(view)}")
-        view_key, offset, size = view
-        _typed(view_key, str, "view key")
-        _typed(offset, int, "view offset")
-        _typed(size, int, "view size")
-        if offset < 0 or size < 0 or offset + size > numel:
-            raise ConvertError(f"storage view {short(view_key)}: elements {offset}.."
-                               f"{offset + size} outside its storage of {numel}")
-        return StorageRef(view_key, stype, size, root=root, root_offset=offset)
+        else:
+            _same_storage(root, stype, numel)
+        return root if view is None else _legacy_view(root, view)
 
-    state = unpickle(f, persistent_load, what="state_dict pickle")
+    return persistent_load
+
+
+def _legacy_view(root, view):
+    """A (key, offset, size) view of a storage, inside its bounds."""
+    if not (isinstance(view, tuple) and len(view) == 3):
+        raise ConvertError(f"storage view metadata: expected (key, offset, size), found "
+                           f"{short(view)}")
+    view_key, offset, size = view
+    _typed(view_key, str, "view key")
+    _typed(offset, int, "view offset")
+    _typed(size, int, "view size")
+    if offset < 0 or size < 0 or offset + size > root.numel:
+        raise ConvertError(f"storage view {short(view_key)}: elements {offset}.."
+                           f"{offset + size} outside its storage of {root.numel}")
+    return StorageRef(view_key, root.stype, size, root=root, root_offset=offset)
+
+
+def _read_legacy_storage_keys(f):
     keys = unpickle(f, what="storage key list")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise ConvertError("legacy torch file: expected a list of storage keys after the "
                            "state_dict")
-    offset = f.tell()
+    return keys
+
+
+def _locate_legacy_storages(mm, offset, keys, storages, byteorder):
+    """Map each storage's bytes: per key in order, an element count then the elements."""
     for key in keys:
         ref = storages.get(key)
         if ref is None:
@@ -229,7 +284,49 @@ def read_legacy(path, mm):
                                f"data record says {count}")
         ref.array = _frombuffer(mm, ref.stype, count, offset + 8, byteorder)
         offset += 8 + count * ref.stype.itemsize
-    return state
+
+
+# ---------------------------------------------------------------------- tar (torch 0.1 - 0.3)
+TAR_MEMBERS = ("storages", "tensors", "pickle")
+MAX_TAR_NDIM = 16
+
+
+def read_tar(path, mm):
+    """torch 0.1 - 0.3 tar: storages, tensors and pickle members; nothing is extracted to
+    disk (members are read in place)."""
+    members = _tar_members(path, mm)
+
+    def member(name):
+        m = members[name]
+        return MapReader(mm, m.offset_data, m.offset_data + m.size)
+
+    objects = {}
+    storages = member("storages")
+    _read_tar_storages(storages, mm, objects, members["storages"].size)
+    _read_tar_views(storages, objects)
+    _read_tar_tensors(member("tensors"), objects)
+    return _read_tar_pickle(member("pickle"), objects)
+
+
+def _tar_members(path, mm):
+    """The archive's regular files by name, refused unless the three torch members are
+    there and lie inside the memory map."""
+    try:
+        tar = tarfile.open(path, mode="r:")
+        with tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError) as exc:
+        raise ConvertError(f"truncated or corrupt tar container (old torch.save format): "
+                           f"{short(str(exc), 100)[1:-1]}") from None
+    for need in TAR_MEMBERS:
+        if need not in members:
+            raise ConvertError(f"tar file without a '{need}' member: not a torch.save file "
+                               f"(found {short(sorted(members)[:5], 200)})")
+        m = members[need]
+        if m.offset_data + m.size > len(mm) or m.sparse:
+            raise ConvertError(f"tar member '{need}' runs past the end of the file "
+                               f"(truncated file)")
+    return members
 
 
 def _tar_key(value, what):
@@ -240,32 +337,8 @@ def _tar_key(value, what):
     return value
 
 
-def read_tar(path, mm):
-    """torch 0.1 - 0.3 tar: storages, tensors and pickle members; nothing is extracted to
-    disk (members are read in place)."""
-    try:
-        tar = tarfile.open(path, mode="r:")
-        with tar:
-            members = {m.name: m for m in tar.getmembers() if m.isfile()}
-    except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError) as exc:
-        raise ConvertError(f"truncated or corrupt tar container (old torch.save format): "
-                           f"{short(str(exc), 100)[1:-1]}") from None
-    for need in ("storages", "tensors", "pickle"):
-        if need not in members:
-            raise ConvertError(f"tar file without a '{need}' member: not a torch.save file "
-                               f"(found {short(sorted(members)[:5], 200)})")
-        m = members[need]
-        if m.offset_data + m.size > len(mm) or m.sparse:
-            raise ConvertError(f"tar member '{need}' runs past the end of the file "
-                               f"(truncated file)")
-    objects = {}
-
-    def reader(name):
-        m = members[name]
-        return MapReader(mm, m.offset_data, m.offset_data + m.size)
-
-    # storages: count, then per storage (key, location, type), int64 count, bytes
-    f = reader("storages")
+def _read_tar_storages(f, mm, objects, member_size):
+    """A count, then per storage (key, location, type), an int64 count and the bytes."""
     num = unpickle(f, what="tar storages header")
     _typed(num, int, "storage count")
     for _ in range(num):
@@ -282,11 +355,15 @@ def read_tar(path, mm):
         (count,) = struct.unpack("<q", raw)
         if count < 0 or f.tell() + count * stype.itemsize > f.end:
             raise ConvertError(f"tar storage {short(key)}: {count} elements do not fit in "
-                               f"the member's {members['storages'].size} bytes")
+                               f"the member's {member_size} bytes")
         ref = StorageRef(key, stype, count)
         ref.array = _frombuffer(mm, stype, count, f.tell())
         objects[key] = ref
         f.seek(count * stype.itemsize, io.SEEK_CUR)
+
+
+def _read_tar_views(f, objects):
+    """After the storages: a list of (key, root key, offset, size) views of them."""
     views = unpickle(f, what="tar storage views")
     for view in views if isinstance(views, list) else ():
         if not (isinstance(view, (tuple, list)) and len(view) == 4):
@@ -300,8 +377,9 @@ def read_tar(path, mm):
             raise ConvertError(f"tar storage view {short(target)}: bad root or bounds")
         objects[target] = StorageRef(target, root.stype, numel, root=root, root_offset=offset)
 
-    # tensors: count, then per tensor (key, storage key, type), ndim, sizes, strides, offset
-    f = reader("tensors")
+
+def _read_tar_tensors(f, objects):
+    """A count, then per tensor (key, storage key, type) and its binary geometry."""
     num = unpickle(f, what="tar tensors header")
     _typed(num, int, "tensor count")
     for _ in range(num):
@@ -311,22 +389,35 @@ def read_tar(path, mm):
                                f"{short(args)}")
         key, storage_key, _ = args
         _tar_key(key, "tar tensor record")
-        head = f.read(8)
-        if len(head) != 8:
-            raise ConvertError("tar tensors member ends early (truncated file)")
-        (ndim,) = struct.unpack("<i", head[:4])
-        if not 0 <= ndim <= 16:
-            raise ConvertError(f"tar tensor {short(key)}: {ndim} dimensions")
-        body = f.read(16 * ndim + 8)
-        if len(body) != 16 * ndim + 8:
-            raise ConvertError("tar tensors member ends early (truncated file)")
-        size = struct.unpack(f"<{ndim}q", body[:8 * ndim])
-        stride = struct.unpack(f"<{ndim}q", body[8 * ndim:16 * ndim])
-        (offset,) = struct.unpack("<q", body[16 * ndim:])
+        size, stride, offset = _read_tar_geometry(f, key)
         storage = objects.get(_tar_key(storage_key, "tar tensor record"))
         if not isinstance(storage, StorageRef):
             raise ConvertError(f"tar tensor {short(key)}: unknown storage {short(storage_key)}")
         objects[key] = TensorRef(storage, offset, size, stride)
+
+
+def _read_tar_geometry(f, key):
+    """int32 ndim (and 4 unused bytes), ndim int64 sizes, ndim int64 strides, int64 offset."""
+    head = f.read(8)
+    if len(head) != 8:
+        raise ConvertError("tar tensors member ends early (truncated file)")
+    (ndim,) = struct.unpack("<i", head[:4])
+    if not 0 <= ndim <= MAX_TAR_NDIM:
+        raise ConvertError(f"tar tensor {short(key)}: {ndim} dimensions")
+    body = f.read(16 * ndim + 8)
+    if len(body) != 16 * ndim + 8:
+        raise ConvertError("tar tensors member ends early (truncated file)")
+    size = struct.unpack(f"<{ndim}q", body[:8 * ndim])
+    stride = struct.unpack(f"<{ndim}q", body[8 * ndim:16 * ndim])
+    (offset,) = struct.unpack("<q", body[16 * ndim:])
+    return size, stride, offset
+
+
+def _read_tar_pickle(f, objects):
+    """The state pickle, whose persistent ids name the storages and tensors read before."""
+    # the pickle names objects by integer; their records may have spelled them as digits
+    objects = {int(k) if isinstance(k, str) and k.isdigit() and len(k) < 20 else k: v
+               for k, v in objects.items()}
 
     def persistent_load(saved_id):
         if isinstance(saved_id, tuple):
@@ -338,8 +429,4 @@ def read_tar(path, mm):
             raise ConvertError(f"tar pickle names unknown object {short(saved_id, 60)}") \
                 from None
 
-    objects = {int(k) if isinstance(k, str) and k.isdigit() and len(k) < 20 else k: v
-               for k, v in objects.items()}
-    return unpickle(reader("pickle"), persistent_load, what="tar pickle")
-
-
+    return unpickle(f, persistent_load, what="tar pickle")
