@@ -28,36 +28,51 @@ def open_map(path):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+READERS = {"zip": read_zip, "legacy": read_legacy, "tar": read_tar}
+CHECKPOINT_WRAPPERS = ("state_dict", "model")
+
 
 def read_state(path, container, mm):
     """container in {'zip', 'legacy', 'tar'} -> OrderedDict name -> TensorRef."""
-    reader = {"zip": read_zip, "legacy": read_legacy, "tar": read_tar}[container]
-    state = reader(path, mm)
-    if isinstance(state, dict):
-        # checkpoints often wrap the weights: {"state_dict": {...}} or {"model": {...}}
-        for wrapper in ("state_dict", "model"):
-            if wrapper in state and isinstance(state[wrapper], dict) and not any(
-                    isinstance(v, TensorRef) for v in state.values()):
-                state = state[wrapper]
-                break
+    state = _unwrap_checkpoint(READERS[container](path, mm))
     if not isinstance(state, dict):
         raise ConvertError(f"expected a state_dict (a dict of tensors), found a pickled "
                            f"{type(state).__name__}")
     tensors = OrderedDict()
     for key, value in state.items():
-        if not isinstance(key, str):
-            raise ConvertError(f"state_dict key {short(key, 60)} is not a string")
-        if key.startswith("module."):     # saved from nn.DataParallel
-            key = key[len("module."):]
-        if isinstance(value, TensorRef):
-            value.name = key
-            value.validate()
-            if math.prod(value.size):
-                value.storage.data()    # located (and intact) before any layer is allocated
-            tensors[key] = value
-        else:
-            raise ConvertError(f"state_dict entry {short(key)} is a {type(value).__name__}, "
-                               f"expected a tensor")
+        key = _tensor_name(key)
+        tensors[key] = _checked_tensor(key, value)
     if not tensors:
         raise ConvertError("the state_dict holds no tensors")
     return tensors
+
+
+def _unwrap_checkpoint(state):
+    """Checkpoints often wrap the weights: {"state_dict": {...}} or {"model": {...}}."""
+    if not isinstance(state, dict) or any(isinstance(v, TensorRef) for v in state.values()):
+        return state
+    for wrapper in CHECKPOINT_WRAPPERS:
+        if wrapper in state and isinstance(state[wrapper], dict):
+            return state[wrapper]
+    return state
+
+
+def _tensor_name(key):
+    if not isinstance(key, str):
+        raise ConvertError(f"state_dict key {short(key, 60)} is not a string")
+    if key.startswith("module."):     # saved from nn.DataParallel
+        key = key[len("module."):]
+    return key
+
+
+def _checked_tensor(name, value):
+    """``value`` named and bounds-checked, its storage located (and intact) before any
+    layer is allocated."""
+    if not isinstance(value, TensorRef):
+        raise ConvertError(f"state_dict entry {short(name)} is a {type(value).__name__}, "
+                           f"expected a tensor")
+    value.name = name
+    value.validate()
+    if math.prod(value.size):
+        value.storage.data()
+    return value
