@@ -25,12 +25,7 @@ import queue
 import re
 import shlex
 import threading
-import time
-import traceback
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,14 +34,14 @@ from ..backend import get_array_module, to_numpy
 from ..functional import RULES
 from ..summary import summarize
 from ..viz import figures, render
-from ..viz.batching import examples_per_batch
-from ..viz.class_model import BATCH_BYTES, OBJECTIVES, class_model, default_classes
+from ..viz.class_model import OBJECTIVES
 from ..viz.deconv import unit_reconstruction
 from ..viz.inputs import resolve_class, resolve_layer
 from ..viz.localize import localize_map
 from ..viz.saliency import Saliency, saliency, saliency_map, softmax
 from .cache import LRU
-from .errors import RequestError, out_of_memory_line
+from .errors import RequestError
+from .gallery import Gallery
 from .images import ImageStore, load_samples
 from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings,
                        GraphCutSettings, SaliencySettings, parse_choice, parse_int)
@@ -56,37 +51,8 @@ log = logging.getLogger("minicnn.explore")
 TOP_CROPS = 6               # top-activating sample crops shown for a unit
 # how the tools are told to use the network's own view of an image (no crops)
 NETWORK_VIEW = ["--crops", "1"]
-MAX_GALLERY_CLASSES = 20    # class models one gallery may ask for (one page of the picker)
-GALLERY_PAGE = 10           # classes per picker page of a model with more than that many
 MAX_TOP = 100               # classes /api/predict may list
 MAX_SEARCH_PAGE = 100       # class names one search answer may list
-
-
-@dataclass
-class ClassModelJob:
-    """A gallery computation of ``classes`` (tuple of indices) with ``settings``: state
-    queued|running|done|failed|cancelled, progress in steps (done of total; a batch of
-    classes after another counts its steps again), result (ClassModel) when done, error
-    (one line) when failed."""
-    settings: ClassModelSettings
-    classes: tuple = ()
-    state: str = "queued"
-    done: int = 0
-    total: int = 0
-    result: object = None
-    error: str = ""
-    started: float = 0.0
-    finished: float = 0.0
-    created: float = field(default_factory=time.time)
-
-    def status(self):
-        elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
-        return {"state": self.state, "done": self.done, "total": self.total,
-                "error": self.error, "elapsed_s": round(elapsed, 2)}
-
-
-class _Cancelled(Exception):
-    pass
 
 
 def box_line_width(size):
@@ -146,9 +112,6 @@ class Explorer:
         self._results = LRU(256)
         self._activations = LRU(16)            # whole feature maps: VGG16's conv1 is 13 MB
         self._sample_maxima = LRU(64)
-        self._jobs = OrderedDict()             # ClassModelSettings -> ClassModelJob
-        self._jobs_lock = threading.Lock()
-        self._job_runner = ThreadPoolExecutor(1, thread_name_prefix="class-models")
         self.layer_rows = summarize(net, net.input_shape)
         self._geometry = self._receptive_geometry()
         names = net.class_names
@@ -159,7 +122,7 @@ class Explorer:
         self._synonyms = [[w.strip() for w in n.split(",") if w.strip()]
                           for n in self._lowered]
         self.images = ImageStore(net, self.samples, self.shipped, self._names, fashion_dir)
-        self._default_gallery = self._choose_default_gallery()
+        self.gallery = Gallery(net, self._closing)
 
     # ------------------------------------------------------------------ life
     def close(self):
@@ -167,7 +130,7 @@ class Explorer:
         self._closing.set()
         if self._warming is not None:
             self._warming.join()
-        self._job_runner.shutdown(wait=True, cancel_futures=True)
+        self.gallery.close()
         self.images.close()
 
     def _warm(self, replicas):
@@ -514,112 +477,23 @@ class Explorer:
 
     # ------------------------------------------------------------------ class models
     def gallery_page_size(self):
-        """Classes per picker page: every class of a model with at most
-        MAX_GALLERY_CLASSES, else GALLERY_PAGE."""
-        k = self.net.num_classes
-        return k if k <= MAX_GALLERY_CLASSES else GALLERY_PAGE
+        """Classes per picker page (see :meth:`Gallery.page_size`)."""
+        return self.gallery.page_size()
 
     def default_gallery(self):
-        """(classes, what): the gallery shown before any class is picked: every class of
-        a small model; else the classes tools/class_model.py draws by default when they
-        fit a gallery (ImageNet's names: the paper's Fig. 1 classes); else the first
-        page."""
-        return self._default_gallery
-
-    def _choose_default_gallery(self):
-        k = self.net.num_classes
-        if k <= MAX_GALLERY_CLASSES:
-            return tuple(range(k)), f"all {k} classes"
-        tool = tuple(int(c) for c in default_classes(self.net))
-        if 0 < len(tool) <= MAX_GALLERY_CLASSES:
-            return tool, "the paper's Fig. 1 classes (tools/class_model.py's default)"
-        return tuple(range(GALLERY_PAGE)), f"classes 0-{GALLERY_PAGE - 1}"
+        """(classes, what): the gallery shown before any class is picked."""
+        return self.gallery.default()
 
     def gallery_info(self):
-        classes, what = self.default_gallery()
-        return {"page_size": self.gallery_page_size(), "max_classes": MAX_GALLERY_CLASSES,
-                "default_classes": list(classes), "default_label": what,
-                "pages": math.ceil(self.net.num_classes / self.gallery_page_size())}
+        return self.gallery.info()
 
     def gallery_classes(self, value):
-        """A request's classes (indices separated by commas or spaces, or a list; empty:
-        :meth:`default_gallery`) -> tuple of distinct indices in the given order, at most
-        MAX_GALLERY_CLASSES: a gallery never optimises every class of a large model."""
-        if isinstance(value, (list, tuple)):
-            items = [str(v) for v in value]
-        else:
-            items = re.split(r"[\s,]+", str(value or "").strip())
-        out = []
-        for item in items:
-            if item:
-                index = parse_int(item, "classes", 0, self.net.num_classes - 1)
-                if index not in out:
-                    out.append(index)
-        if not out:
-            return self.default_gallery()[0]
-        if len(out) > MAX_GALLERY_CLASSES:
-            raise RequestError(f"classes: at most {MAX_GALLERY_CLASSES} class models per "
-                               f"gallery, got {len(out)}; pick a page or fewer classes")
-        return tuple(out)
+        """A request's classes -> tuple of distinct indices (see :meth:`Gallery.classes`)."""
+        return self.gallery.classes(value)
 
     def class_model_job(self, settings, classes=None, start=True):
-        """The gallery job for ``settings`` and ``classes`` (a tuple from
-        :meth:`gallery_classes`; None: the default gallery), started when new and
-        ``start``, or None."""
-        classes = self.default_gallery()[0] if classes is None else tuple(classes)
-        key = (settings, classes)
-        with self._jobs_lock:
-            job = self._jobs.get(key)
-            if job is not None and job.state in ("failed", "cancelled") and start:
-                job = None
-            if job is None and start:
-                batches = math.ceil(len(classes) / examples_per_batch(self.net, BATCH_BYTES))
-                job = ClassModelJob(settings, classes, total=batches * (settings.steps + 1))
-                self._jobs[key] = job
-                while len(self._jobs) > 16:      # forget the oldest finished galleries
-                    old = next((k for k, j in self._jobs.items()
-                                if j.state in ("done", "failed", "cancelled")), None)
-                    if old is None:
-                        break
-                    del self._jobs[old]
-                self._job_runner.submit(self._run_class_models, job)
-            return job
-
-    def _run_class_models(self, job):
-        if self._closing.is_set():
-            job.state = "cancelled"
-            return
-        job.state, job.started = "running", time.time()
-        net = self.net.replica()
-        plain_forward = net.forward
-
-        def counted_forward(x, until=None):
-            # class_model calls forward once per step and once at the end of each batch
-            if self._closing.is_set():
-                raise _Cancelled()
-            out = plain_forward(x, until)
-            job.done = min(job.done + 1, job.total)
-            return out
-
-        net.forward = counted_forward
-        what = f"{len(job.classes)} class models of {'x'.join(map(str, self.net.input_shape))}"
-        try:
-            job.result = class_model(net, list(job.classes), job.settings.for_viz())
-            job.done, job.state = job.total, "done"
-        except _Cancelled:
-            job.state = "cancelled"
-        except MemoryError as exc:
-            job.state = "failed"
-            job.error = out_of_memory_line(exc, what, "pick fewer classes")
-        except (ValueError, RuntimeError) as exc:
-            job.state, job.error = "failed", " ".join(str(exc).split()) or type(exc).__name__
-        except Exception as exc:        # a background thread: nobody else would see it
-            log.error("class models failed: %s", "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            job.state = "failed"
-            job.error = f"internal error ({type(exc).__name__}); see the server's log"
-        finally:
-            job.finished = time.time()
+        """The gallery job for ``settings`` and ``classes`` (see :meth:`Gallery.job`)."""
+        return self.gallery.job(settings, classes, start)
 
     def class_model_command(self, settings, classes=None):
         """tools/class_model.py's command line for the gallery of ``classes`` (None: the

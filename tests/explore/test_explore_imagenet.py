@@ -115,15 +115,15 @@ def test_class_search_and_class_names(imagenet_server, uploaded):
 
 def test_gallery_computes_a_page_of_classes_as_the_tool_does(imagenet_server, imagenet_weights,
                                                              monkeypatch, tmp_path):
-    from minicnn.explore import core
+    from minicnn.explore import gallery
     asked = []
-    real = core.class_model
+    real = gallery.class_model
 
     def spy(net, classes, *args, **kwargs):
         asked.append(list(classes))
         return real(net, classes, *args, **kwargs)
 
-    monkeypatch.setattr(core, "class_model", spy)
+    monkeypatch.setattr(gallery, "class_model", spy)
     url = imagenet_server.url
     q = "steps=2&seed=1"
     default = http(url, "/api/classmodels?" + q).json()
@@ -167,10 +167,10 @@ def _unable_to_allocate(*args, **kwargs):
 
 
 def test_running_out_of_memory_is_one_line(imagenet_server, uploaded, monkeypatch):
-    from minicnn.explore import core
+    from minicnn.explore import gallery
     with pytest.raises(MemoryError, match="Unable to allocate"):
         _unable_to_allocate()
-    monkeypatch.setattr(core, "class_model", _unable_to_allocate)
+    monkeypatch.setattr(gallery, "class_model", _unable_to_allocate)
     url = imagenet_server.url
     q = "steps=1&seed=9&classes=1,2,3"
     http(url, "/api/classmodels?" + q, b"", method="POST")
