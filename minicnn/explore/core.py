@@ -33,7 +33,6 @@ from .. import assets
 from ..backend import get_array_module, to_numpy
 from ..functional import RULES
 from ..summary import summarize
-from ..viz import figures, render
 from ..viz.class_model import OBJECTIVES
 from ..viz.deconv import unit_reconstruction
 from ..viz.inputs import resolve_class, resolve_layer
@@ -42,41 +41,17 @@ from ..viz.saliency import Saliency, saliency, saliency_map, softmax
 from .cache import LRU
 from .errors import RequestError
 from .gallery import Gallery
+from . import pictures
 from .images import ImageStore, load_samples
-from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings,
-                       GraphCutSettings, SaliencySettings, parse_choice, parse_int)
+from .pictures import TOP_CROPS
+from .settings import MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings, parse_int
 
 log = logging.getLogger("minicnn.explore")
 
-TOP_CROPS = 6               # top-activating sample crops shown for a unit
 # how the tools are told to use the network's own view of an image (no crops)
 NETWORK_VIEW = ["--crops", "1"]
 MAX_TOP = 100               # classes /api/predict may list
 MAX_SEARCH_PAGE = 100       # class names one search answer may list
-
-
-def box_line_width(size):
-    """Line width of the boxes on a picture whose long side is ``size`` pixels: 3 up to
-    280 pixels (a 64x64 input upscaled 4x, a 224x224 one as it is), about 1/80 of larger
-    pictures, so a picture shown smaller still shows its box."""
-    return max(3, int(round(size / 80)))
-
-
-def boxed_picture(rgb, boxes):
-    """The picture with ``boxes`` [(box [x0, y0, x1, y1] in ``rgb`` pixels, x1/y1
-    exclusive, colour)], upscaled as the figures upscale panels (a 64x64 input 4x), the
-    lines inside each box and as wide as :func:`box_line_width` of the upscaled picture
-    (the page draws its own boxes over the image at display size)."""
-    from PIL import ImageDraw
-    h, w = rgb.shape[:2]
-    scale = render.upscale_factor(h, w)
-    pic = render.panel(rgb, "", scale)
-    draw = ImageDraw.Draw(pic)
-    width = box_line_width(max(pic.size))
-    for (x0, y0, x1, y1), colour in boxes:
-        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1],
-                       outline=colour, width=width)
-    return pic
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -508,121 +483,9 @@ class Explorer:
     def picture(self, kind, args):
         """A picture the page shows -> (H, W, 3) uint8 array or PIL image (figures).
         ``args``: the request's parameters. RequestError for unknown kinds/values."""
-        if kind == "gallery" or kind == "class_model":
-            return self._class_model_picture(kind, args)
-        entry = self.image(args.get("image"))
-        if kind == "input":
-            return self.input_rgb(entry)
-        if kind in ("saliency", "overlay", "saliency_figure", "boxed", "seeds", "mask",
-                    "localize_figure"):
-            cls = self.resolve_class(entry, args.get("class"))
-            method = parse_choice(args.get("method"), "method", RULES, "gradient")
-            settings = SaliencySettings.from_args(args)
-            sal = self.saliency(entry, cls, method, settings)
-            m = sal.map[0]
-            if kind == "saliency":
-                return render.heatmap(m)
-            if kind == "overlay":
-                return render.overlay(self.input_rgb(entry), m)
-            if kind == "saliency_figure":
-                smooth = f"SmoothGrad n={settings.smoothgrad}, " if settings.smoothgrad else ""
-                return figures.saliency_figure(self.net, [self.images.named_view(entry)], [sal], method,
-                                               [smooth])
-            graphcut = GraphCutSettings.from_args(args)
-            loc, file_box = self.localization(entry, cls, method, settings, graphcut)
-            return self._localize_picture(kind, entry, sal, loc, file_box)
-        if kind in ("activations", "unit", "crop"):
-            layer = self.resolve_layer(args.get("layer"))
-            if kind == "activations":
-                return self.activation_grid(entry, layer)[0]
-            channel = self.check_channel(layer, args.get("unit"))
-            if kind == "crop":
-                rank = parse_int(args.get("rank"), "rank", 0, TOP_CROPS - 1)
-                crops = self.top_crops(layer, channel)
-                if rank >= len(crops):
-                    raise RequestError(f"rank {rank}: only {len(crops)} samples", 404)
-                x0, y0, x1, y1 = crops[rank]["box"]
-                return self.input_rgb(self.image(crops[rank]["image"]))[y0:y1, x0:x1]
-            rec = self.unit(entry, layer, channel)
-            view = args.get("view", "field")
-            if view == "field":
-                return self.receptive_field_picture(entry, layer, rec)
-            if view == "figure":
-                return figures.deconv_figure(self.net, [self.images.named_view(entry)], rec, layer)
-            rule, _, part = str(view).partition("_")
-            parse_choice(rule, "view", RULES)
-            parse_choice(part, "view part", ("signed", "abs"))
-            signal = rec.signals[rule][0]
-            if part == "signed":
-                return render.signed_rgb(signal, self.net.preprocessing.channel_order)
-            return render.heatmap(np.abs(signal).max(axis=0))
-        raise RequestError(f"unknown picture {kind[:40]!r}", 404)
-
-    def _localize_picture(self, kind, entry, sal, loc, file_box):
-        view = self.images.named_view(entry)
-        truth = self.truth_box(entry)
-        row = figures.localize_figure(self.net, view, sal, loc, file_box, truth,
-                                      (entry.truth or {}).get("name", ""))
-        if kind == "localize_figure":
-            return render.grid([row], title="Weakly supervised localisation: saliency -> colour "
-                                            "models -> GraphCut -> largest component (Simonyan "
-                                            "et al. 2013, Sect. 3.2)")
-        if kind == "seeds":
-            seeds = (view.rgb.astype(np.float64) * 0.45).astype(np.uint8)
-            seeds[loc.fg_seeds] = (255, 40, 40)
-            seeds[loc.bg_seeds] = (60, 110, 255)
-            return seeds
-        if kind == "mask":
-            mask = np.zeros_like(view.rgb)
-            mask[loc.segmentation] = (110, 110, 110)
-            mask[loc.mask] = (255, 255, 255)
-            return mask
-        boxes = [(truth, figures.TRUTH_COLOUR)] if truth is not None else []
-        if loc.box is not None:
-            boxes.append((loc.box, figures.PRED_COLOUR))
-        return boxed_picture(view.rgb, boxes)
+        return pictures.picture(self, kind, args)
 
     def activation_grid(self, entry, layer):
-        """(picture (H, W, 3) uint8, geometry): every channel of the layer as a tile, in
-        rows of ``columns``, colour = activation / the layer's maximum (negative values
-        shown as 0). geometry: columns, rows, tile (h, w), gap, channels, vmax."""
-        act = self.activation(entry, layer)
-        maps = act.reshape(act.shape[0], *(act.shape[1:] if act.ndim == 3 else (1, 1)))
-        c, th, tw = maps.shape
-        columns = int(math.ceil(math.sqrt(c)))
-        rows = int(math.ceil(c / columns))
-        gap = 1 if min(th, tw) >= 4 else 0
-        vmax = float(maps.max())
-        out = np.full((rows * (th + gap) - gap if rows else 0, columns * (tw + gap) - gap, 3),
-                      60, np.uint8)
-        coloured = render.heatmap(np.maximum(maps, 0).reshape(c * th, tw),
-                                  vmax=vmax if vmax > 0 else 1.0).reshape(c, th, tw, 3)
-        for k in range(c):
-            r, q = divmod(k, columns)
-            out[r * (th + gap):r * (th + gap) + th, q * (tw + gap):q * (tw + gap) + tw] = coloured[k]
-        return out, {"columns": columns, "rows": rows, "tile": [th, tw], "gap": gap,
-                     "channels": c, "vmax": vmax,
-                     "maxima": [float(v) for v in maps.reshape(c, -1).max(axis=1)]}
-
-    def receptive_field_picture(self, entry, layer, rec):
-        """The input with the unit's receptive field (yellow) around its strongest
-        position, upscaled and lined as :func:`boxed_picture` does."""
-        box = self.receptive_box(layer, rec.positions[0])
-        return boxed_picture(self.input_rgb(entry), [(box, figures.SUPPORT_COLOUR)])
-
-    def _class_model_picture(self, kind, args):
-        settings = ClassModelSettings.from_args(args)
-        classes = self.gallery_classes(args.get("classes"))
-        job = self.class_model_job(settings, classes, start=False)
-        if job is None or job.state != "done":
-            raise RequestError("this gallery is not computed (yet); start it first", 404)
-        if kind == "gallery":
-            return figures.class_model_figure(self.net, job.result, "rescale", 5,
-                                              settings.title())
-        if not args.get("class"):
-            raise RequestError("missing parameter 'class'")
-        cls = self.find_class(args.get("class"))
-        if cls not in classes:
-            raise RequestError(f"class {cls} is not in this gallery", 404)
-        p = self.net.preprocessing
-        return render.rescaled_rgb(p.input_to_array(job.result.x[classes.index(cls)]))
+        """(picture, geometry): the layer's channels as tiles (see
+        :func:`pictures.activation_grid`)."""
+        return pictures.activation_grid(self, entry, layer)
