@@ -64,9 +64,18 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload)
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
-    ex = explorer
+    register_errors(app)
+    for register in (register_page, register_images, register_predictions,
+                     register_saliency, register_layers, register_class_models,
+                     register_pictures):
+        register(app, explorer)
+    return app
 
-    # ------------------------------------------------------------------ errors
+
+# ----------------------------------------------------------------------------- errors
+
+def register_errors(app):
+    """Every error answers ``{"error": one line}`` with its status; never a traceback."""
     @app.errorhandler(RequestError)
     def request_error(exc):
         return jsonify(error=str(exc)), exc.status
@@ -99,7 +108,11 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    # ------------------------------------------------------------------ page
+
+# ----------------------------------------------------------------------------- page, images
+
+def register_page(app, ex):
+    """/ (the page) and /api/model."""
     @app.get("/")
     def index():
         return send_from_directory(STATIC, "index.html")
@@ -108,28 +121,36 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
     def model():
         return jsonify(ex.model_info())
 
-    # ------------------------------------------------------------------ images
-    def image_answer(entry):
-        info = ex.image_info(entry)
-        info["input_url"] = png_url("input", image=entry.spec)
-        return jsonify(info)
 
+def image_answer(ex, entry):
+    """An image's facts and the URL of its network input picture."""
+    info = ex.image_info(entry)
+    info["input_url"] = png_url("input", image=entry.spec)
+    return jsonify(info)
+
+
+def register_images(app, ex):
+    """/api/image, POST /api/upload and /api/canvas: each answers the image's facts."""
     @app.get("/api/image")
     def image():
-        return image_answer(ex.image(request.args.get("image")))
+        return image_answer(ex, ex.image(request.args.get("image")))
 
     @app.post("/api/upload")
     def upload():
         f = request.files.get("file")
         if f is None:
             raise RequestError("no file in the upload (form field 'file')")
-        return image_answer(ex.add_upload(f.read(), f.filename))
+        return image_answer(ex, ex.add_upload(f.read(), f.filename))
 
     @app.get("/api/canvas")
     def canvas():
-        return image_answer(ex.image(f"canvas:{request.args.get('seed', '')}"))
+        return image_answer(ex, ex.image(f"canvas:{request.args.get('seed', '')}"))
 
-    # ------------------------------------------------------------------ classes
+
+# ----------------------------------------------------------------------------- classes
+
+def register_predictions(app, ex):
+    """/api/classes (a class search) and /api/predict (an image's top classes)."""
     @app.get("/api/classes")
     def classes():
         args = request.args
@@ -138,7 +159,6 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
         page = parse_int(args.get("page"), "page", 1, 10**9, 1)
         return jsonify(ex.search_classes(args.get("q", ""), page, per_page))
 
-    # ------------------------------------------------------------------ prediction
     @app.get("/api/predict")
     def predict():
         entry = ex.image(request.args.get("image"))
@@ -149,104 +169,140 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
                        command=ex.saliency_command(entry, top[0]["class"], "gradient",
                                                    SaliencySettings()))
 
-    # ------------------------------------------------------------------ saliency
+
+# ----------------------------------------------------------------------------- saliency
+
+def saliency_params(entry, cls, settings, **more):
+    """The parameters of a saliency picture's URL (SmoothGrad's only when it is on)."""
+    return dict(image=entry.spec, **{"class": cls}, **more,
+                smoothgrad=settings.smoothgrad or None,
+                noise=settings.noise if settings.smoothgrad else None,
+                seed=settings.seed or None)
+
+
+def saliency_answer(ex, args):
+    """/api/saliency: the three backward passes' scores, picture URLs and commands."""
+    entry = ex.image(args.get("image"))
+    cls = ex.resolve_class(entry, args.get("class"))
+    settings = SaliencySettings.from_args(args)
+    common = saliency_params(entry, cls, settings)
+    methods = {}
+    for rule, sal in ex.saliencies(entry, cls, settings).items():
+        methods[rule] = {
+            "score": float(sal.scores[0]), "prob": float(sal.probs[0]),
+            "max": float(sal.map[0].max()),
+            "map_url": png_url("saliency", method=rule, **common),
+            "overlay_url": png_url("overlay", method=rule, **common),
+            "figure_url": png_url("saliency_figure", method=rule, **common),
+            "command": ex.saliency_command(entry, cls, rule, settings)}
+    return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
+                   settings=settings.__dict__, methods=methods)
+
+
+def localize_answer(ex, args):
+    """/api/localize: the box (input and file pixels), the truth and the steps' URLs."""
+    entry = ex.image(args.get("image"))
+    cls = ex.resolve_class(entry, args.get("class"))
+    method = parse_choice(args.get("method"), "method", RULES, "gradient")
+    settings = SaliencySettings.from_args(args)
+    graphcut = GraphCutSettings.from_args(args)
+    loc, file_box = ex.localization(entry, cls, method, settings, graphcut)
+    params = saliency_params(entry, cls, settings, method=method, **{
+        k: v for k, v in graphcut.__dict__.items() if v != getattr(GraphCutSettings(), k)})
+    h, w = ex.net.preprocessing.input_size
+    return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
+                   method=method, box=loc.box, file_box=file_box, fallback=bool(loc.fallback),
+                   truth=entry.truth, truth_box=ex.truth_box(entry), input_size=[w, h],
+                   input_url=png_url("input", image=entry.spec),
+                   urls={kind: png_url(kind, **params)
+                         for kind in ("boxed", "saliency", "seeds", "mask", "localize_figure")},
+                   command=ex.localize_command(entry, cls, method, settings, graphcut))
+
+
+def register_saliency(app, ex):
+    """/api/saliency and /api/localize."""
     @app.get("/api/saliency")
     def saliency():
-        args = request.args
-        entry = ex.image(args.get("image"))
-        cls = ex.resolve_class(entry, args.get("class"))
-        settings = SaliencySettings.from_args(args)
-        common = dict(image=entry.spec, **{"class": cls}, smoothgrad=settings.smoothgrad or None,
-                      noise=settings.noise if settings.smoothgrad else None,
-                      seed=settings.seed or None)
-        methods = {}
-        for rule, sal in ex.saliencies(entry, cls, settings).items():
-            methods[rule] = {
-                "score": float(sal.scores[0]), "prob": float(sal.probs[0]),
-                "max": float(sal.map[0].max()),
-                "map_url": png_url("saliency", method=rule, **common),
-                "overlay_url": png_url("overlay", method=rule, **common),
-                "figure_url": png_url("saliency_figure", method=rule, **common),
-                "command": ex.saliency_command(entry, cls, rule, settings)}
-        return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
-                       settings=settings.__dict__, methods=methods)
+        return saliency_answer(ex, request.args)
 
     @app.get("/api/localize")
     def localize():
-        args = request.args
-        entry = ex.image(args.get("image"))
-        cls = ex.resolve_class(entry, args.get("class"))
-        method = parse_choice(args.get("method"), "method", RULES, "gradient")
-        settings = SaliencySettings.from_args(args)
-        graphcut = GraphCutSettings.from_args(args)
-        loc, file_box = ex.localization(entry, cls, method, settings, graphcut)
-        params = dict(image=entry.spec, **{"class": cls}, method=method,
-                      smoothgrad=settings.smoothgrad or None,
-                      noise=settings.noise if settings.smoothgrad else None,
-                      seed=settings.seed or None, **{
-                          k: v for k, v in graphcut.__dict__.items()
-                          if v != getattr(GraphCutSettings(), k)})
-        h, w = ex.net.preprocessing.input_size
-        return jsonify(image=entry.spec, **{"class": cls}, name=ex.class_name(cls),
-                       method=method, box=loc.box, file_box=file_box, fallback=bool(loc.fallback),
-                       truth=entry.truth, truth_box=ex.truth_box(entry), input_size=[w, h],
-                       input_url=png_url("input", image=entry.spec),
-                       urls={kind: png_url(kind, **params)
-                             for kind in ("boxed", "saliency", "seeds", "mask", "localize_figure")},
-                       command=ex.localize_command(entry, cls, method, settings, graphcut))
+        return localize_answer(ex, request.args)
 
-    # ------------------------------------------------------------------ layers and units
+
+# ----------------------------------------------------------------------------- layers, units
+
+def layer_answer(ex, args):
+    """/api/layer: the layer's shape and the geometry and URL of its channel grid."""
+    entry = ex.image(args.get("image"))
+    name = ex.resolve_layer(args.get("layer"))
+    _, geometry = ex.activation_grid(entry, name)
+    row = next(r for r in ex.layer_rows if r["name"] == name)
+    return jsonify(image=entry.spec, layer=name, shape=list(row["output_shape"]),
+                   grid=geometry, grid_url=png_url("activations", image=entry.spec, layer=name),
+                   python=f"net.forward(x, until={name!r})[0]  # {tuple(row['output_shape'])}")
+
+
+def unit_answer(ex, args):
+    """/api/unit: the unit's strongest position, receptive field, reconstructions' URLs
+    and top-activating sample crops."""
+    entry = ex.image(args.get("image"))
+    name = ex.resolve_layer(args.get("layer"))
+    channel = ex.check_channel(name, args.get("unit"))
+    rec = ex.unit(entry, name, channel)
+    params = dict(image=entry.spec, layer=name, unit=channel)
+    crops = ex.top_crops(name, channel)
+    for rank, crop in enumerate(crops):
+        crop["url"] = png_url("crop", layer=name, unit=channel, rank=rank, image=crop["image"])
+    return jsonify(
+        image=entry.spec, layer=name, unit=channel, position=list(rec.positions[0]),
+        value=float(rec.values[0]), receptive_field=ex.receptive_box(name, rec.positions[0]),
+        field_url=png_url("unit", view="field", **params),
+        input_url=png_url("input", image=entry.spec),
+        figure_url=png_url("unit", view="figure", **params),
+        reconstructions={rule: {"signed_url": png_url("unit", view=f"{rule}_signed", **params),
+                                "abs_url": png_url("unit", view=f"{rule}_abs", **params)}
+                         for rule in RULES},
+        top_crops=crops, command=ex.deconv_command(entry, name, channel))
+
+
+def register_layers(app, ex):
+    """/api/layer and /api/unit."""
     @app.get("/api/layer")
     def layer():
-        entry = ex.image(request.args.get("image"))
-        name = ex.resolve_layer(request.args.get("layer"))
-        _, geometry = ex.activation_grid(entry, name)
-        row = next(r for r in ex.layer_rows if r["name"] == name)
-        return jsonify(image=entry.spec, layer=name, shape=list(row["output_shape"]),
-                       grid=geometry, grid_url=png_url("activations", image=entry.spec, layer=name),
-                       python=f"net.forward(x, until={name!r})[0]  # {tuple(row['output_shape'])}")
+        return layer_answer(ex, request.args)
 
     @app.get("/api/unit")
     def unit():
-        entry = ex.image(request.args.get("image"))
-        name = ex.resolve_layer(request.args.get("layer"))
-        channel = ex.check_channel(name, request.args.get("unit"))
-        rec = ex.unit(entry, name, channel)
-        params = dict(image=entry.spec, layer=name, unit=channel)
-        crops = ex.top_crops(name, channel)
-        for rank, crop in enumerate(crops):
-            crop["url"] = png_url("crop", layer=name, unit=channel, rank=rank, image=crop["image"])
-        return jsonify(
-            image=entry.spec, layer=name, unit=channel, position=list(rec.positions[0]),
-            value=float(rec.values[0]), receptive_field=ex.receptive_box(name, rec.positions[0]),
-            field_url=png_url("unit", view="field", **params),
-            input_url=png_url("input", image=entry.spec),
-            figure_url=png_url("unit", view="figure", **params),
-            reconstructions={rule: {"signed_url": png_url("unit", view=f"{rule}_signed", **params),
-                                    "abs_url": png_url("unit", view=f"{rule}_abs", **params)}
-                             for rule in RULES},
-            top_crops=crops, command=ex.deconv_command(entry, name, channel))
+        return unit_answer(ex, request.args)
 
-    # ------------------------------------------------------------------ class models
-    def gallery_answer(settings, classes, job):
-        answer = {"settings": settings.as_dict(),
-                  "classes": [{"class": c, "name": ex.class_name(c)} for c in classes],
-                  "command": ex.class_model_command(settings, classes),
-                  "status": job.status() if job else {"state": "not started"}}
-        if job is not None and job.state == "done":
-            params = dict(settings.as_dict(), classes=",".join(str(c) for c in classes))
-            answer["gallery_url"] = png_url("gallery", **params)
-            answer["tiles"] = [{"class": int(c), "name": ex.class_name(int(c)),
-                                "score": float(s), "url": png_url("class_model", **params,
-                                                                  **{"class": int(c)})}
-                               for c, s in zip(job.result.classes, job.result.scores)]
-        return jsonify(answer)
 
+# ----------------------------------------------------------------------------- class models
+
+def gallery_answer(ex, settings, classes, job):
+    """A gallery's settings, classes, command and status; its URLs once computed."""
+    answer = {"settings": settings.as_dict(),
+              "classes": [{"class": c, "name": ex.class_name(c)} for c in classes],
+              "command": ex.class_model_command(settings, classes),
+              "status": job.status() if job else {"state": "not started"}}
+    if job is not None and job.state == "done":
+        params = dict(settings.as_dict(), classes=",".join(str(c) for c in classes))
+        answer["gallery_url"] = png_url("gallery", **params)
+        answer["tiles"] = [{"class": int(c), "name": ex.class_name(int(c)),
+                            "score": float(s), "url": png_url("class_model", **params,
+                                                              **{"class": int(c)})}
+                           for c, s in zip(job.result.classes, job.result.scores)]
+    return jsonify(answer)
+
+
+def register_class_models(app, ex):
+    """GET /api/classmodels (a gallery's status) and POST (start it)."""
     @app.get("/api/classmodels")
     def class_models_status():
         settings = ClassModelSettings.from_args(request.args)
         classes = ex.gallery_classes(request.args.get("classes"))
-        return gallery_answer(settings, classes, ex.class_model_job(settings, classes, start=False))
+        return gallery_answer(ex, settings, classes,
+                              ex.class_model_job(settings, classes, start=False))
 
     @app.post("/api/classmodels")
     def class_models_start():
@@ -255,24 +311,31 @@ def create_app(explorer, max_upload=DEFAULT_MAX_UPLOAD):
             values = request.form or request.args
         settings = ClassModelSettings.from_args(values)
         classes = ex.gallery_classes(values.get("classes"))
-        return gallery_answer(settings, classes, ex.class_model_job(settings, classes, start=True))
+        return gallery_answer(ex, settings, classes,
+                              ex.class_model_job(settings, classes, start=True))
 
-    # ------------------------------------------------------------------ pictures
+
+# ----------------------------------------------------------------------------- pictures
+
+def download_name(ex, kind, args):
+    """The file name a downloaded picture gets: the input's the page's command lines
+    give it (--image canvas_7.png), others minicnn_KIND_METHOD_LAYER_UNIT_VIEW.png."""
+    if kind == "input":
+        name = os.path.basename(ex.image(args.get("image")).cli_path)
+        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    what = "_".join(str(args.get(k)) for k in ("method", "layer", "unit", "view")
+                    if args.get(k))
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in what)
+    return f'minicnn_{kind}{"_" + safe if safe else ""}.png'
+
+
+def register_pictures(app, ex):
+    """/png/KIND: every picture as PNG (download=1: as an attachment)."""
     @app.get("/png/<kind>")
     def png(kind):
         data = png_bytes(ex.picture(kind, request.args))
         response = app.response_class(data, mimetype="image/png")
-        if request.args.get("download") and kind == "input":
-            # the name the page's command lines give the picture (--image canvas_7.png)
-            name = os.path.basename(ex.image(request.args.get("image")).cli_path)
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
-        elif request.args.get("download"):
-            what = "_".join(str(request.args.get(k)) for k in ("method", "layer", "unit", "view")
-                            if request.args.get(k))
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in what)
-            response.headers["Content-Disposition"] = \
-                f'attachment; filename="minicnn_{kind}{"_" + safe if safe else ""}.png"'
+        if request.args.get("download"):
+            name = download_name(ex, kind, request.args)
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
-
-    return app
