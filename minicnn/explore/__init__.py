@@ -7,7 +7,11 @@ class-model gallery of the classes picked (a page, a search, the image's top cla
 the background. Everything is computed by :mod:`minicnn.viz`, as
 the tools compute it; each section shows the command line that writes the same picture.
 
-- :mod:`.core`: images, computations and caches (no web code);
+- :mod:`.core`: the Explorer: replicas, computations and their caches (no web code), over
+  :mod:`.images` (input images), :mod:`.classes` (class names), :mod:`.gallery` (the
+  class-model gallery's background jobs) and :mod:`.pictures` (the PNG pictures);
+  :mod:`.settings` parses request parameters, :mod:`.errors` the refusals, :mod:`.cache`
+  the LRU caches;
 - :mod:`.app`: the Flask routes; :mod:`.server`: starting and stopping the server.
 
 Needs the ``explore`` extra (``pip install -e '.[explore]'``: Flask).

@@ -1,4 +1,8 @@
-"""The explorer's model side: images, computations and their caches, no web code.
+"""The explorer's model side, no web code: :class:`Explorer` holds the model's replicas
+and the request-keyed result caches, computes what the page shows (predictions,
+saliency, localisation, layers, units, command lines) and composes the parts that have
+modules of their own: images (:mod:`.images`), class names (:mod:`.classes`), the
+class-model gallery (:mod:`.gallery`) and the pictures (:mod:`.pictures`).
 
 Every result is a pure function of its request (image, class, method, layer, unit,
 settings), computed with the same :mod:`minicnn.viz` functions the tools call, so a
@@ -9,20 +13,11 @@ bytes.
 Layers keep per-forward caches, so a Net must serve one computation at a time: requests
 borrow one of a few replicas (:meth:`Net.replica`: own layer objects, shared parameters)
 from a queue; the class-model gallery runs in a background thread on a replica of its
-own, so it never blocks the interactive requests. A gallery holds the classes picked for
-it (at most MAX_GALLERY_CLASSES: a page of a 1000-class model, never all of them) and is
-kept per settings and classes.
-
-Images are named by strings, never by paths: ``sample:FILE`` (a file of the model's
-samples index), ``upload:SHA256`` (bytes the page uploaded, kept in a private temporary
-folder under a name the server chose) and ``canvas:SEED`` (a cluttered Fashion-MNIST
-canvas rendered for the shipped model).
+own, so it never blocks the interactive requests.
 """
 import logging
-import math
 import os
 import queue
-import re
 import shlex
 import threading
 from contextlib import contextmanager
@@ -35,13 +30,14 @@ from ..functional import RULES
 from ..summary import summarize
 from ..viz.class_model import OBJECTIVES
 from ..viz.deconv import unit_reconstruction
-from ..viz.inputs import resolve_class, resolve_layer
+from ..viz.inputs import resolve_layer
 from ..viz.localize import localize_map
 from ..viz.saliency import Saliency, saliency, saliency_map, softmax
+from . import pictures
 from .cache import LRU
+from .classes import ClassNames
 from .errors import RequestError
 from .gallery import Gallery
-from . import pictures
 from .images import ImageStore, load_samples
 from .pictures import TOP_CROPS
 from .settings import MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings, parse_int
@@ -89,14 +85,9 @@ class Explorer:
         self._sample_maxima = LRU(64)
         self.layer_rows = summarize(net, net.input_shape)
         self._geometry = self._receptive_geometry()
-        names = net.class_names
-        self._names = [names[i] if i < len(names) else f"class {i}"
-                       for i in range(net.num_classes)]
-        self._lowered = [n.lower() for n in self._names]
-        # a name's synonyms: ImageNet's names list several ("tabby, tabby cat")
-        self._synonyms = [[w.strip() for w in n.split(",") if w.strip()]
-                          for n in self._lowered]
-        self.images = ImageStore(net, self.samples, self.shipped, self._names, fashion_dir)
+        self.class_names = ClassNames(net)
+        self.images = ImageStore(net, self.samples, self.shipped, self.class_names.names,
+                                 fashion_dir)
         self.gallery = Gallery(net, self._closing)
 
     # ------------------------------------------------------------------ life
@@ -141,67 +132,22 @@ class Explorer:
     @property
     def classes(self):
         """Every class name (index order)."""
-        return list(self._names)
+        return list(self.class_names.names)
 
     def class_name(self, index):
-        return self._names[int(index)]
+        return self.class_names.names[int(index)]
 
     def search_classes(self, query="", page=1, per_page=None):
-        """Classes whose name matches ``query`` (case-insensitive): an index, a whole name
-        or one of its comma-separated synonyms first, then names with a word starting with
-        the query, then names containing it; each group in index order. An empty query
-        lists every class. Paged: ``page`` (from 1) of ``per_page`` (default the gallery's
-        page). Returns a JSON-able dict."""
+        """Classes whose name matches ``query``, paged: ``page`` (from 1) of ``per_page``
+        (default the gallery's page); see :meth:`ClassNames.search`."""
         per_page = self.gallery_page_size() if per_page is None else int(per_page)
-        q = " ".join(str(query or "").lower().split())
-        if not q:
-            found = list(range(len(self._names)))
-        else:
-            ranks = []
-            for i, (name, words) in enumerate(zip(self._lowered, self._synonyms)):
-                if q == str(i) or q == name or q in words:
-                    rank = 0
-                elif any(w.startswith(q) for w in re.split(r"[\s,\-'()/]+", name) if w) \
-                        or name.startswith(q):
-                    rank = 1
-                elif q in name:
-                    rank = 2
-                else:
-                    continue
-                ranks.append((rank, i))
-            found = [i for _, i in sorted(ranks)]
-        pages = max(1, math.ceil(len(found) / per_page))
-        page = min(max(1, int(page)), pages)
-        chosen = found[(page - 1) * per_page:page * per_page]
-        return {"query": str(query or ""), "total": len(found), "page": page, "pages": pages,
-                "per_page": per_page,
-                "classes": [{"class": i, "name": self._names[i]} for i in chosen]}
+        return self.class_names.search(query, page, per_page)
 
     def find_class(self, spec):
-        """A class given as an index, "INDEX: name" (what the page's lists show), a whole
-        name or one synonym of a name (case-insensitive) -> index; RequestError naming
-        the candidates when a synonym names several classes ("crane") or the close
-        matches when nothing matches."""
-        text = str(spec).strip()
-        head = re.match(r"^(-?\d+)\s*(:.*)?$", text)
-        if head:
-            try:
-                return resolve_class(self.net, head.group(1))
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
-        q = " ".join(text.lower().split())
-        for hits in ([i for i, name in enumerate(self._lowered) if name == q],
-                     [i for i, words in enumerate(self._synonyms) if q in words]):
-            if len(hits) == 1:
-                return hits[0]
-            if hits:
-                listed = ", ".join(f"{i} ({self._names[i]})" for i in hits[:10])
-                raise RequestError(f"class {text[:60]!r} names {len(hits)} classes: "
-                                   f"{listed}; give the index")
-        try:
-            return resolve_class(self.net, text)        # its error names close matches
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
+        """A class given as an index, "INDEX: name", a name or a synonym -> index
+        (RequestError naming the candidates; see :meth:`ClassNames.find`)."""
+        return self.class_names.find(spec)
+
 
     def model_info(self):
         """JSON-able description of the model for the page."""
@@ -314,7 +260,7 @@ class Explorer:
         logits = self.logits(entry)
         probs = softmax(logits[None])[0]
         order = np.argsort(-logits, kind="stable")[:top]
-        return [{"class": int(c), "name": self._names[int(c)],
+        return [{"class": int(c), "name": self.class_name(c),
                  "score": float(logits[c]), "prob": float(probs[c])} for c in order]
 
     def resolve_class(self, entry, spec):
