@@ -337,7 +337,7 @@ def class_objective(args, argv):
     net = cli.load_net(args)
     classes = (resolve_classes(net, args.classes) if args.classes
                else list(range(net.num_classes)))
-    settings = dict(steps=args.steps, step=args.step, l2=args.lam, jitter=args.jitter,
+    settings = dict(steps=args.steps, step=args.step, lam=args.lam, jitter=args.jitter,
                     blur_every=args.blur_every, blur_sigma=args.blur_sigma,
                     init_noise=args.init_noise, seed=args.seed)
     results, rows = objective_mod.compare_objectives(net, classes, args.objectives,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from ..viz.class_model import (DEFAULTS as CLASS_MODEL_DEFAULTS, OBJECTIVES,
                                ClassModelSettings as VizClassModelSettings)
+from ..viz.localize import BOX
+from ..viz.saliency import SALIENCY
 from .errors import RequestError
 
 MAX_SMOOTHGRAD = 200        # SmoothGrad samples one request may ask for
@@ -58,16 +60,19 @@ def parse_choice(value, name, choices, default=None):
 
 @dataclass(frozen=True)
 class SaliencySettings:
-    """What a saliency map depends on besides the image and the class."""
-    smoothgrad: int = 0
-    noise: float = 0.15
-    seed: int = 0
+    """What a saliency map depends on besides the image and the class (defaults: the
+    tools', minicnn.viz.saliency.SALIENCY)."""
+    smoothgrad: int = SALIENCY.smoothgrad
+    noise: float = SALIENCY.noise
+    seed: int = SALIENCY.seed
 
     @classmethod
     def from_args(cls, args):
-        return cls(smoothgrad=parse_int(args.get("smoothgrad"), "smoothgrad", 0, MAX_SMOOTHGRAD, 0),
-                   noise=parse_float(args.get("noise"), "noise", 0.0, 1.0, 0.15),
-                   seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, 0))
+        d = cls()
+        return cls(smoothgrad=parse_int(args.get("smoothgrad"), "smoothgrad", 0, MAX_SMOOTHGRAD,
+                                        d.smoothgrad),
+                   noise=parse_float(args.get("noise"), "noise", 0.0, 1.0, d.noise),
+                   seed=parse_int(args.get("seed"), "seed", 0, MAX_SEED, d.seed))
 
     def options(self):
         """Command-line options (as tools/saliency.py spells them)."""
@@ -78,18 +83,23 @@ class SaliencySettings:
 
 @dataclass(frozen=True)
 class GraphCutSettings:
-    """What a GraphCut box depends on besides the saliency map (tools/localize.py's)."""
-    fg_quantile: float = 0.95
-    bg_quantile: float = 0.30
-    components: int = 5
-    smoothness: float = 50.0
+    """What a GraphCut box depends on besides the saliency map (defaults: the tools',
+    minicnn.viz.localize.BOX)."""
+    fg_quantile: float = BOX.fg_quantile
+    bg_quantile: float = BOX.bg_quantile
+    components: int = BOX.components
+    smoothness: float = BOX.smoothness
 
     @classmethod
     def from_args(cls, args):
-        s = cls(fg_quantile=parse_float(args.get("fg_quantile"), "fg_quantile", 0.0, 1.0, 0.95),
-                bg_quantile=parse_float(args.get("bg_quantile"), "bg_quantile", 0.0, 1.0, 0.30),
-                components=parse_int(args.get("components"), "components", 1, 20, 5),
-                smoothness=parse_float(args.get("smoothness"), "smoothness", 0.0, 1e6, 50.0))
+        d = cls()
+        s = cls(fg_quantile=parse_float(args.get("fg_quantile"), "fg_quantile", 0.0, 1.0,
+                                        d.fg_quantile),
+                bg_quantile=parse_float(args.get("bg_quantile"), "bg_quantile", 0.0, 1.0,
+                                        d.bg_quantile),
+                components=parse_int(args.get("components"), "components", 1, 20, d.components),
+                smoothness=parse_float(args.get("smoothness"), "smoothness", 0.0, 1e6,
+                                       d.smoothness))
         if not s.bg_quantile < s.fg_quantile:
             raise RequestError(f"bg_quantile ({s.bg_quantile:g}) must be below fg_quantile "
                                f"({s.fg_quantile:g})")
@@ -97,10 +107,10 @@ class GraphCutSettings:
 
     def options(self):
         out = []
-        for flag, value, default in (("--fg-quantile", self.fg_quantile, 0.95),
-                                     ("--bg-quantile", self.bg_quantile, 0.30),
-                                     ("--components", self.components, 5),
-                                     ("--smoothness", self.smoothness, 50.0)):
+        for flag, value, default in (("--fg-quantile", self.fg_quantile, BOX.fg_quantile),
+                                     ("--bg-quantile", self.bg_quantile, BOX.bg_quantile),
+                                     ("--components", self.components, BOX.components),
+                                     ("--smoothness", self.smoothness, BOX.smoothness)):
             if value != default:
                 out += [flag, f"{value:g}"]
         return out

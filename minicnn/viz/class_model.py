@@ -192,11 +192,9 @@ def class_model(net, classes, settings=None, progress=False, batch_size=None, **
     """Optimise one input per class in ``classes`` (indices).
 
     settings: a :class:`ClassModelSettings` (default: the tools' defaults); ``options``
-    override single fields (``steps=50, lam=0``; ``l2`` is ``lam``). batch_size: classes per batch (default:
+    override single fields (``steps=50, lam=0``). batch_size: classes per batch (default:
     as many as :data:`BATCH_BYTES` of activations hold). ``progress``: a tqdm bar per
     batch. Returns a :class:`ClassModel` with NumPy arrays."""
-    if "l2" in options:
-        options["lam"] = options.pop("l2")
     s = (settings or ClassModelSettings()).with_options(**options)
     classes = np.asarray(classes, np.int64).reshape(-1)
     if len(classes) == 0:

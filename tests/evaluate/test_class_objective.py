@@ -17,7 +17,7 @@ from conftest import TOOL
 def test_rows_describe_the_final_logits():
     net = minicnn.load(assets.default_model())
     results, rows = compare_objectives(net, [7, 2], ("score", "log-softmax"), steps=4,
-                                       step=0.1, l2=0.0, init_noise=0.01, seed=0)
+                                       step=0.1, lam=0.0, init_noise=0.01, seed=0)
     for objective in ("score", "log-softmax"):
         res = results[objective]
         logits = net.forward(res.x).astype(np.float64)        # the images reported on

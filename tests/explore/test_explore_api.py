@@ -295,7 +295,7 @@ def test_class_model_gallery_runs_in_the_background_and_is_cached(server, shippe
             break
         time.sleep(0.2)
     assert status["status"]["state"] == "done"
-    ref = class_model(shipped_net, list(range(10)), steps=3, step=0.1, l2=0.02, jitter=1,
+    ref = class_model(shipped_net, list(range(10)), steps=3, step=0.1, lam=0.02, jitter=1,
                       blur_every=2, blur_sigma=1.0, seed=4, init_noise=0.01)
     p = shipped_net.preprocessing
     for tile in status["tiles"]:

@@ -363,7 +363,7 @@ def test_class_model_gallery_with_progress(page, shipped_net):
     wait_for(d, "document.getElementById('cm-section').dataset.state === 'done' && "
                 "document.querySelectorAll('#cm-gallery img').length === 10")
     assert d.execute_script("const p = document.getElementById('cm-progress'); return [p.value, p.max];") == [4, 4]
-    ref = class_model(shipped_net, list(range(10)), steps=3, step=0.1, l2=0.01, jitter=2,
+    ref = class_model(shipped_net, list(range(10)), steps=3, step=0.1, lam=0.01, jitter=2,
                       blur_every=4, blur_sigma=1.0, seed=2, init_noise=0.01)
     p = shipped_net.preprocessing
     for c in (0, 7):

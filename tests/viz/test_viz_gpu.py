@@ -38,7 +38,7 @@ def test_unit_reconstruction_cpu_equals_cuda():
 
 def test_class_model_cpu_equals_cuda():
     cpu, gpu = pair()
-    kw = dict(steps=6, step=0.1, l2=0.01, jitter=1, blur_every=2, norm_pct=5, seed=1)
+    kw = dict(steps=6, step=0.1, lam=0.01, jitter=1, blur_every=2, norm_pct=5, seed=1)
     a, b = class_model(cpu, [0, 2], **kw), class_model(gpu, [0, 2], **kw)
     np.testing.assert_allclose(a.x, b.x, rtol=1e-2, atol=1e-3)
 
