@@ -10,7 +10,6 @@ import inspect
 import numpy as np
 
 from . import functional as F
-from .functional.winograd import KernelTransforms
 
 
 def check_int(owner, name, value, low):
@@ -156,7 +155,7 @@ class Conv2d(Layer):
         self.kernel_size = check_int("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = check_int("Conv2d", "stride", stride, 1)
         self.pad = check_int("Conv2d", "pad", pad, 0)
-        self._kernels = KernelTransforms()   # the weight's Winograd transform, between passes
+        self._kernels = F.KernelTransforms()   # the weight's Winograd transform, between passes
         self.params = {name: np.zeros(shape, np.float32)
                        for name, shape in self.parameter_shapes(self.config()).items()}
 

@@ -6,6 +6,8 @@ import pytest
 
 from minicnn import threads
 from minicnn.functional import winograd
+from minicnn.functional import winograd_schedule
+from minicnn import functional
 
 
 def test_parallel_map_keeps_item_order_and_uses_worker_threads(two_threads):
@@ -80,7 +82,7 @@ def test_the_winograd_split_depends_on_shapes_only():
     for count in (1, 2, 3, 8):
         previous = threads.set_threads(count)
         try:
-            splits.append([winograd._row_groups(th, tpr, ch) for th, tpr, ch in
+            splits.append([winograd_schedule.row_groups(th, tpr, ch) for th, tpr, ch in
                            ((112, 112, 64), (28, 28, 256), (7, 7, 512), (16, 512, 128))])
         finally:
             threads.set_threads(previous)
@@ -97,12 +99,12 @@ def test_winograd_groups_in_threads_equal_the_serial_result(monkeypatch, count):
     x = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
     weight = rng.standard_normal((k, k, 3, 3)).astype(np.float32)
     dy = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
-    monkeypatch.setattr(winograd, "WINOGRAD_CHUNK", 1)
-    monkeypatch.setattr(winograd, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(winograd_schedule, "WINOGRAD_CHUNK", 1)
+    monkeypatch.setattr(winograd_schedule, "WINOGRAD_MIN_TILES", 1)
 
     def passes():
-        return (winograd.conv2d_forward(x, weight, None), winograd.conv2d_backward_input(dy, weight),
-                winograd.conv2d_backward_params(dy, x)[0])
+        return (functional.winograd_conv2d_forward(x, weight, None), functional.winograd_conv2d_backward_input(dy, weight),
+                winograd.winograd_conv3x3_backward_params(dy, x)[0])
     assert_same_on_one_and_more_threads(passes, count)
 
 
@@ -206,7 +208,7 @@ def test_sliced_convs_and_linear_layers_in_threads_equal_the_serial_result(count
     weight = rng.standard_normal((36, 40, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(36).astype(np.float32)
     dy = rng.standard_normal((1, 36, 6, 6)).astype(np.float32)
-    assert len(winograd._row_groups(3, 3, 40)) == 1       # the in-parts path
+    assert len(winograd_schedule.row_groups(3, 3, 40)) == 1       # the in-parts path
     # fc sizes at which OpenBLAS would use its own threads (and round differently)
     xf = rng.standard_normal((2, 1000)).astype(np.float32)
     wf = rng.standard_normal((4096, 1000)).astype(np.float32)

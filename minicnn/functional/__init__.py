@@ -8,7 +8,9 @@ per operation.
 - :mod:`.winograd`: Winograd F(2x2, 3x3) for the 3x3, stride-1, pad-1 convs of a VGG
   (forward, transposed conv, weight gradient); docs/winograd.md derives it.
 - :mod:`.winograd4`: Winograd F(4x4, 3x3), taken instead for the forward and transposed
-  conv of the wide layers when there are enough tiles.
+  conv of the wide layers when there are enough tiles (the choice is made here).
+- :mod:`.winograd_schedule`: how both cut a conv into chunks over the threads;
+  :mod:`.winograd_kernels`: their kernel transforms and the memo a Conv2d keeps.
 - :mod:`.pool2x2`: 2x2, stride-2 max-pool and unpooling by four strided views.
 - :mod:`.layout`: the channels-last layout the CPU convs return, and helpers that keep
   backward signals in the layout of the forward arrays they meet.
@@ -28,7 +30,9 @@ import math
 import numpy
 
 from ..backend import get_array_module
-from . import pool2x2, reference, winograd
+from . import pool2x2, reference, winograd, winograd4
+from .winograd_kernels import KernelTransforms, transform_for
+from .winograd_schedule import result_dtype
 from .layout import empty_laid_out_like, is_channels_last, laid_out_like
 from .workspace import recycled, scratch
 from .reference import RULES, check_rule, dropout_backward, dropout_forward, out_size
@@ -39,7 +43,8 @@ __all__ = [
     "dropout_backward", "dropout_forward", "flatten_backward", "flatten_forward",
     "is_channels_last", "laid_out_like", "linear_backward_input", "linear_backward_params",
     "linear_forward", "maxpool2d_backward", "maxpool2d_forward", "out_size", "relu_backward",
-    "reference_mode", "in_reference_mode", "relu_forward", "use_winograd",
+    "KernelTransforms", "reference_mode", "in_reference_mode", "relu_forward", "use_winograd",
+    "winograd_conv2d_backward_input", "winograd_conv2d_forward",
 ]
 
 _REFERENCE = contextvars.ContextVar("minicnn_reference_mode", default=False)
@@ -126,12 +131,32 @@ def use_winograd(x, weight_shape, stride, pad):
     return get_array_module(x) is numpy and winograd.is_winograd_conv(weight_shape, stride, pad)
 
 
+def winograd_conv2d_forward(x, weight, bias, kernels=None, relu=False):
+    """A VGG conv (3x3, stride 1, pad 1) by Winograd on any backend: F(4x4, 3x3) where
+    :func:`.winograd4.use_f4` picks it by shape, else F(2x2, 3x3). x (N, C, H, W),
+    weight (O, C, 3, 3), bias (O,) or None -> (N, O, H, W), a view of a channels-last
+    buffer, rectified with ``relu``. ``kernels``: a :class:`KernelTransforms` memo."""
+    f4 = winograd4.use_f4(x.shape, weight.shape)
+    u = transform_for(weight, result_dtype(x, weight), kernels, flipped=False, f4=f4)
+    return (winograd4.winograd4_conv3x3 if f4 else winograd.winograd_conv3x3)(x, u, bias, relu)
+
+
+def winograd_conv2d_backward_input(dy, weight, kernels=None):
+    """The transposed VGG conv by Winograd: dy (N, O, H, W) -> (N, C, H, W), the 3x3 pad-1
+    conv of dy with the flipped, transposed kernel (F(4x4) or F(2x2) as for a forward
+    conv of that kernel)."""
+    o, c = weight.shape[:2]
+    f4 = winograd4.use_f4(dy.shape, (c, o, 3, 3))
+    u = transform_for(weight, result_dtype(dy, weight), kernels, flipped=True, f4=f4)
+    return (winograd4.winograd4_conv3x3 if f4 else winograd.winograd_conv3x3)(dy, u, None)
+
+
 def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     """Cross-correlation: x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None
     -> (N, O, Ho, Wo), Ho = (H + 2*pad - kh) // stride + 1; with ``relu``, max(that, 0)
     (a ReLU fused into the conv: each part of the output is rectified while in cache).
 
-    ``kernels``: a :class:`.winograd.KernelTransforms` that remembers the weight's
+    ``kernels``: a :class:`KernelTransforms` that remembers the weight's
     Winograd transform between calls (a Conv2d layer keeps one). On the CPU the result is
     an (N, O, Ho, Wo) view of a channels-last buffer (same values; ``reshape`` of it
     copies)."""
@@ -139,7 +164,7 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
         y = reference.conv2d_forward(x, weight, bias, stride, pad)
         return reference.relu_forward(y, out=y) if relu else y
     if use_winograd(x, weight.shape, stride, pad):
-        return winograd.conv2d_forward(x, weight, bias, kernels, relu)
+        return winograd_conv2d_forward(x, weight, bias, kernels, relu)
     # the im2col path in slabs of output rows: rows [a, b) read padded rows
     # [a*stride, (b-1)*stride + kh)
     n, c, h, w = x.shape
@@ -173,7 +198,7 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     if in_reference_mode():
         return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
     if use_winograd(dy, weight.shape, stride, pad):
-        return winograd.conv2d_backward_input(dy, weight, kernels)
+        return winograd_conv2d_backward_input(dy, weight, kernels)
     if get_array_module(dy) is not numpy:
         return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
     # the columns W^T dy in slices of positions over the threads, then col2im
@@ -192,7 +217,7 @@ def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     if in_reference_mode():
         return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
     if use_winograd(x, weight_shape, stride, pad):
-        return winograd.conv2d_backward_params(dy, x)
+        return winograd.winograd_conv3x3_backward_params(dy, x)
     if get_array_module(dy) is not numpy:
         return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
     # the products dy cols^T in slices of output channels over the threads

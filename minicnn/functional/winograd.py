@@ -7,13 +7,10 @@ below; docs/winograd.md derives them and shows how the backward passes reuse the
 Works in any float dtype (float32 and float64 alike) on NumPy and CuPy; the dispatcher
 (:mod:`minicnn.functional`) runs it on the CPU only.
 """
-import math
-
-import numpy
-
 from ..backend import get_array_module
-from ..threads import parallel_map, split
+from ..threads import split
 from .reference import relu_forward
+from .winograd_schedule import WINOGRAD_GROUPS, chunk_map, result_dtype, row_groups, run_transforms
 from .workspace import recycled, scratch
 
 # Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
@@ -28,101 +25,6 @@ def is_winograd_conv(weight_shape, stride, pad):
     o, c, kh, kw = weight_shape
     return ((kh, kw) == (3, 3) and stride == 1 and pad == 1
             and min(o, c) >= WINOGRAD_MIN_CHANNELS)
-
-
-def conv2d_forward(x, weight, bias, kernels=None, relu=False):
-    """3x3 stride-1 pad-1 conv: x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None
-    -> (N, O, H, W), a view of a channels-last buffer; rectified (max(y, 0)) with
-    ``relu``. F(4x4, 3x3) where :func:`.winograd4.use_f4` picks it by shape, else
-    F(2x2, 3x3). ``kernels``: a :class:`KernelTransforms` that remembers the weight's
-    transforms between calls."""
-    from . import winograd4
-    f4 = winograd4.use_f4(x.shape, weight.shape)
-    u = _kernel(weight, _dtype(x, weight), kernels, flipped=False, f4=f4)
-    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(x, u, bias, relu)
-
-
-def conv2d_backward_input(dy, weight, kernels=None):
-    """Transposed 3x3 stride-1 pad-1 conv: dy (N, O, H, W) -> (N, C, H, W), the 3x3
-    pad-1 conv of dy with the flipped, transposed kernel, by Winograd (F(4x4) or F(2x2)
-    as for a forward conv of that kernel)."""
-    from . import winograd4
-    o, c = weight.shape[:2]
-    f4 = winograd4.use_f4(dy.shape, (c, o, 3, 3))
-    u = _kernel(weight, _dtype(dy, weight), kernels, flipped=True, f4=f4)
-    return (winograd4.winograd4_conv3x3 if f4 else winograd_conv3x3)(dy, u, None)
-
-
-def conv2d_backward_params(dy, x):
-    """Parameter gradients of a 3x3 stride-1 pad-1 conv: dy (N, O, H, W), x (N, C, H, W)
-    -> dW (O, C, 3, 3), db (O,) (by the adjoint of F(2x2, 3x3))."""
-    return winograd_conv3x3_backward_params(dy, x)
-
-
-def _kernel(weight, dtype, kernels, flipped, f4):
-    if kernels is not None:
-        return kernels.get(weight, dtype, flipped=flipped, f4=f4)
-    return kernel_transform(weight, dtype, flipped=flipped, f4=f4)
-
-
-def kernel_transform(weight, dtype, flipped=False, f4=False):
-    """The Winograd transform a conv runs with: weight (O, C, 3, 3) -> U (16, O, C)
-    (F(2x2)) or (36, O, C) (F(4x4)), or with ``flipped`` that of the flipped, transposed
-    kernel, (16 or 36, C, O). Stored so that U's transpose, the GEMMs' right operand, is
-    contiguous."""
-    xp = get_array_module(weight)
-    if f4:
-        from .winograd4 import flipped_kernel, winograd4_weight
-        u = winograd4_weight(flipped_kernel(weight) if flipped else weight, dtype)
-    else:
-        u = winograd_weight(weight, dtype)
-        if flipped:
-            return winograd_weight_flipped(u)       # contiguous transpose already
-    u_t = recycled((u.shape[0], u.shape[2], u.shape[1]), u.dtype, u)
-    u_t[...] = u.transpose(0, 2, 1)
-    return u_t.transpose(0, 2, 1)
-
-
-def _dtype(*arrays):
-    return get_array_module(*arrays).result_type(*(a.dtype for a in arrays))
-
-
-class KernelTransforms:
-    """Remembers the kernel transforms of a conv weight (:func:`kernel_transform`:
-    F(2x2) or F(4x4), of the kernel or of its flipped, transposed kernel for the
-    backward pass) between calls: visualisation runs hundreds of passes with fixed
-    weights. Reused only while the weight is the same array with the same values and
-    the dtype is the same (so replacing or editing the weight in place is always seen)."""
-
-    def __init__(self):
-        self._weight = self._values = self._dtype = None
-        self._transforms = {}
-
-    def get(self, weight, dtype, flipped=False, f4=False):
-        """The transform of ``weight`` (O, C, 3, 3) in ``dtype`` (promoted with the
-        weight's) that :func:`kernel_transform` gives for these arguments."""
-        xp = get_array_module(weight)
-        dtype = xp.result_type(dtype, weight.dtype)
-        if not (self._weight is weight and self._dtype == dtype and self._same_values(weight)):
-            self._transforms = {}        # first, so that their arrays can be recycled
-            if (self._values is not None and self._values.shape == weight.shape
-                    and self._values.dtype == weight.dtype
-                    and get_array_module(self._values) is xp):
-                self._values[...] = weight     # its own copy, never handed out: reused
-            else:
-                self._values = weight.copy()
-            self._weight, self._dtype = weight, dtype
-        key = (flipped, f4)
-        if key not in self._transforms:
-            self._transforms[key] = kernel_transform(weight, dtype, flipped, f4)
-        return self._transforms[key]
-
-    def _same_values(self, weight):
-        """The remembered values equal ``weight``'s (compared in slices over the threads)."""
-        xp = get_array_module(weight)
-        parts = split(weight.shape[0], WINOGRAD_GROUPS)
-        same = _chunk_map(xp)(lambda s: bool(xp.array_equal(self._values[s], weight[s])), parts)
-        return all(same)
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015). The output is cut into 2x2 tiles; tile t
@@ -202,7 +104,7 @@ def _a(d0, d1, out):
     xp.negative(d1, out=out[3])
 
 
-def _tiles(h, w):
+def tiles2(h, w):
     return (h + 1) // 2, (w + 1) // 2
 
 
@@ -240,7 +142,7 @@ def winograd_weight_flipped(u):
     return flipped.transpose(0, 2, 1)
 
 
-def _phases(x, pad, hh, wh):
+def input_phases2(x, pad, hh, wh):
     """Split x (N, C, H, W) (any memory layout), zero-padded by ``pad`` at the top/left
     and with zeros up to (2*hh, 2*wh), into its four even/odd row/column phases,
     channels-last: (2, 2, N, hh, wh, C) with out[p, q, n, r, t, c] = xpad[n, c, 2r + p, 2t + q].
@@ -267,13 +169,13 @@ def _phases(x, pad, hh, wh):
         ph[:, rs:re, :cs] = 0
         ph[:, rs:re, ce:] = 0
 
-    _chunk_map(xp)(phase, [(p, q) for p in range(2) for q in range(2)])
+    chunk_map(xp)(phase, [(p, q) for p in range(2) for q in range(2)])
     return out
 
 
 def winograd_input(ph, r0, r1, out=None):
     """Input transform of tile rows r0..r1-1: phases ph (2, 2, N, th+1, tw+1, C) of x
-    zero-padded by 1 (see :func:`_phases`) -> V (16, N*(r1-r0)*tw, C),
+    zero-padded by 1 (see :func:`input_phases2`) -> V (16, N*(r1-r0)*tw, C),
     V[4i+j] = (B^T d B)[i, j] for every 4x4 patch d (stride 2). With ``out`` (a
     (4, 4, N, r1-r0, tw, C) view, for instance a channel slice of a larger V) the
     transform is written there instead; else V is this thread's "chunk2" scratch slot,
@@ -318,43 +220,6 @@ def winograd_output(m, out, bias=None, relu=False):
             out[:, :, a] = pair.transpose(1, 2, 3, 0, 4)
 
 
-# Tile rows are processed in chunks of about WINOGRAD_CHUNK elements of V (or M), so
-# that the transforms of one chunk work in cache and V and M (4x the size of the input
-# and output) never exist whole. A chunk's temporaries live in three scratch slots of
-# the thread (:mod:`.workspace`), each reused as soon as its last value is dead, so
-# that the next step writes into memory that is still in cache: "chunk1" holds the
-# column pass of the input transform, then M; "chunk2" holds V, then the row pass of
-# the output transform; "chunk3" the column pass of the output transform, the running
-# sums of F(4x4) and dM of the weight gradient. A chunk has at least
-# WINOGRAD_MIN_TILES tiles (GEMM rows), so that the GEMMs stay efficient. The chunks
-# come in up to WINOGRAD_GROUPS groups of contiguous rows, which run on the CPU threads
-# (:func:`_chunk_map`), each group's chunks in order. The split depends on the shapes
-# only, never on the thread count, so the sums (and their rounding) are the same on
-# any machine.
-WINOGRAD_CHUNK = 1 << 20
-WINOGRAD_MIN_TILES = 128
-WINOGRAD_GROUPS = 4
-
-
-def _chunk_map(xp):
-    """How the groups of a conv run: spread over CPU threads (each group's transforms
-    and GEMMs are independent; see :mod:`minicnn.threads`), in order on a GPU."""
-    if xp is numpy:
-        return parallel_map
-    return lambda function, items: [function(item) for item in items]
-
-
-def _row_groups(th, tiles_per_row, channels, components=16):
-    """Tile rows 0..th-1 as groups of chunks: [[(r0, r1), ...], ...], in row order
-    (``components`` transformed values per tile and channel: 16, or 36 for F(4x4))."""
-    min_rows = max(-(-WINOGRAD_MIN_TILES // tiles_per_row), 1)
-    groups = max(1, min(WINOGRAD_GROUPS, th // min_rows))
-    step = max(WINOGRAD_CHUNK // (components * channels * tiles_per_row), min_rows)
-    bounds = [th * g // groups for g in range(groups + 1)]
-    return [[(r0, min(g1, r0 + step)) for r0 in range(g0, g1, step)]
-            for g0, g1 in zip(bounds, bounds[1:])]
-
-
 def winograd_conv3x3(x, u, bias=None, relu=False):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
     (or :func:`winograd_weight_flipped`) -> (N, O, H, W), a view of a channels-last buffer
@@ -362,51 +227,13 @@ def winograd_conv3x3(x, u, bias=None, relu=False):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
-    dtype = _dtype(x, u)
+    dtype = result_dtype(x, u)
     u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)         # (16, C, O)
-    th, tw = _tiles(h, w)
-    ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
+    th, tw = tiles2(h, w)
+    ph = input_phases2(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     y = recycled((n, th, 2, tw, 2, o), dtype, x)
     run_transforms(ph, u_t, bias, y, winograd_input, winograd_output, relu)
     return y.reshape(n, 2 * th, 2 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)
-
-
-def run_transforms(src, u_t, bias, y, transform_input, transform_output, relu=False):
-    """The steps of a Winograd conv, scheduled over the CPU threads; shared by F(2x2) and
-    F(4x4) (:mod:`.winograd4`). src: the input as its transforms read it (channels
-    last); u_t (K, C, O), K = 16 or 36 components; y (N, th, m, tw, m, O), the output
-    tiles, written in place. transform_input(src, r0, r1, out=None) -> V (K, T, C) of
-    tile rows r0..r1-1; transform_output(M, y_rows, bias, relu) writes those rows,
-    rectified with ``relu`` while still in cache (a ReLU after the conv, fused: no pass
-    of its own over the output).
-
-    Tile rows run in chunks and groups (:func:`_row_groups`). With too few tiles for
-    more than one group (deep layers at a small batch) the three steps are cut another
-    way each: the input transform by channel slices, the K GEMMs in groups of
-    components, the output transform by output-channel slices. The sums are the same
-    either way."""
-    xp = get_array_module(src)
-    n, th, _, tw = y.shape[:4]
-    components, c, o = u_t.shape
-    side = math.isqrt(components)                                 # 4 or 6 values a side
-    run = _chunk_map(xp)
-    groups = _row_groups(th, n * tw, max(c, o), components)
-    if len(groups) > 1:
-        def group(chunks):
-            for r0, r1 in chunks:                                  # (T, C) @ (C, O)
-                v = transform_input(src, r0, r1)
-                m = scratch("chunk1", v.shape[:2] + (o,), y.dtype, y)
-                transform_output(xp.matmul(v, u_t, out=m), y[:, r0:r1], bias, relu)
-        run(group, groups)
-        return
-    tiles = n * th * tw
-    v = scratch("few.v", (side, side, n, th, tw, c), y.dtype, y)
-    run(lambda s: transform_input(src[..., s], 0, th, out=v[..., s]), split(c, WINOGRAD_GROUPS))
-    v = v.reshape(components, tiles, c)
-    m = scratch("few.m", (components, tiles, o), y.dtype, y)
-    run(lambda k: xp.matmul(v[k], u_t[k], out=m[k]), split(components, WINOGRAD_GROUPS))
-    run(lambda s: transform_output(m[:, :, s], y[..., s], None if bias is None else bias[s],
-                                   relu), split(o, WINOGRAD_GROUPS))
 
 
 def winograd_conv3x3_backward_params(dy, x):
@@ -417,9 +244,9 @@ def winograd_conv3x3_backward_params(dy, x):
     xp = get_array_module(dy, x)
     n, o, h, w = dy.shape
     c = x.shape[1]
-    dtype = _dtype(dy, x)
-    th, tw = _tiles(h, w)
-    ph = _phases(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
+    dtype = result_dtype(dy, x)
+    th, tw = tiles2(h, w)
+    ph = input_phases2(x.astype(dtype, copy=False), 1, th + 1, tw + 1)
     dypad = scratch("params.dy", (n, th, 2, tw, 2, o), dtype, dy)  # channels-last, like ph
     flat = dypad.reshape(n, 2 * th, 2 * tw, o)
     flat[:, :h, :w] = dy.transpose(0, 2, 3, 1)
@@ -450,15 +277,15 @@ def winograd_conv3x3_backward_params(dy, x):
                                 out=scratch("params.part", (16, o, c), dtype, dy))
         return du
 
-    groups = _row_groups(th, n * tw, max(c, o))
+    groups = row_groups(th, n * tw, max(c, o))
     if len(groups) == 1 and len(groups[0]) == 1:
         # too few tiles for row groups: the 16 GEMMs of the one chunk in groups of
         # components over the threads (the same products as one stacked matmul)
         dm, v = transforms(0, th)
         du = scratch("params.du", (16, o, c), dtype, dy)
-        _chunk_map(xp)(lambda k: xp.matmul(dm[k], v[k], out=du[k]), split(16, WINOGRAD_GROUPS))
+        chunk_map(xp)(lambda k: xp.matmul(dm[k], v[k], out=du[k]), split(16, WINOGRAD_GROUPS))
     else:
-        partial = _chunk_map(xp)(group, groups)
+        partial = chunk_map(xp)(group, groups)
         du = partial[0]
         for more in partial[1:]:                                 # in group order
             du += more

@@ -28,7 +28,8 @@ module: channels-last transforms, V (36, tiles, C), M (36, tiles, O), the output
 import numpy
 
 from ..backend import get_array_module
-from . import winograd as f2          # the F(2x2) module: its thread scheduling is shared
+from .reference import relu_forward
+from .winograd_schedule import result_dtype, run_transforms   # shared with F(2x2)
 from .workspace import recycled, scratch
 
 G4 = numpy.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -128,7 +129,7 @@ def flipped_kernel(weight):
     return weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
-def column_phases(x, th, tw):
+def input_phases4(x, th, tw):
     """x (N, C, H, W) (any memory layout), zero-padded by 1 at the top/left and with zeros
     up to 4*th + 2 rows, cut into its four column phases, channels-last:
     (4, N, 4*th + 2, tw + 1, C) with out[q, n, r, t, c] = xpad[n, c, r, 4t + q].
@@ -156,7 +157,7 @@ def column_phases(x, th, tw):
 
 def winograd4_input(cph, r0, r1, out=None):
     """Input transform of tile rows r0..r1-1: column phases (4, N, 4*th + 2, tw + 1, C)
-    (see :func:`column_phases`) -> V (36, N*(r1-r0)*tw, C), V[6k+l] = (B^T d B)[k, l] for
+    (see :func:`input_phases4`) -> V (36, N*(r1-r0)*tw, C), V[6k+l] = (B^T d B)[k, l] for
     every 6x6 patch d (stride 4). With ``out`` (a (6, 6, N, r1-r0, tw, C) view) the
     transform is written there instead; else V is this thread's "chunk2" scratch slot,
     valid until the slot is asked for again (:mod:`.workspace`).
@@ -195,21 +196,21 @@ def winograd4_output(m, out, bias=None, relu=False):
     for a in range(4):                                              # then along the columns
         _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
     if relu:
-        f2.relu_forward(out, out=out)
+        relu_forward(out, out=out)
 
 
 def winograd4_conv3x3(x, u, bias=None, relu=False):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (36, O, C) from
     :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer (rectified
     with ``relu``), scheduled over the CPU threads by
-    :func:`minicnn.functional.winograd.run_transforms`."""
+    :func:`minicnn.functional.winograd_schedule.run_transforms`."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
-    dtype = f2._dtype(x, u)
+    dtype = result_dtype(x, u)
     u_t = u.astype(dtype, copy=False).transpose(0, 2, 1)           # (36, C, O)
     th, tw = tiles4(h, w)
-    cph = column_phases(x.astype(dtype, copy=False), th, tw)
+    cph = input_phases4(x.astype(dtype, copy=False), th, tw)
     y = recycled((n, th, 4, tw, 4, o), dtype, x)
-    f2.run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output, relu)
+    run_transforms(cph, u_t, bias, y, winograd4_input, winograd4_output, relu)
     return y.reshape(n, 4 * th, 4 * tw, o)[:, :h, :w].transpose(0, 3, 1, 2)

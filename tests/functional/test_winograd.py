@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import oracles
 from minicnn.functional import reference, winograd
 from minicnn.layers import Conv2d
+from minicnn import functional
+from minicnn.functional import winograd_schedule
 from oracles import to_np
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -33,19 +35,19 @@ def test_winograd_conv_matches_general_and_naive(xp, dtype, shape, seed, with_bi
     xd, wd, dyd = xp.asarray(x), xp.asarray(weight), xp.asarray(dy)
     bd = None if bias is None else xp.asarray(bias)
 
-    y = winograd.conv2d_forward(xd, wd, bd)
+    y = functional.winograd_conv2d_forward(xd, wd, bd)
     assert y.dtype == dtype and y.shape == (n, o, h, w)
     np.testing.assert_allclose(to_np(y), to_np(reference.conv2d_forward(xd, wd, bd, 1, 1)), **TOL[dtype])
     np.testing.assert_allclose(to_np(y), oracles.conv2d_naive(x, weight, bias, 1, 1), **TOL[dtype])
 
-    dx = winograd.conv2d_backward_input(dyd, wd)
+    dx = functional.winograd_conv2d_backward_input(dyd, wd)
     assert dx.dtype == dtype and dx.shape == x.shape
     np.testing.assert_allclose(to_np(dx), to_np(reference.conv2d_backward_input(dyd, wd, x.shape, 1, 1)),
                                **TOL[dtype])
     np.testing.assert_allclose(to_np(dx), oracles.conv_transpose_naive(dy, weight, x.shape, 1, 1),
                                **TOL[dtype])
 
-    dw, db = winograd.conv2d_backward_params(dyd, xd)
+    dw, db = winograd.winograd_conv3x3_backward_params(dyd, xd)
     assert dw.dtype == dtype and dw.shape == weight.shape
     dw_ref, db_ref = oracles.conv_param_grads_naive(dy, x, weight.shape, 1, 1)
     np.testing.assert_allclose(to_np(dw), dw_ref, **TOL[dtype])
@@ -61,8 +63,8 @@ def test_winograd_backward_is_the_exact_adjoint_in_float64(xp, shape, seed):
     rng = np.random.default_rng(seed)
     x, dy = rng.standard_normal((n, c, h, w)), rng.standard_normal((n, o, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
-    y = winograd.conv2d_forward(xp.asarray(x), xp.asarray(weight), None)
-    dx = winograd.conv2d_backward_input(xp.asarray(dy), xp.asarray(weight))
+    y = functional.winograd_conv2d_forward(xp.asarray(x), xp.asarray(weight), None)
+    dx = functional.winograd_conv2d_backward_input(xp.asarray(dy), xp.asarray(weight))
     lhs, rhs = float((to_np(y) * dy).sum()), float((x * to_np(dx)).sum())
     assert abs(lhs - rhs) <= 1e-10 * (1 + abs(lhs))
 
@@ -74,16 +76,16 @@ def test_winograd_chunks_cover_every_tile_row(xp, monkeypatch):
     weight = rng.standard_normal((4, 5, 3, 3))
     dy = rng.standard_normal((2, 4, 11, 7))
     args = (xp.asarray(x), xp.asarray(weight), xp.asarray(dy))
-    whole = [to_np(winograd.conv2d_forward(args[0], args[1], None)),
-             to_np(winograd.conv2d_backward_params(args[2], args[0])[0])]
-    monkeypatch.setattr(winograd, "WINOGRAD_CHUNK", 1)
-    monkeypatch.setattr(winograd, "WINOGRAD_MIN_TILES", 1)
-    groups = winograd._row_groups(6, 4, 5)
-    assert len(groups) == winograd.WINOGRAD_GROUPS
+    whole = [to_np(functional.winograd_conv2d_forward(args[0], args[1], None)),
+             to_np(winograd.winograd_conv3x3_backward_params(args[2], args[0])[0])]
+    monkeypatch.setattr(winograd_schedule, "WINOGRAD_CHUNK", 1)
+    monkeypatch.setattr(winograd_schedule, "WINOGRAD_MIN_TILES", 1)
+    groups = winograd_schedule.row_groups(6, 4, 5)
+    assert len(groups) == winograd_schedule.WINOGRAD_GROUPS
     assert [rows for group in groups for rows in group] == [(r, r + 1) for r in range(6)]
-    np.testing.assert_allclose(to_np(winograd.conv2d_forward(args[0], args[1], None)), whole[0],
+    np.testing.assert_allclose(to_np(functional.winograd_conv2d_forward(args[0], args[1], None)), whole[0],
                                rtol=1e-12)
-    np.testing.assert_allclose(to_np(winograd.conv2d_backward_params(args[2], args[0])[0]),
+    np.testing.assert_allclose(to_np(winograd.winograd_conv3x3_backward_params(args[2], args[0])[0]),
                                whole[1], rtol=1e-12)
 
 
@@ -91,7 +93,7 @@ def test_winograd_mixed_dtypes_promote_like_the_general_path(xp):
     rng = np.random.default_rng(4)
     x = xp.asarray(rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
     weight = xp.asarray(rng.standard_normal((3, 2, 3, 3)))        # float64
-    assert winograd.conv2d_forward(x, weight, None).dtype == reference.conv2d_forward(x, weight, None, 1, 1).dtype
+    assert functional.winograd_conv2d_forward(x, weight, None).dtype == reference.conv2d_forward(x, weight, None, 1, 1).dtype
 
 
 def test_conv_layer_sees_weight_changes_through_its_kernel_transform_memo(xp):

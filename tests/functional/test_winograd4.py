@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 import oracles
 from minicnn.functional import reference, winograd, winograd4
+from minicnn import functional
+from minicnn.functional import winograd_kernels, winograd_schedule
 
 # float32: the F(4x4) transforms scale values by up to 8 and 1/24, so rounding grows with
 # the channel count; the bound is relative to the largest output (see docs/winograd.md)
@@ -35,11 +37,11 @@ def test_f4_conv_and_transpose_match_the_oracles(dtype, shape, seed, with_bias, 
     dy = rng.standard_normal((n, o, h, w)).astype(dtype)
     with pytest.MonkeyPatch.context() as m:
         if many_groups:                      # tiny chunks: the tile-row group schedule
-            m.setattr(winograd, "WINOGRAD_CHUNK", 1)
-            m.setattr(winograd, "WINOGRAD_MIN_TILES", 1)
-        y = winograd4.winograd4_conv3x3(x, winograd.kernel_transform(weight, dtype, f4=True), bias)
+            m.setattr(winograd_schedule, "WINOGRAD_CHUNK", 1)
+            m.setattr(winograd_schedule, "WINOGRAD_MIN_TILES", 1)
+        y = winograd4.winograd4_conv3x3(x, winograd_kernels.kernel_transform(weight, dtype, f4=True), bias)
         dx = winograd4.winograd4_conv3x3(
-            dy, winograd.kernel_transform(weight, dtype, flipped=True, f4=True), None)
+            dy, winograd_kernels.kernel_transform(weight, dtype, flipped=True, f4=True), None)
     assert y.dtype == dtype and y.shape == (n, o, h, w)
     assert dx.dtype == dtype and dx.shape == x.shape
     close(y, oracles.conv2d_naive(x.astype(np.float64), weight.astype(np.float64),
@@ -59,14 +61,14 @@ def test_f4_matches_f2_on_a_vgg_sized_layer():
     weight = (rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
     exact = reference.conv2d_forward(x.astype(np.float64), weight.astype(np.float64), None, 1, 1)
     scale = np.abs(exact).max()
-    f4 = winograd4.winograd4_conv3x3(x, winograd.kernel_transform(weight, np.float32, f4=True))
-    f2 = winograd.winograd_conv3x3(x, winograd.kernel_transform(weight, np.float32))
+    f4 = winograd4.winograd4_conv3x3(x, winograd_kernels.kernel_transform(weight, np.float32, f4=True))
+    f2 = winograd.winograd_conv3x3(x, winograd_kernels.kernel_transform(weight, np.float32))
     err4, err2 = (float(np.abs(a - exact).max() / scale) for a in (f4, f2))
     assert err4 < 3e-5 and err2 < 3e-6, (err4, err2)
 
 
 def test_layers_dispatch_to_f4_by_shape_and_agree(monkeypatch):
-    """With the F(4x4) thresholds met, winograd.conv2d_forward and the transposed conv
+    """With the F(4x4) thresholds met, the dispatcher's Winograd conv and the transposed conv
     take F(4x4) (same values as F(2x2) up to rounding); below them F(2x2)."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 20, 9, 9)).astype(np.float64)
@@ -78,8 +80,8 @@ def test_layers_dispatch_to_f4_by_shape_and_agree(monkeypatch):
     calls = []
     real = winograd4.winograd4_conv3x3
     monkeypatch.setattr(winograd4, "winograd4_conv3x3", lambda *a: calls.append(1) or real(*a))
-    y = winograd.conv2d_forward(x, weight, None)
-    dx = winograd.conv2d_backward_input(dy, weight)
+    y = functional.winograd_conv2d_forward(x, weight, None)
+    dx = functional.winograd_conv2d_backward_input(dy, weight)
     assert len(calls) == 2
     np.testing.assert_allclose(y, reference.conv2d_forward(x, weight, None, 1, 1), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dx, reference.conv2d_backward_input(dy, weight, x.shape, 1, 1),
