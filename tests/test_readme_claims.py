@@ -1,0 +1,58 @@
+"""Figures in README.md that a seeded run of a few seconds reproduces: each is read from the
+README's text and recomputed here, so a stale number fails the suite."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import assets
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+SHIPPED = assets.DEFAULT_MODEL.is_file() and assets.SAMPLES_INDEX.is_file()
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="the shipped model is not in weights/")
+
+
+def claimed(pattern):
+    """The groups of the one README passage matching ``pattern`` (whitespace-tolerant)."""
+    found = re.findall(pattern.replace(" ", r"\s+"), README)
+    assert len(found) == 1, f"README: expected one match of {pattern!r}, found {len(found)}"
+    return found[0]
+
+
+def test_the_shipped_samples_boxes():
+    """'over all 20 the mean IoU is 0.63 and 13/20 boxes have IoU >= 0.5'."""
+    from minicnn.commands.localize import iou
+    from minicnn.viz import localize_map, saliency
+    from minicnn.viz.inputs import load_view
+    count, mean, hits = claimed(r"over all (\d+) the mean IoU is ([0-9.]+) and (\d+)/\d+ boxes")
+    net = minicnn.load(assets.default_model())
+    samples = assets.samples()
+    assert len(samples) == int(count)
+    ious = []
+    for s in samples:
+        view = load_view(net, s["file"])
+        sal = saliency(net, view.x[None])
+        box = localize_map(view.rgb, sal.map[0]).box
+        ious.append(iou(view.box_to_file(box) if box else None, s["box"]))
+    assert f"{np.mean(ious):.2f}" == mean
+    assert sum(v >= 0.5 for v in ious) == int(hits)
+
+
+def test_the_zero_image_of_the_shipped_model():
+    """'30 of the shipped model's 32 conv1_1 biases are negative and the class-score
+    gradient is below 0.016 per pixel'."""
+    negative, total = map(int, claimed(r"(\d+) of the shipped model's (\d+) conv1_1 biases are negative"))
+    bound = float(claimed(r"class-score gradient is below ([0-9.]+) per pixel"))
+    net = minicnn.load(assets.default_model())
+    bias = net["conv1_1"].params["bias"]
+    assert (len(bias), int((bias < 0).sum())) == (total, negative)
+    x = np.zeros((1,) + net.input_shape, np.float32)
+    scores = net.forward(x)
+    largest = 0.0
+    for c in range(net.num_classes):
+        seed = np.zeros_like(scores)
+        seed[0, c] = 1.0
+        largest = max(largest, float(np.abs(net.backward(seed)).max()))
+    assert 0 < largest < bound
