@@ -34,15 +34,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minicnn.convert import ConvertError, convert_file
+    from minicnn.viz.cli import checked_output
     from minicnn.terminal import protect
     protect()
     try:
         if os.path.abspath(args.src) == os.path.abspath(args.dst):
             raise ConvertError("DST is the same file as SRC")
-        if os.path.isdir(args.dst):
-            raise ConvertError(f"{args.dst}: is a folder, expected an output file name")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(args.dst))):
-            raise ConvertError(f"{args.dst}: its folder does not exist")
+        checked_output(args.dst, (".h5", ".hdf5"), "DST")
         net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
                                  quiet=args.quiet)
     except (ConvertError, ValueError, OSError) as exc:

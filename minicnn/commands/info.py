@@ -20,12 +20,15 @@ def main(argv=None):
     from minicnn.summary import format_table, human, summarize, totals
     try:
         net = minicnn.load(args.model)
-    except minicnn.ModelFileError as exc:
+        rows = summarize(net, net.input_shape)
+    except (minicnn.ModelFileError, ValueError, OSError) as exc:
         print(f"info: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("info: error: out of memory", file=sys.stderr)
         return 1
     pre = net.preprocessing
     input_shape = net.input_shape
-    rows = summarize(net, input_shape)
     t = totals(rows)
     print(f"{args.model}: {len(net)} layers, input {'x'.join(map(str, input_shape))}")
     print(format_table(rows))
