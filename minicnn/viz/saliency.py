@@ -17,6 +17,7 @@ Extras, each optional:
   Crops and noisy copies run in batches that fit a memory budget.
 """
 from dataclasses import dataclass
+import math
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class SaliencySettings:
     --seed, --crops), the evaluation and the explorer share. rule: "gradient" (the
     paper), "deconvnet" or "guided"; smoothgrad: noisy samples (0: off); noise: their
     sigma as a fraction of the input's range; seed: of that noise; crops: "auto", 1, 5
-    or 10 (see :func:`minicnn.viz.load_views`)."""
+    or 10 (see :func:`minicnn.viz.inputs.load_views`)."""
     rule: str = "gradient"
     smoothgrad: int = 0
     noise: float = 0.15
@@ -52,9 +53,9 @@ class Saliency:
 
     signal  (N, C, H, W) float32 input-space signal of the chosen pass and class
     map     (N, H, W) float32 saliency map M = max over channels |signal|
-            (ten crops: mean of the crop maps)
+            (crops: the blend of the crop maps)
     classes (N,) int class indices
-    scores  (N,) float unnormalised class scores S_c (ten crops: mean over crops)
+    scores  (N,) float unnormalised class scores S_c (crops: mean over crops)
     probs   (N,) float softmax probability of the class (for the label only)
     """
     signal: np.ndarray
@@ -158,14 +159,29 @@ def crop_boxes(frame_hw, crop_hw):
     return [(0, 0), (0, fw - w), (fh - h, 0), (fh - h, fw - w), ((fh - h) // 2, (fw - w) // 2)]
 
 
+def _starts(frame, crop):
+    """Window starts along one axis: both ends, and for a frame more than twice the crop
+    (where the corner windows and the centre one would leave gaps) evenly spaced starts
+    between them at most half a crop apart."""
+    span = frame - crop
+    if span <= crop:
+        return [0, span]
+    n = math.ceil(span / (crop / 2)) + 1
+    return [round(span * i / (n - 1)) for i in range(n)]
+
+
 def crop_windows(frame_hw, crop_hw, count=10):
-    """[(top, left, mirrored)] of ``count`` crops: the five windows (centre first: it
-    decides the provisional class, see :func:`crop_saliency`), then, for 10, their
-    mirrors."""
+    """[(top, left, mirrored)] of the crops: the five windows (centre first: it decides
+    the provisional class, see :func:`crop_saliency`), then, for ``count`` 10, their
+    mirrors. A frame more than twice the crop along a side (a panorama wider than about
+    2.6:1) gets windows between the corners too, so that the crops cover every pixel."""
     if count not in CROP_COUNTS:
         raise ValueError(f"crops must be one of {CROP_COUNTS}, got {count}")
     boxes = crop_boxes(frame_hw, crop_hw)
     boxes = boxes[4:] + boxes[:4]
+    if any(f - c > c for f, c in zip(frame_hw, crop_hw)):
+        ys, xs = (_starts(f, c) for f, c in zip(frame_hw, crop_hw))
+        boxes = boxes[:1] + [(t, l) for t in ys for l in xs]
     return [(t, l, False) for t, l in boxes] + ([(t, l, True) for t, l in boxes]
                                                 if count == 10 else [])
 

@@ -109,6 +109,21 @@ def test_blend_leaves_no_seam_where_crops_disagree():
             assert blended[0, 0] == pytest.approx(k)
 
 
+@pytest.mark.parametrize("frame_hw", [(256, 341), (256, 768), (900, 256), (224, 224)])
+def test_the_crops_cover_every_pixel_of_the_frame(frame_hw):
+    """Corners and centre for a photo-shaped frame (five windows); a panorama's frame gets
+    windows between the corners, so no band of the map is left without a crop."""
+    from minicnn.viz.saliency import crop_windows
+    windows = crop_windows(frame_hw, (224, 224), 5)
+    covered = np.zeros(frame_hw, bool)
+    for t, l, _ in windows:
+        assert 0 <= t <= frame_hw[0] - 224 and 0 <= l <= frame_hw[1] - 224
+        covered[t:t + 224, l:l + 224] = True
+    assert covered.all()
+    if max(frame_hw) <= 2 * 224 + 224:
+        assert len(windows) == 5
+
+
 def test_crops_in_batches_of_one_equal_one_batch_also_when_the_first_guess_is_wrong():
     """With cls None, batches of one crop start from the centre crop's top-1; a frame whose
     centre crop ranks another class first than the mean of the crops must still give the
