@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
+from . import functional as F
 from .functional import check_rule
 from .layers import Layer, ReLU, declares, runs_own
 from .threads import blas_on_one_thread
@@ -44,7 +45,7 @@ def call_layer(layer, method, temporary, *args, **kwargs):
     """layer.forward or layer.backward (``method`` names it), told it may overwrite its
     input when the input is a temporary of the pass and the layer can (see
     :class:`minicnn.layers.Layer`)."""
-    if temporary and declares(layer, "in_place", method):
+    if temporary and not F.in_reference_mode() and declares(layer, "in_place", method):
         kwargs["overwrite"] = True
     return getattr(layer, method)(*args, **kwargs)
 
@@ -194,8 +195,9 @@ class Net:
                 continue
             try:
                 options = {"rectified": True} if fused else {}
-                fused = (declares(layer, "fuses_relu", "forward") and i < stop
-                         and _plain_relu(layers[i + 1]))
+                # reference mode: every layer computes its own output, nothing fused
+                fused = (not F.in_reference_mode() and declares(layer, "fuses_relu", "forward")
+                         and i < stop and _plain_relu(layers[i + 1]))
                 if fused:
                     options["relu"] = True
                 # the last pass's cache goes first: the arrays only it held can then be

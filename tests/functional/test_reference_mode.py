@@ -96,3 +96,23 @@ def test_vgg16_in_reference_mode_in_float32():
             differ = a != b
         flipped += int(differ.sum())
     assert flipped <= 10, flipped
+
+
+def test_reference_mode_runs_every_layer_itself(monkeypatch):
+    """No conv+ReLU fusion and no in-place layers in reference mode: every ReLU computes
+    its own output (a fresh array) and no layer is told to overwrite its input."""
+    net = minicnn.vgg_from_config([4, 4, "M", 8, "M"], num_classes=5, input_size=(16, 16),
+                                  fc_sizes=(8,), seed=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    relus = [name for name, layer in net if isinstance(layer, minicnn.ReLU)]
+    calls = []
+    real = functional.relu_forward
+    monkeypatch.setattr(functional, "relu_forward",
+                        lambda x, out=None: calls.append(out is None) or real(x, out=out))
+    net.forward(x)
+    fast_calls = list(calls)
+    calls.clear()
+    with minicnn.reference_mode():
+        net.forward(x)
+    assert calls == [True] * len(relus)          # each ReLU, into a new array
+    assert len(fast_calls) < len(relus) or not all(fast_calls)   # fused or in place
