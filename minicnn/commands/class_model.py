@@ -96,6 +96,7 @@ def main(argv=None):
     npy = cli.checked_output(args.npy, (".npy",), "--npy")
     net = cli.load_net(args)
     classes = resolve_classes(net, args.classes) if args.classes else default_classes(net)
+    classes = list(dict.fromkeys(classes))     # a class named twice (goose and 99) is drawn once
     settings = ClassModelSettings(
         steps=args.steps, step=args.step, lam=args.lam, normalize=not args.raw_step,
         jitter=args.jitter, blur_every=args.blur_every, blur_sigma=args.blur_sigma,

@@ -121,6 +121,9 @@ def test_class_model_cli(model_file, tmp_path):
     assert x.shape == (2, 3, 16, 16)
     r = run_tool("class_model", *args)        # same seed, same image
     np.testing.assert_array_equal(np.load(npy), x)
+    r = run_tool("class_model", "--weights", model_file, "--class", "square", "0", "2",
+                 "--steps", "5", "--npy", npy, "--out", out)
+    assert r.returncode == 0 and np.load(npy).shape == (2, 3, 16, 16)   # "0" is square
 
 
 def _bad_files(tmp_path):
