@@ -30,6 +30,7 @@ setup(
         "minicnn-convert = minicnn.commands.convert_weights:entry",
         "minicnn-train = minicnn.commands.train:entry",
         "minicnn-bench = minicnn.commands.bench:entry",
+        "minicnn-bench-photos = minicnn.commands.bench_photos:entry",
         "minicnn-explore = minicnn.commands.explore:entry",
         "minicnn-evaluate = minicnn.evaluate.cli:entry",
     ]},
