@@ -109,16 +109,16 @@ def relu_forward(x, out=None):
     return y
 
 
-def relu_backward(grad, relu_output, rule, out=None):
+def relu_backward(dy, relu_output, rule, out=None):
     """The signal through a ReLU under ``rule`` (see :func:`.reference.relu_backward`);
-    written into ``out`` when given (``out=grad`` works in place)."""
+    written into ``out`` when given (``out=dy`` works in place)."""
     check_rule(rule)
-    if in_reference_mode() or not _on_cpu_in_slabs(grad):
-        return reference.relu_backward(grad, relu_output, rule, out=out)
-    out = empty_laid_out_like(grad.shape, grad) if out is None else out
-    axis = _row_axis(grad)
-    _slabs(lambda i: reference.relu_backward(grad[i], relu_output[i], rule, out=out[i]),
-           grad.shape[axis], axis)
+    if in_reference_mode() or not _on_cpu_in_slabs(dy):
+        return reference.relu_backward(dy, relu_output, rule, out=out)
+    out = empty_laid_out_like(dy.shape, dy) if out is None else out
+    axis = _row_axis(dy)
+    _slabs(lambda i: reference.relu_backward(dy[i], relu_output[i], rule, out=out[i]),
+           dy.shape[axis], axis)
     return out
 
 
@@ -324,9 +324,9 @@ def flatten_forward(x):
     return reference.flatten_forward(x)
 
 
-def flatten_backward(grad, x):
+def flatten_backward(dy, x):
     """(N, C*H*W) -> (N, C, H, W) like the forward input ``x``, in the memory layout ``x``
     had (channels-last after a CPU conv), so the layers below see one layout."""
     if in_reference_mode():
-        return reference.flatten_backward(grad, x.shape)
-    return laid_out_like(reference.flatten_backward(grad, x.shape), x)
+        return reference.flatten_backward(dy, x)
+    return laid_out_like(reference.flatten_backward(dy, x), x)

@@ -151,11 +151,11 @@ def relu_forward(x, out=None):
     return xp.maximum(x, xp.zeros((), dtype=x.dtype), out=out)
 
 
-def relu_backward(grad, relu_output, rule, out=None):
+def relu_backward(dy, relu_output, rule, out=None):
     """The only place the three passes differ (Simonyan et al. 2013, Sect. 4, for the
     gradient and DeconvNet; Springenberg et al. 2015 for guided backprop).
 
-    grad: signal R_{n+1} at the ReLU output; relu_output: the forward output
+    dy: signal R_{n+1} at the ReLU output; relu_output: the forward output
     max(X_n, 0) (same shape; its positive entries are exactly those with X_n > 0; a
     boolean mask 1[X_n > 0] works too).
 
@@ -165,19 +165,19 @@ def relu_backward(grad, relu_output, rule, out=None):
 
     The result is written into ``out`` when given.
     """
-    xp = get_array_module(grad)
+    xp = get_array_module(dy)
     check_rule(rule)
-    zero = xp.zeros((), dtype=grad.dtype)
+    zero = xp.zeros((), dtype=dy.dtype)
     # R * 1[R > 0] is max(R, 0): one pass over the signal, and DeconvNet never builds
     # the forward mask
     if rule == "deconvnet":
-        return xp.maximum(grad, zero, out=out)
+        return xp.maximum(dy, zero, out=out)
     # the table's products as products: a multiply by the mask is branch-free, while
     # selecting with np.where on a random mask mispredicts per element on the CPU
     positive_input = relu_output > 0
     if rule == "gradient":
-        return xp.multiply(grad, positive_input, out=out)
-    return xp.multiply(grad, positive_input & (grad > zero), out=out)   # both masks as one
+        return xp.multiply(dy, positive_input, out=out)
+    return xp.multiply(dy, positive_input & (dy > zero), out=out)   # both masks as one
 
 
 # ----------------------------------------------------------------------------- max-pool
@@ -233,9 +233,9 @@ def flatten_forward(x):
     return x.reshape(x.shape[0], -1)
 
 
-def flatten_backward(grad, x_shape):
-    """(N, C*H*W) -> (N, C, H, W) of shape ``x_shape``."""
-    return grad.reshape(x_shape)
+def flatten_backward(dy, x):
+    """(N, C*H*W) -> (N, C, H, W), the shape of the forward input ``x``."""
+    return dy.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -253,6 +253,6 @@ def dropout_forward(x, p, rng):
     return x * mask, mask
 
 
-def dropout_backward(grad, mask):
-    """grad * mask (the forward's mask), the same for every rule."""
-    return grad * mask
+def dropout_backward(dy, mask):
+    """dy * mask (the forward's mask), the same for every rule."""
+    return dy * mask
