@@ -1,4 +1,29 @@
-"""Net: an ordered, named sequence of layers with explicit forward and backward passes."""
+"""Net: an ordered, named sequence of layers with explicit forward and backward passes.
+
+How a pass calls its layers (the speed flags a layer may set; outside a pass, and in
+:func:`minicnn.reference_mode`, layers run the plain interface of
+:class:`minicnn.layers.Layer`):
+
+Working in place, inside a :class:`minicnn.net.Net` pass: a layer whose
+``fresh_output`` (``fresh_signal``) is True returns from ``forward`` (``backward``) a
+new array that it does not keep, so nothing but the next layer of the pass reads it.
+A layer with ``in_place`` True accepts ``overwrite=True`` in ``forward`` and
+``backward``, which the net passes when its input is such an array: it may then
+write its result into it (a ReLU after a linear layer rectifies its output where it
+lies) instead of into a new array, which saves the memory traffic and the
+allocation. Called directly, layers never overwrite their input.
+
+Fusing a ReLU: a layer with ``fuses_relu`` True accepts ``relu=True`` in ``forward``
+and then returns max(output, 0), rectified while each part is still in cache. The
+net passes it when the next layer is a :class:`ReLU` that the pass runs, and runs
+that ReLU with ``rectified=True``: it keeps the array as its output (and backward
+mask) without a pass of its own.
+
+The net believes these flags only while the layer runs the very method the class
+that set them defines (:func:`runs_own`): a subclass that overrides ``forward`` or
+``backward`` (to keep its output, say) and a hook put on an instance run with the
+plain protocol above, whatever they inherit.
+"""
 import difflib
 import functools
 from collections import OrderedDict
