@@ -306,8 +306,12 @@ def register_class_models(app, ex):
 
     @app.post("/api/classmodels")
     def class_models_start():
-        values = request.get_json(silent=True)
-        if not isinstance(values, dict):
+        if request.is_json:
+            values = request.get_json(silent=True)
+            if not isinstance(values, dict):     # malformed, or an array, string, number
+                raise RequestError("POST /api/classmodels: expected a JSON object of "
+                                   "settings, e.g. {\"steps\": 300, \"classes\": \"1,2\"}")
+        else:
             values = request.form or request.args
         settings = ClassModelSettings.from_args(values)
         classes = ex.gallery_classes(values.get("classes"))

@@ -216,6 +216,21 @@ def test_bad_requests_get_a_message_and_a_4xx(server, path, status, words):
     assert words in message and "Traceback" not in message
 
 
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"steps"', b"3", b"null", b"{bad json",
+                                  b'{"steps": [1]}'])
+def test_class_model_posts_other_than_a_json_object_get_a_400(server, body):
+    """A JSON body that is not an object of settings is refused in one line; it never
+    starts a default gallery (it did) nor answers 500."""
+    before = http(server.url, "/api/classmodels").json()
+    reply = http(server.url, "/api/classmodels", data=body, method="POST",
+                 headers={"Content-Type": "application/json"})
+    assert reply.status == 400, reply.body[:300]
+    message = reply.json()["error"]
+    assert "expected" in message and "Traceback" not in message and "\n" not in message
+    after = http(server.url, "/api/classmodels").json()
+    assert after["status"]["state"] == before["status"]["state"]     # no job started
+
+
 def test_canvas_without_fashion_mnist_says_so(tmp_path):
     srv = make_server(fashion_dir=str(tmp_path))
     try:
