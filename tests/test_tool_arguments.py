@@ -89,3 +89,15 @@ def test_bad_tensor_inputs_give_one_line(tmp_path, content, expected):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], r.stderr
     assert "Warning" not in r.stderr and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("tool_args", [
+    ("saliency.py", "--smoothgrad", "1001"), ("localize.py", "--smoothgrad", "100000"),
+    ("evaluate.py", "localize", "--smoothgrad", "1000000000", "--out", "never"),
+    ("evaluate.py", "localize", "--smoothgrad", "0", "--out", "never")])
+def test_smoothgrad_sample_counts_are_range_checked(tool_args):
+    """One usage line for an absurd SmoothGrad count (it ran out of memory drawing all the
+    noise at once), before any work."""
+    r = tool(*tool_args)
+    assert r.returncode == 2 and "--smoothgrad" in r.stderr and "1000" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

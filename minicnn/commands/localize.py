@@ -49,7 +49,7 @@ def build_parser():
                         "(default: the top-1 class of each image)")
     p.add_argument("--method", choices=RULES, default="gradient",
                    help="backward rule of the saliency map (the paper: gradient)")
-    p.add_argument("--smoothgrad", metavar="N", type=cli.nonneg_int, default=0,
+    p.add_argument("--smoothgrad", metavar="N", type=cli.smoothgrad_samples, default=0,
                    help="SmoothGrad samples for the saliency map (0: off)")
     p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
                    help="SmoothGrad noise sigma as a fraction of the input range")

@@ -41,7 +41,7 @@ def build_parser():
                         "per image (default: the top-1 class of each image)")
     p.add_argument("--method", choices=RULES, default="gradient",
                    help="backward rule: gradient (the paper's saliency), deconvnet, guided")
-    p.add_argument("--smoothgrad", metavar="N", type=cli.nonneg_int, default=0,
+    p.add_argument("--smoothgrad", metavar="N", type=cli.smoothgrad_samples, default=0,
                    help="SmoothGrad: average the signal over N noisy copies (0: off; "
                         "Smilkov et al. use up to 50)")
     p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,

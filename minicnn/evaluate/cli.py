@@ -154,7 +154,7 @@ def build_parser():
 def _add_method_args(p):
     p.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M,M",
                    help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
-    p.add_argument("--smoothgrad", type=cli.positive_int, default=25, metavar="N",
+    p.add_argument("--smoothgrad", type=cli.smoothgrad_samples_on, default=25, metavar="N",
                    help="samples of the smoothgrad method")
     p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
                    help="SmoothGrad noise sigma as a fraction of the input range")

@@ -21,7 +21,8 @@ import numpy as np
 from ..backend import to_numpy
 from ..viz.inputs import network_view, tencrop_view
 from ..viz.localize import BOX, BoxSettings, localize_map
-from ..viz.saliency import SALIENCY, tencrop_saliency
+from ..viz.batching import examples_per_batch
+from ..viz.saliency import BATCH_BYTES as SALIENCY_BATCH_BYTES, SALIENCY, tencrop_saliency
 from . import metrics
 
 # method name -> (backward rule, uses SmoothGrad)
@@ -83,21 +84,23 @@ def class_signals(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.no
     copies with Gaussian noise of sigma = noise * (max - min) of x, drawn from ``seed``."""
     x = np.asarray(to_numpy(x), np.float32)
     classes = [int(c) for c in classes]
-    if samples:
-        rng = np.random.default_rng(seed)
-        sigma = np.float32(float(noise) * float(x.max() - x.min()))
-        inputs = x[None] + rng.standard_normal((samples,) + x.shape).astype(np.float32) * sigma
-    else:
-        inputs = x[None]
+    rng = np.random.default_rng(seed)
+    sigma = np.float32(float(noise) * float(x.max() - x.min()))
+    count = max(int(samples), 1)
+    # at most as many copies a pass as fit the saliency memory budget (one for VGG16)
+    batch_size = max(1, min(int(batch_size), examples_per_batch(net, SALIENCY_BATCH_BYTES)))
     total = np.zeros((len(classes),) + x.shape, np.float64)
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
+    for start in range(0, count, batch_size):
+        n = min(batch_size, count - start)
+        # the noise drawn a batch at a time: the same numbers as all at once
+        chunk = (x[None] + rng.standard_normal((n,) + x.shape).astype(np.float32) * sigma
+                 if samples else x[None])
         scores = net.forward(chunk)
         for k, c in enumerate(classes):
             seed_signal = np.zeros(scores.shape, np.float32)
             seed_signal[:, c] = 1.0
             total[k] += to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0)
-    return total / len(inputs)
+    return total / count
 
 
 def class_maps(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,

@@ -69,6 +69,12 @@ nonneg_float = _typed(float, lambda v: 0 <= v <= FLOAT32_MAX, "a number >= 0 (at
 fraction = _typed(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 unit_interval_open = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 percentile = _typed(float, lambda v: 0 <= v < 100, "a number in [0, 100)")
+# SmoothGrad samples: Smilkov et al. use up to 50; each is a forward and backward pass
+MAX_SMOOTHGRAD = 1000
+smoothgrad_samples = _typed(int, lambda v: 0 <= v <= MAX_SMOOTHGRAD,
+                            f"an integer from 0 to {MAX_SMOOTHGRAD}")
+smoothgrad_samples_on = _typed(int, lambda v: 1 <= v <= MAX_SMOOTHGRAD,
+                               f"an integer from 1 to {MAX_SMOOTHGRAD}")
 
 
 # ----------------------------------------------------------------------------- common options

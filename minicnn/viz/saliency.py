@@ -117,11 +117,13 @@ def smooth_signal(net, x, classes, rule=SALIENCY.rule, samples=0, noise=SALIENCY
     classes = np.asarray(classes, np.int64)
     out = np.zeros_like(x, dtype=np.float64)
     for i in range(x.shape[0]):
-        sigma = float(noise) * float(x[i].max() - x[i].min())
-        noisy = x[i][None] + rng.standard_normal((samples,) + x.shape[1:]).astype(np.float32) \
-            * np.float32(sigma)
+        sigma = np.float32(float(noise) * float(x[i].max() - x[i].min()))
         for start in range(0, samples, batch_size):
-            chunk = noisy[start:start + batch_size]
+            # drawn a batch at a time: the same numbers as drawing all at once, in
+            # memory for one batch only
+            count = min(batch_size, samples - start)
+            chunk = x[i][None] + rng.standard_normal((count,) + x.shape[1:]).astype(
+                np.float32) * sigma
             sig = class_signal(net, chunk, np.full(len(chunk), classes[i]), rule)[0]
             out[i] += to_numpy(sig).astype(np.float64).sum(axis=0)
     return (out / samples).astype(np.float32)

@@ -181,3 +181,13 @@ def test_unit_reconstruction_rules_on_a_conv_net():
         unit_reconstruction(net, x, "relu2_1", 99)
     with pytest.raises(ValueError, match="close matches"):
         unit_reconstruction(net, x, "relu2_l", 0)
+
+
+def test_smoothgrad_draws_the_same_noise_in_any_batch_size():
+    """The noisy copies are drawn a batch at a time (memory for one batch only): the
+    signal is the same as with all copies in one batch."""
+    net = tiny_vgg()
+    x = np.random.default_rng(7).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    one = smooth_signal(net, x, [0, 2], samples=6, seed=3, batch_size=1)
+    all_at_once = smooth_signal(net, x, [0, 2], samples=6, seed=3, batch_size=6)
+    np.testing.assert_allclose(one, all_at_once, rtol=1e-5, atol=1e-7)
