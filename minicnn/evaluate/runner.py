@@ -218,6 +218,13 @@ def dask_client(workers=None, scheduler=None):
     return client, cluster
 
 
+def one_line(text):
+    """``text`` safe for the terminal as one line: control characters (from file names)
+    and line breaks shown as \\xNN / \\n instead of acting."""
+    from ..terminal import escape_controls
+    return escape_controls(text).replace("\n", "\\n").replace("\r", "\\r")
+
+
 def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=None,
         progress=True, out=sys.stderr, desc="images"):
     """Evaluate the first ``limit`` items of ``source`` not yet in ``store``.
@@ -246,7 +253,7 @@ def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=No
                 store.append(chunk)
                 for _, key, rec, err in chunk:
                     if rec is None:
-                        bar.write(f"skipped {key}: {err}", file=out)
+                        bar.write(one_line(f"skipped {key}: {err}"), file=out)
                 bar.update(len(chunk))
                 next_chunk += 1
     finally:

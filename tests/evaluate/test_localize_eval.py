@@ -103,6 +103,19 @@ def test_label_mode_records_equal_top5_mode_records(net, tmp_path):
 
 # ----------------------------------------------------------------------------- command
 
+def test_skipped_lines_show_control_characters_of_file_names_escaped(tmp_path):
+    """An image file named with an escape sequence and a newline is skipped in one line
+    that shows them as text (they reached the terminal raw)."""
+    root, synsets, _ = make_box_folder(tmp_path, count=1)
+    (root / "evil\x1b[2J\nname.png").write_bytes(b"not a png")
+    r = evaluate("--data", str(root), "--synsets", str(synsets), "--methods", "gradient",
+                 "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 1 and "\x1b" not in r.stderr
+    assert "evil\\x1b[2J\\nname.png" in skipped[0], skipped
+
+
 def test_a_run_with_no_usable_image_fails_with_one_line(tmp_path):
     root, synsets, _ = make_box_folder(tmp_path, count=2)
     for xml in tmp_path.rglob("*.xml"):
