@@ -122,8 +122,14 @@ class ClutteredTest:
 def read_synsets(path):
     """A synsets file (line k: ``SYNSET description``, naming class k) -> (synsets list,
     descriptions list). Blank lines are not allowed between entries."""
+    import stat
     try:
-        with open(path, "rb") as f:
+        # non-blocking open, then only a regular file is read: a FIFO would block for ever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ValueError(f"--synsets {path}: not a regular file; expected a text "
+                                 "file of synsets")
             raw = f.read(MAX_XML_BYTES * 16)
     except OSError as exc:
         raise ValueError(f"--synsets {path}: cannot read ({exc.strerror or exc})") from None

@@ -116,6 +116,17 @@ def test_skipped_lines_show_control_characters_of_file_names_escaped(tmp_path):
     assert "evil\\x1b[2J\\nname.png" in skipped[0], skipped
 
 
+def test_a_fifo_as_synsets_is_refused_not_waited_on(tmp_path):
+    import os
+    root, _, _ = make_box_folder(tmp_path, count=1)
+    fifo = tmp_path / "synsets.fifo"
+    os.mkfifo(fifo)
+    r = evaluate("--data", str(root), "--synsets", str(fifo), "--methods", "gradient",
+                 "--out", str(tmp_path / "out"), timeout=60)
+    assert r.returncode == 1 and "not a regular file" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_a_run_with_no_usable_image_fails_with_one_line(tmp_path):
     root, synsets, _ = make_box_folder(tmp_path, count=2)
     for xml in tmp_path.rglob("*.xml"):
