@@ -95,11 +95,8 @@ def class_signals(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.no
         # the noise drawn a batch at a time: the same numbers as all at once
         chunk = (x[None] + rng.standard_normal((n,) + x.shape).astype(np.float32) * sigma
                  if samples else x[None])
-        scores = net.forward(chunk)
-        for k, c in enumerate(classes):
-            seed_signal = np.zeros(scores.shape, np.float32)
-            seed_signal[:, c] = 1.0
-            total[k] += to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0)
+        net.forward(chunk)
+        total += backward_signals(net, len(chunk), classes, rule)
     return total / count
 
 
@@ -134,16 +131,22 @@ def _maps(net, view, classes, rule, smooth, settings, seed):
                       settings.batch_size)
 
 
+def backward_signals(net, count, classes, rule):
+    """(K, C, H, W) float64: for each class, the input signal of its score summed over the
+    ``count`` examples of the forward pass the net has just run (one backward pass per
+    class, no second forward)."""
+    out = []
+    for c in classes:
+        seed_signal = np.zeros((count, net.num_classes), np.float32)
+        seed_signal[:, c] = 1.0
+        out.append(to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0))
+    return np.stack(out)
+
+
 def backward_maps(net, classes, rule):
     """Saliency maps (K, H, W) float32 of ``classes`` from the forward pass the net has
     just run on one image: one backward pass per class, no second forward."""
-    maps = []
-    for c in classes:
-        seed_signal = np.zeros((1, net.num_classes), np.float32)
-        seed_signal[0, c] = 1.0
-        signal = to_numpy(net.backward(seed_signal, rule)).astype(np.float64)
-        maps.append(np.abs(signal[0]).max(axis=0))
-    return np.stack(maps).astype(np.float32)
+    return np.abs(backward_signals(net, 1, classes, rule)).max(axis=1).astype(np.float32)
 
 
 def method_maps(net, view, classes, settings, seed):

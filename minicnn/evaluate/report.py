@@ -24,12 +24,12 @@ def summary_markdown(summary, methods, command, data, model, skipped=None):
     tol = summary["pointing_tolerance"]
     at = (f"{tol['pixels']:g} px at a shorter side of {tol['at_shorter_side']} px"
           if tol["at_shorter_side"] else f"{tol['pixels']:g} px")
+    skipped_text = skip_words(skipped or {})
     lines = [
         "# Weakly supervised localisation",
         "",
         f"Model `{model}`, data `{data}`: **{summary['n']} images**"
-        + (f" (skipped: {skip_words(skipped or {})}; see skipped.jsonl)" if skip_words(skipped or {})
-           else "") + ".",
+        + (f" (skipped: {skipped_text}; see skipped.jsonl)" if skipped_text else "") + ".",
         f"Classification error: top-1 {_fmt(summary['classification_error']['top1'])}, "
         f"top-5 {_fmt(summary['classification_error']['top5'])}.",
         "",

@@ -132,9 +132,7 @@ def _packed(pixels):
 def colour_costs(pixels, model):
     """-log p(colour | model) of (P, 3) colours, scored once per distinct colour (a
     picture has far fewer distinct colours than pixels; the costs are exact)."""
-    distinct, inverse = np.unique(_packed(pixels), return_inverse=True)
-    first = np.zeros(len(distinct), np.int64)
-    first[inverse[::-1]] = np.arange(len(pixels) - 1, -1, -1)   # one pixel per colour
+    _, first, inverse = np.unique(_packed(pixels), return_index=True, return_inverse=True)
     return -model.score_samples(np.asarray(pixels, np.float64)[first])[inverse.ravel()]
 
 
@@ -245,8 +243,8 @@ def localize_map(rgb, saliency_map, fg_quantile=BOX.fg_quantile, bg_quantile=BOX
         raise ValueError(f"expected an (H, W, 3) RGB picture, got shape {rgb.shape}")
     if rgb.shape[:2] != m.shape:
         raise ValueError(f"picture {rgb.shape[:2]} and saliency map {m.shape} differ in size")
-    size = work_size(m.shape, max_pixels)
-    if size != m.shape:
+    full, size = m.shape, work_size(m.shape, max_pixels)
+    if size != full:
         rgb, m = _area_resize(rgb, size), _area_resize(m, size)
     fg, bg = seeds(m, fg_quantile, bg_quantile)
     # small fits: one BLAS thread is faster, and the same result on every machine
@@ -256,8 +254,7 @@ def localize_map(rgb, saliency_map, fg_quantile=BOX.fg_quantile, bg_quantile=BOX
     fallback = not mask.any()
     if fallback:
         mask = largest_component(fg)
-    if size != tuple(np.asarray(saliency_map).shape):
-        full = np.asarray(saliency_map).shape
+    if size != full:
         mask, seg, fg, bg = (_upsample(a, full) for a in (mask, seg, fg, bg))
     return Localization(box=bounding_box(mask), mask=mask, segmentation=seg, fg_seeds=fg,
                         bg_seeds=bg, fallback=fallback)
