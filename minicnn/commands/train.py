@@ -12,6 +12,7 @@ The command that made weights/fashion_vgg.h5 (see weights/README.md; about 80 mi
     python tools/train.py --epochs 8 --threads 2 --workers 1
 """
 import argparse
+import io
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from minicnn.datasets.cluttered import ClutteredFashion, evaluation_split
 from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,
                                             load_fashion_mnist)
 from minicnn.io import atomic_write
+from minicnn.outfolder import FolderLock, open_append, regular_or_absent
 from minicnn.preprocess import Preprocessing
 from minicnn.threads import get_threads, set_threads
 from minicnn.training import SGD, DataParallel, learning_rate, predict, train_step
@@ -289,6 +291,13 @@ def _train(args, argv):
     from tqdm import tqdm
     train_images, train_labels, test_images, test_labels = _load_data(args)
     os.makedirs(args.run_dir, exist_ok=True)
+    # the run folder is this run's alone (two runs would interleave checkpoints), and its
+    # files are read and written only as regular files (never through a symbolic link)
+    lock = FolderLock(args.run_dir, f"--run-dir {args.run_dir}",
+                      "train.py " + " ".join(argv or sys.argv[1:]))
+    for name in ("checkpoint.h5", "checkpoint_opt.npz", "log.jsonl",
+                 f"test_canvases_{args.test_size}.npz"):
+        regular_or_absent(os.path.join(args.run_dir, name))
     gen = ClutteredFashion(train_images, train_labels)
     batches = Batches(gen, args.seed, args.train_size, args.batch)
     total_steps = batches.steps_per_epoch * args.epochs
@@ -319,7 +328,7 @@ def _train(args, argv):
         scores = predict(net, prep.array_to_input(test_x_rgb[:count]))
         return float((scores.argmax(1) == test_y[:count]).mean())
 
-    log = open(os.path.join(args.run_dir, "log.jsonl"), "a")
+    log = io.TextIOWrapper(open_append(os.path.join(args.run_dir, "log.jsonl")))
     dropouts = [[layer for _, layer in shard_net if layer.kind == "dropout"]
                 for shard_net in parallel.nets]
     pending = deque(pool.apply_async(_render_batch, (s,))
@@ -359,6 +368,8 @@ def _train(args, argv):
     bar.close()
     pool.close()
     _save_model(args, argv, net, meta, parallel, evaluate(len(test_y)), total_steps, len(test_y))
+    log.close()
+    lock.release()
     return 0
 
 

@@ -237,10 +237,29 @@ class Evaluation:
                   "model_sha256": file_digest(self.model), "data": args.data,
                   "data_root": root, "box_origin": args.box_origin,
                   "settings": settings.to_dict()}
-        self.store = RecordStore(args.out, record, resume=args.resume)
+        self.store = RecordStore(args.out, record, resume=args.resume, note=self.command)
         self.total = (len(self.source) if args.limit is None
                       else min(args.limit, len(self.source)))
         self.keys = [self.source.key(i) for i in range(self.total)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.store.close()
+
+    def check_resumed(self, summarise):
+        """A resumed folder's records must be what this sub-command writes: ``summarise``
+        (the sub-command's own) runs on them before any work, so a record edited by hand
+        or made by another tool is refused in one line instead of failing at the end."""
+        if not self.store.records:
+            return
+        try:
+            summarise(self.store.records)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise ValueError(f"--resume: {self.store.records_path} holds records this "
+                             f"sub-command did not write ({type(exc).__name__}: "
+                             f"{str(exc)[:80]}); choose a new --out") from None
 
     def run(self, evaluate):
         """Records for every image (``evaluate(net, item, index)``). Returns None when
@@ -276,9 +295,21 @@ class Evaluation:
 
 
 def localize(args, argv):
-    from functools import partial
     settings = _settings(args)
-    ev = Evaluation(args, argv, settings)
+    with Evaluation(args, argv, settings) as ev:
+        ev.check_resumed(lambda recs: _check_localize(recs, settings, args))
+        return _localize(args, ev, settings)
+
+
+def _check_localize(records, settings, args):
+    summarise(records, settings.methods, args.tolerance, args.tolerance_at)
+    for rec in records:     # what the figure reads beyond the summary
+        for method in settings.methods:
+            rec["boxes"][method].get(str(rec["label"]))
+
+
+def _localize(args, ev, settings):
+    from functools import partial
     status = ev.run(partial(evaluate_item, settings=settings))
     if status is not None:
         return status
@@ -298,11 +329,18 @@ def localize(args, argv):
 
 
 def sanity(args, argv):
-    from functools import partial
     from . import sanity as san
     settings = san.SanitySettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
                                   noise=args.noise, seed=args.seed)
-    ev = Evaluation(args, argv, settings)
+    with Evaluation(args, argv, settings) as ev:
+        ev.check_resumed(lambda recs: [san.summarise(recs, settings.methods)]
+                         + [ev.names[int(r["class"])] for r in recs])
+        return _sanity(args, ev, settings)
+
+
+def _sanity(args, ev, settings):
+    from functools import partial
+    from . import sanity as san
     status = ev.run(partial(san.evaluate_item, settings=settings))
     if status is not None:
         return status

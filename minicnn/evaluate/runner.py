@@ -93,51 +93,89 @@ def run_chunk(job, source, indices):
 
 # ----------------------------------------------------------------------------- records
 
+MAX_RUN_BYTES = 1 << 20          # run.json: settings, a few KB
+MAX_RECORD_BYTES = 1 << 30       # records.jsonl: ~1 KB a record, ILSVRC-val is 50 MB
+
+
 class RecordStore:
     """``DIR/records.jsonl`` (one record per line) and ``DIR/skipped.jsonl`` (one
-    {"image", "error"} per unusable image), with the settings in ``DIR/run.json``."""
+    {"image", "error"} per unusable image), with the settings in ``DIR/run.json``.
 
-    def __init__(self, folder, settings, resume=False):
+    The folder is locked for this run (:class:`~minicnn.outfolder.FolderLock`, released
+    by :meth:`close` or when the process ends). Its files are read and written only when
+    they are regular files (never through a symbolic link) and read only up to a bound;
+    on ``resume`` everything is checked before anything is changed, and records without
+    the ``run.json`` that says how they were made are refused, not adopted."""
+
+    def __init__(self, folder, settings, resume=False, note=""):
+        from ..outfolder import FolderLock, regular_or_absent
         self.folder = os.fspath(folder)
         self.records_path = os.path.join(self.folder, RECORDS)
         self.skipped_path = os.path.join(self.folder, SKIPPED)
         run_path = os.path.join(self.folder, RUN)
-        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+        if os.path.lexists(self.folder) and not os.path.isdir(self.folder):
             raise ValueError(f"--out {self.folder}: exists and is not a folder")
         os.makedirs(self.folder, exist_ok=True)
-        existing = os.path.exists(self.records_path) or os.path.exists(run_path)
-        if existing and not resume:
-            raise ValueError(f"--out {self.folder} already holds an evaluation; pass --resume "
-                             "to continue it, or choose another --out")
-        if resume and os.path.exists(run_path):
-            with open(run_path) as f:
-                try:
-                    old = json.load(f)
-                except ValueError:
-                    raise ValueError(f"{run_path}: not valid JSON; cannot resume") from None
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            if changed:
-                raise ValueError(f"--resume: {run_path} was made with other settings "
-                                 f"({', '.join(changed)}); use the same ones or a new --out")
-        else:
-            from ..io import atomic_write
-            atomic_write(run_path, lambda tmp: _dump(tmp, settings))
-        self.records = self._read(self.records_path)
-        self.skipped = self._read(self.skipped_path)
+        self.lock = FolderLock(self.folder, f"--out {self.folder}", note)
+        try:
+            present = {p: regular_or_absent(p)
+                       for p in (run_path, self.records_path, self.skipped_path)}
+            if any(present.values()) and not resume:
+                raise ValueError(f"--out {self.folder} already holds an evaluation; pass "
+                                 "--resume to continue it, or choose another --out")
+            if present[run_path]:
+                self._check_settings(run_path, settings)
+            elif present[self.records_path] or present[self.skipped_path]:
+                raise ValueError(f"--resume: {self.folder} holds records but no {RUN}: the "
+                                 "settings they were made with are unknown; choose a new --out")
+            self.records, records_end = self._read(self.records_path)
+            self.skipped, skipped_end = self._read(self.skipped_path)
+            if not present[run_path]:
+                from ..io import atomic_write
+                atomic_write(run_path, lambda tmp: _dump(tmp, settings))
+            # only now, with everything checked: drop a line cut short by an interrupted
+            # write (it is redone)
+            from ..outfolder import truncate_regular
+            for path, end in ((self.records_path, records_end), (self.skipped_path, skipped_end)):
+                if end is not None:
+                    truncate_regular(path, end)
+        except BaseException:
+            self.lock.release()
+            raise
         self.done = {r["image"] for r in self.records}
+
+    def close(self):
+        """Release the folder for other runs."""
+        self.lock.release()
+
+    @staticmethod
+    def _check_settings(run_path, settings):
+        from ..outfolder import read_bounded
+        try:
+            old = json.loads(read_bounded(run_path, MAX_RUN_BYTES))
+        except ValueError as exc:
+            if str(exc).startswith(run_path):
+                raise
+            raise ValueError(f"{run_path}: not valid JSON; cannot resume") from None
+        if not isinstance(old, dict):
+            raise ValueError(f"{run_path}: holds a JSON {type(old).__name__}, not the settings "
+                             "object a run writes; cannot resume")
+        changed = _differences(old, settings)
+        if changed:
+            raise ValueError(f"--resume: {run_path} was made with other settings ("
+                             + "; ".join(changed[:3]) + (f"; {len(changed) - 3} more"
+                                                         if len(changed) > 3 else "")
+                             + "); use the same ones or a new --out")
 
     @staticmethod
     def _read(path):
-        """Complete lines of a JSON-lines file; a last line cut short by an interrupted
-        write is removed from the file."""
-        if not os.path.exists(path):
-            return []
-        with open(path, "rb") as f:
-            data = f.read()
+        """(complete records of a JSON-lines file, the length to cut it to or None): a
+        last line cut short by an interrupted write is left out (the caller cuts it)."""
+        from ..outfolder import read_bounded
+        if not os.path.lexists(path):
+            return [], None
+        data = read_bounded(path, MAX_RECORD_BYTES)
         end = data.rfind(b"\n") + 1
-        if end < len(data):                  # a torn last line: drop it, it is redone
-            with open(path, "r+b") as f:
-                f.truncate(end)
         out, seen = [], set()
         for number, line in enumerate(data[:end].splitlines(), 1):
             try:
@@ -147,25 +185,42 @@ class RecordStore:
             if not isinstance(rec, dict) or not isinstance(rec.get("image"), str):
                 raise ValueError(f"{path}: line {number} is not a record; cannot resume")
             if rec["image"] in seen:
-                raise ValueError(f"{path}: {rec['image']!r} is recorded twice; cannot resume")
+                raise ValueError(f"{path}: {one_line(repr(rec['image'][:200]))} is recorded "
+                                 "twice; cannot resume")
             seen.add(rec["image"])
             out.append(rec)
-        return out
+        return out, (end if end < len(data) else None)
 
     def append(self, results):
         """Write the results of one chunk [(index, key, record, error)] and sync."""
+        from ..outfolder import open_append
         recs = [r for _, _, r, _ in results if r is not None]
         errs = [{"image": k, "error": e} for _, k, r, e in results if r is None]
         for path, rows, keep in ((self.records_path, recs, self.records),
                                  (self.skipped_path, errs, self.skipped)):
             if not rows:
                 continue
-            with open(path, "a") as f:
-                f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+            with open_append(path) as f:
+                f.write("".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                for r in rows).encode())
                 f.flush()
                 os.fsync(f.fileno())
             keep.extend(rows)
         self.done.update(r["image"] for r in recs)
+
+
+def _differences(old, new, prefix=""):
+    """["key: old -> new", ...] for the settings that differ (nested dicts by dotted key)."""
+    from ..terminal import short
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{one_line(str(key))}: {one_line(short(a, 60))} -> "
+                       f"{one_line(short(b, 60))}")
+    return out
 
 
 def _dump(path, obj):

@@ -318,7 +318,7 @@ def test_existing_results_are_not_overwritten_without_resume(tmp_path):
     r = evaluate(*args)
     assert r.returncode == 1 and "--resume" in r.stderr
     r = evaluate(*args[:-2], "--methods", "guided", "--out", str(tmp_path / "o"), "--resume")
-    assert r.returncode == 1 and "other settings (settings)" in r.stderr
+    assert r.returncode == 1 and "other settings (settings.methods: ['gradient'] -> ['guided'])" in r.stderr
     assert (tmp_path / "o" / "records.jsonl").read_bytes() == before
 
 
