@@ -15,6 +15,7 @@ Examples:
   python3 tools/evaluate.py localize --out eval-fashion --resume    # after an interruption
 """
 from contextlib import contextmanager
+import argparse
 import os
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..viz.saliency import SALIENCY
 from . import data as data_mod
 from . import report
 from .localization import METHODS, LocalizeSettings, evaluate_item, summarise
-from .runner import Job, RecordStore, file_digest, run
+from .runner import Job, RecordStore, file_digest, run, scheduler_address
 
 PROG = "evaluate.py"
 FIGURE = "localize_best_worst.png"
@@ -67,6 +68,13 @@ def _add_data_args(p):
                    help="only the first N images (default: all)")
 
 
+def _scheduler_type(text):
+    try:
+        return scheduler_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_run_args(p, default_out):
     p.add_argument("--out", metavar="DIR", default=default_out,
                    help="folder for the results (created if needed)")
@@ -78,6 +86,7 @@ def _add_run_args(p, default_out):
                        help="run on a local Dask cluster of N worker processes (pip install "
                             "-e '.[dask]'); default: in this process")
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                       type=_scheduler_type,
                        help="run on an existing Dask cluster (its workers need minicnn and "
                             "the same paths to the model and the data)")
     p.add_argument("--chunk-size", type=cli.positive_int, default=8, metavar="N",

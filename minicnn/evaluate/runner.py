@@ -120,9 +120,11 @@ class RecordStore:
         try:
             present = {p: regular_or_absent(p)
                        for p in (run_path, self.records_path, self.skipped_path)}
-            if any(present.values()) and not resume:
+            if (present[self.records_path] or present[self.skipped_path]) and not resume:
                 raise ValueError(f"--out {self.folder} already holds an evaluation; pass "
                                  "--resume to continue it, or choose another --out")
+            if present[run_path] and not resume:
+                present[run_path] = False     # settings of a run that recorded nothing
             if present[run_path]:
                 self._check_settings(run_path, settings)
             elif present[self.records_path] or present[self.skipped_path]:
@@ -253,18 +255,70 @@ def _dask_results(job, source, chunks, client):
             future.cancel()
 
 
-def dask_client(workers=None, scheduler=None):
-    """A Dask client: ``scheduler`` (tcp://HOST:PORT of a running cluster) or a local
-    cluster of ``workers`` processes with one thread each, listening on 127.0.0.1.
-    Returns (client, cluster or None)."""
+SCHEDULER_DEADLINE_S = 30      # connect, handshake and the scheduler's first answer
+
+
+def scheduler_address(text):
+    """``tcp://HOST:PORT`` (or ``tls://``) checked before any work: ValueError, one line,
+    for anything else (an empty value, ``inproc://``, a port outside 1-65535)."""
+    import re
+    match = re.fullmatch(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})",
+                         text or "")
+    if not match or not 1 <= int(match.group(3)) <= 65535:
+        raise ValueError(f"expected tcp://HOST:PORT (a Dask scheduler; port 1-65535), got "
+                         f"{one_line(repr(text))[:120]}")
+    return text
+
+
+def _connect(scheduler, deadline_s):
+    """A Client of the scheduler, or ValueError (one line) when none answers as a Dask
+    scheduler within ``deadline_s``: Dask's own timeout covers the TCP connect only, and
+    a peer that accepts and never answers would be waited on for ever, so the whole
+    connection runs in a thread that is given up on at the deadline."""
+    import socket
+    import threading
+    from dask.distributed import Client
+    host, port = scheduler.split("://", 1)[1].rsplit(":", 1)
+    try:      # a quick, clear answer when nothing listens there
+        socket.create_connection((host.strip("[]"), int(port)), timeout=deadline_s).close()
+    except OSError as exc:
+        raise ValueError(f"--scheduler {scheduler}: cannot connect "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    box = {}
+
+    def connect():
+        try:
+            box["client"] = Client(scheduler, timeout=f"{deadline_s}s")
+        except BaseException as exc:      # garbage from the peer: MemoryError, ValueError ...
+            box["error"] = exc
+    thread = threading.Thread(target=connect, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answered within "
+                         f"{deadline_s} s")
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        detail = " ".join(str(exc).split())[:120]
+        raise ValueError(f"--scheduler {scheduler}: no Dask scheduler there "
+                         f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    return box["client"]
+
+
+def dask_client(workers=None, scheduler=None, deadline_s=SCHEDULER_DEADLINE_S):
+    """A Dask client: ``scheduler`` (tcp://HOST:PORT of a running cluster, answered within
+    ``deadline_s``) or a local cluster of ``workers`` processes with one thread each,
+    listening on 127.0.0.1. Returns (client, cluster or None)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ImportError("--workers / --scheduler need Dask: pip install -e '.[dask]'",
                           name="distributed") from None
     import logging
-    if scheduler:
-        client, cluster = Client(scheduler, timeout="20s"), None
+    if scheduler is not None:
+        client, cluster = _connect(scheduler_address(scheduler), deadline_s), None
     else:
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None,
@@ -295,7 +349,7 @@ def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=No
                disable=not progress, file=out, dynamic_ncols=True)
     client = cluster = None
     try:
-        if workers or scheduler:
+        if workers or scheduler is not None:
             client, cluster = dask_client(workers, scheduler)
             results = _dask_results(job.with_threads(1), source, chunks, client)
         else:
