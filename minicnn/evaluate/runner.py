@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 
 RECORDS = "records.jsonl"
 SKIPPED = "skipped.jsonl"
@@ -276,7 +277,6 @@ def _connect(scheduler, deadline_s):
     a peer that accepts and never answers would be waited on for ever, so the whole
     connection runs in a thread that is given up on at the deadline."""
     import socket
-    import threading
     from dask.distributed import Client
     host, port = scheduler.split("://", 1)[1].rsplit(":", 1)
     try:      # a quick, clear answer when nothing listens there
@@ -320,9 +320,20 @@ def dask_client(workers=None, scheduler=None, deadline_s=SCHEDULER_DEADLINE_S):
     if scheduler is not None:
         client, cluster = _connect(scheduler_address(scheduler), deadline_s), None
     else:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        # Ctrl-C reaches every process of the terminal's group: the workers are started
+        # with SIGINT ignored (inherited through spawn), so that this process alone stops
+        # the run and closes the cluster, instead of each worker dying with a traceback
+        import signal
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                   processes=True, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0",   # no fixed port: no clash
+                                   silence_logs=logging.ERROR)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
         client = Client(cluster)
     return client, cluster
 

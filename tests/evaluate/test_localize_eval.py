@@ -1,6 +1,7 @@
 """tools/evaluate.py localize end to end on small data the tests make, and the pieces it
 is built from."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -339,3 +340,37 @@ def test_a_flat_map_gives_no_box_instead_of_stopping_the_run(net, tmp_path, monk
     assert all(b is None for b in rec["boxes"]["gradient"].values())
     assert rec["mask_iou"]["gradient"] == 0.0
     assert localization.localize_or_none(item.image, np.ones((64, 64)), LocalizeSettings()) is None
+
+
+def test_ctrl_c_at_the_terminal_with_workers_gives_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group (the tool and its Dask workers): one line,
+    exit 130, no worker tracebacks, and --resume completes the records."""
+    pytest.importorskip("dask.distributed")
+    from conftest import write_idx
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", 0x803,
+              rng.integers(0, 256, (300, 28, 28)).astype(np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", 0x801, np.arange(300) % 10)
+    out = tmp_path / "o"
+    args = ["--data", "cluttered-test", "--fashion-dir", str(folder), "--methods", "gradient",
+            "--boxes", "label", "--workers", "2", "--chunk-size", "1", "--out", str(out)]
+
+    def started():
+        return subprocess.Popen([sys.executable, TOOL, "localize", "--no-progress", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_dispositions, start_new_session=True)
+    proc = started()
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or records.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err, err
+    again = evaluate(*args, "--resume", timeout=300)
+    assert again.returncode == 0, again.stderr
+    images = [json.loads(l)["image"] for l in records.read_text().splitlines()]
+    assert len(images) == len(set(images)) == 300
