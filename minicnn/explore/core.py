@@ -115,7 +115,8 @@ class Explorer:
                     seed[0, 0] = 1.0
                     replica.backward(seed, rule="gradient")
             except Exception as exc:      # a warm-up problem must not stop the server
-                log.warning("warm-up pass failed: %s", " ".join(str(exc).split()))
+                if not self._closing.is_set():    # (closing: the pass was cut short)
+                    log.warning("warm-up pass failed: %s", " ".join(str(exc).split()))
             finally:
                 self._nets.put(replica)
 

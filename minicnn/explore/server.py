@@ -6,6 +6,26 @@ from werkzeug.serving import make_server
 from .app import DEFAULT_MAX_UPLOAD, create_app
 
 
+def _listening_server(host, port, app):
+    """Werkzeug's threaded server on host:port, or OSError: Werkzeug itself prints two
+    lines and exits the process when the port is taken, so its words are captured and
+    the tool says it in one line instead."""
+    import contextlib
+    import errno
+    import io
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return make_server(host, port, app, threaded=True)
+    except SystemExit:
+        words = " ".join(said.getvalue().split())
+        if "in use" in words:
+            raise OSError(errno.EADDRINUSE, f"port {port} is in use by another program "
+                                            "(choose another with --port, or 0 for any free "
+                                            "one)") from None
+        raise OSError(errno.EINVAL, words or "the web server could not start") from None
+
+
 class ExplorerServer:
     """A threaded server for ``explorer`` on host:port (port 0: a free one).
 
@@ -16,7 +36,7 @@ class ExplorerServer:
     def __init__(self, explorer, host="127.0.0.1", port=8000, max_upload=DEFAULT_MAX_UPLOAD):
         self.explorer = explorer
         self.app = create_app(explorer, max_upload)
-        self._server = make_server(host, port, self.app, threaded=True)
+        self._server = _listening_server(host, port, self.app)
         self._server.daemon_threads = True      # a slow request never holds up the exit
         self.host, self.port = host, self._server.server_port
         self._thread = None

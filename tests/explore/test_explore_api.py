@@ -343,6 +343,18 @@ def test_tool_refuses_bad_options_in_one_line(args, code, words):
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in run.stderr
 
 
+def test_a_port_in_use_is_said_in_one_line():
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        run = _tool("--port", str(port))
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: port {port} is in use" in lines[0]
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_tool_serves_and_stops_on_ctrl_c(stop):
     from children import default_dispositions
