@@ -179,6 +179,8 @@ def load_image(path):
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: image is too large ({exc})") from None
+    except MemoryError:       # the machine's state, not the file's: say so, as itself
+        raise
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read (expected PNG, JPEG or "
                          "another format Pillow knows)") from None

@@ -23,6 +23,7 @@ log = logging.getLogger("minicnn.explore")
 MAX_GALLERY_CLASSES = 20    # class models one gallery may ask for (one page of the picker)
 GALLERY_PAGE = 10           # classes per picker page of a model with more than that many
 MAX_JOBS = 16               # galleries kept (the oldest finished ones forgotten first)
+MAX_WAITING = 3             # galleries queued behind the running one; more: 429 busy
 
 
 @dataclass
@@ -131,6 +132,11 @@ class Gallery:
             if job is not None and job.state in ("failed", "cancelled") and start:
                 job = None
             if job is None and start:
+                waiting = sum(j.state == "queued" for j in self._jobs.values())
+                if waiting >= MAX_WAITING:
+                    raise RequestError(f"busy: {waiting} class-model galleries are already "
+                                       "waiting behind the running one; try again when one "
+                                       "has finished", 429)
                 batches = math.ceil(len(classes) / examples_per_batch(self.net, BATCH_BYTES))
                 job = ClassModelJob(settings, classes, total=batches * (settings.steps + 1))
                 self._jobs[key] = job

@@ -14,11 +14,13 @@ from .. import assets
 from ..preprocess import ImageError
 from ..viz.inputs import network_view, read_image
 from .cache import LRU
-from .errors import RequestError
+from .errors import RequestError, out_of_memory_line
 from .settings import MAX_SEED, parse_int
 
 MAX_UPLOADS = 64            # uploads kept (oldest files deleted first)
 MAX_CANVASES = 256          # canvas files kept (re-rendered when asked for again)
+MAX_DECODES = 2             # images decoded at once (each up to 64 Mpixel)
+DECODE_WAIT_S = 30          # how long a decode waits for its turn before "busy" (429)
 CANVAS_SEED_BASE = 7077     # canvas SEED is rendered from seed (CANVAS_SEED_BASE, SEED)
 
 
@@ -64,6 +66,7 @@ class ImageStore:
         self._uploads = OrderedDict()          # sha -> ImageEntry
         self._uploads_lock = threading.Lock()
         self.views = LRU(128)
+        self._decodes = threading.BoundedSemaphore(MAX_DECODES)
         self._fashion_dir = fashion_dir
         self._canvas_gen, self._canvas_error = None, None
         self._canvas_lock = threading.Lock()
@@ -123,6 +126,9 @@ class ImageStore:
         except ImageError as exc:
             os.unlink(path)
             raise RequestError(str(exc).replace(path, shown)) from None
+        except RequestError:      # busy, or out of memory: the upload is not kept
+            os.unlink(path)
+            raise
         with self._uploads_lock:
             self._uploads[sha] = entry
             while len(self._uploads) > MAX_UPLOADS:
@@ -189,10 +195,22 @@ class ImageStore:
     def view(self, entry):
         """ImageEntry -> the View the network sees (as the tools with NETWORK_VIEW)."""
         def compute():
+            # a decoded 8000x8000 upload is 192 MB, more while it is converted: at most
+            # MAX_DECODES at once, the others wait a while, then are told the server is busy
+            if not self._decodes.acquire(timeout=DECODE_WAIT_S):
+                raise RequestError(f"busy: {MAX_DECODES} other images are being decoded; "
+                                   "try again in a moment", 429)
             try:
                 return network_view(self.net, read_image(self.net, entry.path), entry.path)
             except ImageError as exc:
                 raise ImageError(str(exc).replace(entry.path, entry.label)) from None
+            except MemoryError as exc:
+                raise RequestError(out_of_memory_line(exc, f"decoding {entry.label}",
+                                                      "try again when the server is less "
+                                                      "busy, or send a smaller image"),
+                                   503) from None
+            finally:
+                self._decodes.release()
         return self.views.get(entry.spec, compute)
 
     def image_info(self, entry):
