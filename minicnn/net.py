@@ -333,9 +333,18 @@ class Net:
         strict: every key must be present, none unexpected, every shape must match;
         the error lists all problems at once. Non-strict loads the matching keys and
         still refuses mis-shaped ones. Nothing is changed when an error is raised."""
+        from collections.abc import Mapping
+        from .terminal import short
+        if not isinstance(state, Mapping):
+            raise ValueError(f"load_state_dict: expected a mapping of 'layer.param' names to "
+                             f"arrays, got {type(state).__name__}")
+        odd = [short(k, 40) for k in state if not isinstance(k, str)]
+        if odd:
+            raise ValueError("load_state_dict: keys must be 'layer.param' strings, got "
+                             + ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""))
         expected = {key: (layer, p) for key, layer, p in self.parameters()}
         missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
+        unexpected = [short(k, 60) for k in state if k not in expected]
         bad_shape, bad_value, converted = [], [], {}
         for key, value in state.items():
             if key not in expected:

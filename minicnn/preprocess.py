@@ -19,6 +19,7 @@ MAX_IMAGE_PIXELS = 64_000_000   # bigger files are refused (decompression bombs)
 # aspect ratio, not the file's size: a 20000x1 image whose shorter side is scaled to 256
 # would need 5 gigapixels. The limit allows aspect ratios up to 256:1 at a shorter side of 256.
 MAX_FRAME_PIXELS = 4096 * 4096
+MAX_INPUT_MAGNITUDE = 1e4       # |network input| a pixel may become (Caffe BGR 0-255: 152)
 
 
 class ImageError(ValueError):
@@ -74,6 +75,14 @@ class Preprocessing:
             raise ValueError("mean must be finite and std positive and finite")
         if not 0 < self.input_scale < np.inf:
             raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
+        # the network input of a black and of a white pixel: a scale of 1e300 (or a std of
+        # 1e-300) is "finite" but makes every pass overflow float32
+        extremes = [abs((v - m) / s) for v in (0.0, float(self.input_scale))
+                    for m, s in zip(self.mean, self.std)]
+        if not max(extremes) <= MAX_INPUT_MAGNITUDE:
+            raise ValueError(f"input_scale {self.input_scale:g}, mean and std make network "
+                             f"inputs up to {max(extremes):.3g}; expected at most "
+                             f"{MAX_INPUT_MAGNITUDE:g} (a white pixel is input_scale)")
         if self.resize is not None and (not isinstance(self.resize, int) or self.resize < 1):
             raise ValueError(f"resize must be a positive integer or null, got {self.resize!r}")
 
@@ -146,6 +155,9 @@ def to_rgb(image):
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         arr = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise ImageError("a float image with non-finite pixels (inf or NaN); expected "
+                             "finite values")
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
@@ -175,8 +187,10 @@ def load_image(path):
                                  f"{MAX_IMAGE_PIXELS} pixels)")
             im.load()   # decode now: truncated files fail here, not later
             return to_rgb(im)
-    except ImageError:
-        raise
+    except ImageError as exc:
+        if str(exc).startswith(path):
+            raise
+        raise ImageError(f"{path}: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: image is too large ({exc})") from None
     except MemoryError:       # the machine's state, not the file's: say so, as itself

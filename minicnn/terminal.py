@@ -13,6 +13,12 @@ def escape_controls(text):
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+def one_line(text):
+    """``text`` safe for the terminal as one line: control characters (from file names or
+    a file's own strings) and line breaks shown as \\xNN / \\n instead of acting."""
+    return escape_controls(text).replace("\n", "\\n").replace("\r", "\\r")
+
+
 class EscapingWriter:
     """A text stream that escapes control characters before writing to ``stream``."""
 

@@ -19,6 +19,8 @@ import argparse
 import os
 import sys
 
+from minicnn.terminal import one_line
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -44,7 +46,7 @@ def main(argv=None):
         net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
                                  quiet=args.quiet)
     except (ConvertError, ValueError, OSError) as exc:
-        print(f"convert_weights: error: {exc}", file=sys.stderr)
+        print(f"convert_weights: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except MemoryError:
         print("convert_weights: error: out of memory", file=sys.stderr)

@@ -238,7 +238,7 @@ def _reader(ds, transform=None):
         try:
             arr = ds[()]
         except (OSError, RuntimeError, KeyError) as exc:
-            raise ConvertError(f"cannot read dataset {ds.name} ({exc}): truncated or corrupt "
+            raise ConvertError(f"cannot read dataset {short(ds.name)} ({exc}): truncated or corrupt "
                                f"file") from None
         if arr.dtype.kind != "f":
             raise ConvertError(f"dataset {ds.name}: expected floating-point weights, found "

@@ -339,10 +339,9 @@ def dask_client(workers=None, scheduler=None, deadline_s=SCHEDULER_DEADLINE_S):
 
 
 def one_line(text):
-    """``text`` safe for the terminal as one line: control characters (from file names)
-    and line breaks shown as \\xNN / \\n instead of acting."""
-    from ..terminal import escape_controls
-    return escape_controls(text).replace("\n", "\\n").replace("\r", "\\r")
+    """See :func:`minicnn.terminal.one_line`."""
+    from ..terminal import one_line as line
+    return line(text)
 
 
 def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=None,
