@@ -54,11 +54,13 @@ def regular_or_absent(path):
     return True
 
 
-def _open_regular(path, flags, mode=0o666):
-    """os.open without following a final symbolic link and without blocking on a FIFO;
-    the descriptor is returned only for a regular file."""
+def _open_regular(path, flags, mode=0o666, follow_links=False):
+    """os.open without following a final symbolic link (unless ``follow_links``: a data
+    folder may link to where its files live) and without blocking on a FIFO; the
+    descriptor is returned only for a regular file."""
+    nofollow = 0 if follow_links else os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+        fd = os.open(path, flags | nofollow | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
                      mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
@@ -73,10 +75,11 @@ def _open_regular(path, flags, mode=0o666):
     return fd
 
 
-def read_bounded(path, limit):
+def read_bounded(path, limit, follow_links=False):
     """The bytes of the regular file ``path``, refused (ValueError, one line) when it holds
-    more than ``limit`` bytes or is not a regular file."""
-    fd = _open_regular(path, os.O_RDONLY)
+    more than ``limit`` bytes or is not a regular file (a symbolic link is refused unless
+    ``follow_links``; what it leads to must be a regular file either way)."""
+    fd = _open_regular(path, os.O_RDONLY, follow_links=follow_links)
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:

@@ -141,3 +141,38 @@ def test_an_idx_file_longer_than_declared_is_refused(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", 0x801, np.zeros(2))
     with pytest.raises(ValueError, match="found more"):
         load_fashion_mnist("test", str(tmp_path))
+
+
+def test_a_second_run_into_one_run_dir_is_refused_naming_the_first(tmp_path):
+    import textwrap
+    data = tiny_data(tmp_path / "data")
+    (tmp_path / "run").mkdir()
+    code = textwrap.dedent(f"""
+        import sys
+        from minicnn.outfolder import FolderLock
+        lock = FolderLock({str(tmp_path / 'run')!r}, "x", "train.py --epochs 99")
+        print("locked", flush=True)
+        sys.stdin.read()
+        """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = one_line(train(tmp_path, data))
+        assert "in use by another run" in line and "train.py --epochs 99" in line
+        assert sorted(os.listdir(tmp_path / "run")) == [".minicnn.lock"]
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert train(tmp_path, data).returncode == 0
+
+
+def test_a_symlinked_run_file_is_refused_and_its_target_untouched(trained, tmp_path):
+    data = copy_run(trained, tmp_path)
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("precious\n")
+    os.remove(tmp_path / "run" / "log.jsonl")
+    os.symlink(outside, tmp_path / "run" / "log.jsonl")
+    line = one_line(train(tmp_path, data, "--epochs", "2"))
+    assert "symbolic link" in line
+    assert outside.read_text() == "precious\n"

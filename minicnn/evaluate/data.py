@@ -180,13 +180,16 @@ def parse_annotation(path, origin=1):
     from defusedxml import ElementTree
     from defusedxml.common import DefusedXmlException
     where = os.fspath(path)
+    from ..outfolder import read_bounded
     try:
-        if os.path.getsize(path) > MAX_XML_BYTES:
-            raise ItemError(f"{where}: annotation larger than {MAX_XML_BYTES} bytes")
-        root = ElementTree.parse(path).getroot()
-    except ItemError:
-        raise
-    except (ElementTree.ParseError, DefusedXmlException, OSError, ValueError) as exc:
+        # a regular file of bounded size only: a FIFO would block, /dev/zero never end
+        text = read_bounded(path, MAX_XML_BYTES, follow_links=True)
+    except (OSError, ValueError) as exc:
+        raise ItemError(f"{where}: not a readable annotation "
+                        f"({' '.join(str(exc).replace(where, 'the file').split())[:160]})") from None
+    try:
+        root = ElementTree.fromstring(text)
+    except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
         raise ItemError(f"{where}: not a readable XML annotation "
                         f"({type(exc).__name__}: {str(exc)[:120]})") from None
     if root.tag != "annotation":

@@ -266,3 +266,31 @@ def test_generated_folder_states_end_in_a_run_or_one_line(boxes, finished, tmp_p
     else:
         one_line(r)
     assert snapshot(outside) == before, states
+
+
+# ----------------------------------------------------------------------------- data folders
+
+@pytest.mark.parametrize("kind", ["fifo", "dev zero", "big"])
+def test_an_annotation_that_is_not_a_bounded_regular_file_is_refused_unread(tmp_path, kind):
+    path = tmp_path / "a.xml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev zero":
+        os.symlink("/dev/zero", path)
+    else:
+        path.write_bytes(b"<annotation>" + b" " * (2 << 20) + b"</annotation>")
+    code = ("import sys\nfrom minicnn.evaluate.data import ItemError, parse_annotation\n"
+            f"try:\n    parse_annotation({str(path)!r})\nexcept ItemError as e:\n"
+            "    print(e)\n    sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert {"fifo": "a FIFO", "dev zero": "a device", "big": "more than the"}[kind] in r.stdout
+
+
+def test_an_annotation_reached_by_a_link_to_a_regular_file_is_read(tmp_path):
+    from conftest import voc_xml
+    from minicnn.evaluate.data import parse_annotation
+    real = tmp_path / "real.xml"
+    real.write_text(voc_xml((10, 8), [("n00000001", [1, 2, 5, 6])]))
+    os.symlink(real, tmp_path / "link.xml")
+    assert parse_annotation(tmp_path / "link.xml") == parse_annotation(real)
