@@ -10,6 +10,7 @@ import inspect
 import numpy as np
 
 from . import functional as F
+from .backend import get_array_module
 
 
 def check_int(owner, name, value, low):
@@ -326,4 +327,27 @@ class Dropout(Layer):
         return grad if mask is None else F.dropout_backward(grad, mask)
 
 
-LAYER_TYPES = {cls.kind: cls for cls in (Conv2d, Linear, ReLU, MaxPool2d, Flatten, Dropout)}
+class GlobalAvgPool(Layer):
+    """(N, C, H, W) -> (N, C): the mean of each channel over space (CAM's pooling, Zhou et
+    al. 2016). Linear, so every rule sends dy back the same way: dy / (H*W) at each
+    position of its channel."""
+    kind = "global_avgpool"
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise ValueError(f"GlobalAvgPool expects (C, H, W) maps, got shape {tuple(in_shape)}")
+        return (int(in_shape[0]),)
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        self.cache = {"x_shape": x.shape}
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad, rule="gradient", param_grads=False):
+        n, c, h, w = self._cached()["x_shape"]
+        xp = get_array_module(grad)
+        return xp.broadcast_to((grad / (h * w))[:, :, None, None], (n, c, h, w)).copy()
+
+
+LAYER_TYPES = {cls.kind: cls for cls in (Conv2d, Linear, ReLU, MaxPool2d, Flatten, Dropout,
+                                         GlobalAvgPool)}

@@ -240,12 +240,14 @@ class Net:
 
     @_blas_on_one_thread_on_cpu
     def backward(self, grad, rule="gradient", start=None, param_grads=False,
-                 input_signal=True):
+                 input_signal=True, until=None):
         """Send ``grad`` (the signal at the output of layer ``start``, default the last
         layer) back to the input with ``rule`` ("gradient", "deconvnet", "guided").
 
-        Returns the signal at the input, (N, C, H, W). Uses the caches of the last
-        forward. ``param_grads=True`` (gradient rule only) also fills each layer's
+        Returns the signal at the input, (N, C, H, W), or with ``until`` (a layer name
+        below ``start``) the signal at that layer's output, in the shape it produced in
+        the last forward (Grad-CAM reads it at the last conv's ReLU). Uses the caches of
+        the last forward. ``param_grads=True`` (gradient rule only) also fills each layer's
         ``grads``; with ``input_signal=False`` as well (training), the signal below the
         lowest layer with parameters is not computed and None is returned."""
         check_rule(rule)
@@ -266,6 +268,15 @@ class Net:
             raise ValueError(f"grad has shape {tuple(grad.shape)} but layer "
                              f"{self.names[begin]!r} produced {shapes[begin]} in the last forward")
         items = list(self.layers.items())[:begin + 1]
+        if until is not None:
+            stop = self.index(until)
+            if stop >= begin:
+                raise ValueError(f"backward until {until!r}: it must come before the layer "
+                                 f"the signal starts at ({self.names[begin]!r})")
+            if param_grads or not input_signal:
+                raise ValueError("until= returns a signal inside the net: it cannot be "
+                                 "combined with param_grads or input_signal=False")
+            items = items[stop + 1:]
         lowest = None
         if not input_signal:    # the layers below the lowest one with parameters: nothing
             with_params = [i for i, (_, layer) in enumerate(items) if layer.param_names]

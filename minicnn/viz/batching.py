@@ -8,13 +8,15 @@ import numpy as np
 BYTES_PER_OUTPUT_BYTE = 1.5
 
 
-def bytes_per_example(net):
-    """Estimated bytes one more example adds to a forward + backward pass of ``net``."""
+def bytes_per_example(net, input_shape=None):
+    """Estimated bytes one more example of ``input_shape`` (C, H, W; default the net's
+    input) adds to a forward + backward pass of ``net``."""
     itemsize = np.dtype(net.dtype).itemsize
-    outputs = sum(int(np.prod(shape)) for shape in net.shapes(net.input_shape).values())
+    shape = net.input_shape if input_shape is None else tuple(input_shape)
+    outputs = sum(int(np.prod(s)) for s in net.shapes(shape).values())
     return int(BYTES_PER_OUTPUT_BYTE * itemsize * outputs)
 
 
-def examples_per_batch(net, budget_bytes):
+def examples_per_batch(net, budget_bytes, input_shape=None):
     """The most examples (at least 1) whose passes fit ``budget_bytes``."""
-    return max(1, int(budget_bytes // max(bytes_per_example(net), 1)))
+    return max(1, int(budget_bytes // max(bytes_per_example(net, input_shape), 1)))

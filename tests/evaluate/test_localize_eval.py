@@ -19,7 +19,7 @@ from minicnn.viz.inputs import View
 from minicnn.viz.saliency import class_signal, saliency
 
 from children import default_dispositions
-from conftest import TOOL, add_bad_items, make_box_folder, read_records
+from conftest import TOOL, add_bad_items, make_box_folder, read_records, write_idx
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +346,6 @@ def test_ctrl_c_at_the_terminal_with_workers_gives_one_line(tmp_path):
     """Ctrl-C reaches the whole process group (the tool and its Dask workers): one line,
     exit 130, no worker tracebacks, and --resume completes the records."""
     pytest.importorskip("dask.distributed")
-    from conftest import write_idx
     rng = np.random.default_rng(1)
     folder = tmp_path / "fashion"
     folder.mkdir()

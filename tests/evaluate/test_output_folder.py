@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import TOOL, make_box_folder
+from conftest import TOOL, make_box_folder, voc_xml
 
 from minicnn.outfolder import FolderLock, read_bounded, regular_or_absent
 
@@ -288,7 +288,6 @@ def test_an_annotation_that_is_not_a_bounded_regular_file_is_refused_unread(tmp_
 
 
 def test_an_annotation_reached_by_a_link_to_a_regular_file_is_read(tmp_path):
-    from conftest import voc_xml
     from minicnn.evaluate.data import parse_annotation
     real = tmp_path / "real.xml"
     real.write_text(voc_xml((10, 8), [("n00000001", [1, 2, 5, 6])]))
