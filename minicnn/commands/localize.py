@@ -20,7 +20,6 @@ Python: minicnn.viz.localize_map(rgb, saliency_map) -> Localization (box, mask, 
 import sys
 
 
-from minicnn.functional import RULES
 from minicnn.viz import cli, figures, render
 from minicnn.viz.inputs import class_name, classes_per_image, load_views
 from minicnn.viz.localize import BoxSettings, localize_map
@@ -47,8 +46,7 @@ def build_parser():
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
                    help="class index or name; one for all images or one per image "
                         "(default: the top-1 class of each image)")
-    p.add_argument("--method", choices=RULES, default="gradient",
-                   help="backward rule of the saliency map (the paper: gradient)")
+    cli.add_method_args(p, what="the saliency map")
     p.add_argument("--smoothgrad", metavar="N", type=cli.smoothgrad_samples, default=0,
                    help="SmoothGrad samples for the saliency map (0: off)")
     p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
@@ -75,7 +73,7 @@ def main(argv=None):
     classes = classes_per_image(net, args.classes, len(paths))
     views = load_views(net, paths, args.crops)
     sals = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
-                             args.seed)
+                             args.seed, cli.method_settings(args))
     rows, records = [], []
     for (view, _), sal in zip(views, sals):
         loc = localize_map(view.rgb, sal.map[0], args.fg_quantile, args.bg_quantile,

@@ -24,7 +24,6 @@ import sys
 
 import numpy as np
 
-from minicnn.functional import RULES
 from minicnn.viz import cli, figures
 from minicnn.viz.inputs import classes_per_image, load_views
 from minicnn.viz.saliency import SALIENCY, saliency_of_views
@@ -39,8 +38,7 @@ def build_parser():
     p.add_argument("--class", dest="classes", metavar="CLASS", nargs="+", default=None,
                    help="class index or name (case-insensitive); one for all images or one "
                         "per image (default: the top-1 class of each image)")
-    p.add_argument("--method", choices=RULES, default="gradient",
-                   help="backward rule: gradient (the paper's saliency), deconvnet, guided")
+    cli.add_method_args(p, what="the map")
     p.add_argument("--smoothgrad", metavar="N", type=cli.smoothgrad_samples, default=0,
                    help="SmoothGrad: average the signal over N noisy copies (0: off; "
                         "Smilkov et al. use up to 50)")
@@ -70,7 +68,7 @@ def main(argv=None):
         raise ValueError("--npy PATH.npy holds images of one size; these differ after "
                          "preprocessing / crop rescaling: give PATH.npz for one array per image")
     results = saliency_of_views(net, views, classes, args.method, args.smoothgrad, args.noise,
-                                args.seed)
+                                args.seed, cli.method_settings(args))
     smooth = f"SmoothGrad n={args.smoothgrad}, " if args.smoothgrad else ""
     notes = [smooth + (f"blend of {crops} crops, " if crops > 1 else "") for _, crops in views]
     picture = figures.saliency_figure(net, [v for v, _ in views], results, args.method, notes)

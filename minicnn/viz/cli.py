@@ -77,7 +77,44 @@ smoothgrad_samples_on = _typed(int, lambda v: 1 <= v <= MAX_SMOOTHGRAD,
                                f"an integer from 1 to {MAX_SMOOTHGRAD}")
 
 
+MAX_IG_STEPS = 1000         # Integrated Gradients' points: each a forward and backward
+ig_steps = _typed(int, lambda v: 1 <= v <= MAX_IG_STEPS, f"an integer from 1 to {MAX_IG_STEPS}")
+finite_float = _typed(float, lambda v: abs(v) <= FLOAT32_MAX, "a finite number")
+
+
 # ----------------------------------------------------------------------------- common options
+
+def add_method_args(p, default="gradient", what="the map"):
+    """--method (the paper's rules and their descendants) and each method's options."""
+    from .attribution import METHODS
+    p.add_argument("--method", choices=list(METHODS), default=default,
+                   help=f"how {what} is computed: gradient (the paper's saliency), deconvnet, "
+                        "guided (the other backward rules of its Sect. 4); gradcam "
+                        "(Selvaraju et al. 2017), integrated_gradients (Sundararajan et al. "
+                        "2017), occlusion (Zeiler & Fergus 2014), gradient_x_input")
+    p.add_argument("--layer", default=None,
+                   help="gradcam: the conv layer's rectified output it reads (default: the "
+                        "last conv's ReLU, relu5_3 in VGG16)")
+    p.add_argument("--steps", type=ig_steps, default=32,
+                   help="integrated_gradients: points of the midpoint rule on the path")
+    p.add_argument("--baseline", type=finite_float, default=0.0,
+                   help="integrated_gradients' baseline and occlusion's patch: this value "
+                        "at every network input (0: the mean image of the preprocessing)")
+    p.add_argument("--patch", type=nonneg_int, default=0,
+                   help="occlusion: side of the square in network-input pixels (0: an "
+                        "eighth of the input's shorter side)")
+    p.add_argument("--stride", type=nonneg_int, default=0,
+                   help="occlusion: step of the square (0: half the patch; at most the patch)")
+
+
+def method_settings(args):
+    """MethodSettings from add_method_args' options (and --smoothgrad/--noise/--seed)."""
+    from .attribution import MethodSettings
+    return MethodSettings(smoothgrad=getattr(args, "smoothgrad", 0) or 0,
+                          noise=getattr(args, "noise", 0.15), seed=getattr(args, "seed", 0),
+                          gradcam_layer=args.layer, ig_steps=args.steps,
+                          baseline=args.baseline, patch=args.patch, stride=args.stride)
+
 
 def add_model_args(p):
     p.add_argument("--weights", metavar="MODEL.h5", default=None,

@@ -13,6 +13,15 @@ from .localize import bounding_box
 RULE_TITLES = {"gradient": "gradient (backprop)", "deconvnet": "DeconvNet",
                "guided": "guided backprop"}
 PRED_COLOUR = (255, 40, 40)
+
+
+def map_title(method):
+    """What a map panel shows, by method (see minicnn.viz.attribution)."""
+    if method in RULE_TITLES:
+        return f"saliency max_k |{RULE_TITLES[method]}|"
+    return {"gradcam": "Grad-CAM (upsampled)", "integrated_gradients": "|sum_k IG attribution|",
+            "occlusion": "occlusion: mean score drop (>= 0)",
+            "gradient_x_input": "|sum_k gradient x input|"}[method]
 TRUTH_COLOUR = (40, 220, 40)
 SUPPORT_COLOUR = (255, 220, 0)
 
@@ -33,7 +42,7 @@ def saliency_figure(net, views, results, rule="gradient", notes=None):
         label = _label(net, res.classes[0], float(res.scores[0]), float(res.probs[0]))
         rows.append([
             render.panel(view.rgb, f"{os.path.basename(view.path)}\n{label}", scale),
-            render.panel(render.heatmap(m), f"saliency max_k |{RULE_TITLES[rule]}|"
+            render.panel(render.heatmap(m), f"{map_title(rule)}"
                          f"\n{note}max {m.max():.3g}", scale),
             render.panel(render.overlay(view.rgb, m), "overlay", scale),
         ])

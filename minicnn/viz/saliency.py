@@ -16,13 +16,14 @@ Extras, each optional:
   fall linearly to near 0 over its outer eighth, so no crop edge shows as a seam.
   Crops and noisy copies run in batches that fit a memory budget.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
-from ..functional import check_rule
+from ..functional import RULES, check_rule
+from .attribution import METHODS, MethodSettings, attribute
 from .batching import examples_per_batch
 
 # memory for one batch of crops or noisy copies (a VGG16 at 224 px: one image a batch)
@@ -129,17 +130,39 @@ def smooth_signal(net, x, classes, rule=SALIENCY.rule, samples=0, noise=SALIENCY
     return (out / samples).astype(np.float32)
 
 
+def check_method(name):
+    """A backward rule ("gradient", "deconvnet", "guided") or a registered method of
+    :mod:`minicnn.viz.attribution`; ValueError naming the choices otherwise."""
+    if name not in RULES and name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+
+
+def _options(options, smoothgrad, noise, seed):
+    return replace(options or MethodSettings(), smoothgrad=int(smoothgrad), noise=float(noise),
+                   seed=int(seed))
+
+
 def saliency(net, x, classes=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
-             noise=SALIENCY.noise, seed=SALIENCY.seed):
+             noise=SALIENCY.noise, seed=SALIENCY.seed, options=None):
     """Saliency of a batch x (N, C, H, W) at the network input size.
 
     classes: None (top-1 of each image) or N class indices. rule: "gradient" (the
-    paper), "deconvnet" or "guided". smoothgrad: number of noisy samples (0: off), noise:
-    sigma as a fraction of the input range. Returns a :class:`Saliency` (NumPy arrays)."""
-    check_rule(rule)
+    paper), "deconvnet" or "guided", or a descendant ("gradcam", "integrated_gradients",
+    "occlusion", "gradient_x_input"; their options in ``options``, a
+    :class:`~minicnn.viz.attribution.MethodSettings`). smoothgrad: number of noisy
+    samples (0: off), noise: sigma as a fraction of the input range. Returns a
+    :class:`Saliency` (NumPy arrays; Grad-CAM's and occlusion's signal has one channel)."""
+    check_method(rule)
     x = np.asarray(to_numpy(x), np.float32)
     if x.ndim != 4:
         raise ValueError(f"saliency expects a (N, C, H, W) batch, got shape {x.shape}")
+    if rule not in RULES:       # a descendant of the paper's map (minicnn.viz.attribution)
+        logits = to_numpy(net.forward(x)).astype(np.float64)
+        classes = _classes_for(logits, classes)
+        signal, map_ = attribute(net, x, classes, rule, _options(options, smoothgrad, noise, seed))
+        idx = np.arange(len(classes))
+        return Saliency(signal=signal, map=map_, classes=classes, scores=logits[idx, classes],
+                        probs=softmax(logits)[idx, classes])
     if smoothgrad:   # the clean image gives the scores and classes; only noisy copies go back
         logits = to_numpy(net.forward(x)).astype(np.float64)
         classes = _classes_for(logits, classes)
@@ -229,7 +252,8 @@ def blend(frame_hw, windows, crop_hw, values, weight=None):
 
 
 def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
-                  noise=SALIENCY.noise, seed=SALIENCY.seed, crops=10, batch_size=None):
+                  noise=SALIENCY.noise, seed=SALIENCY.seed, crops=10, batch_size=None,
+                  options=None):
     """Saliency of one (C, H, W) frame at least as large as the network input, from
     ``crops`` crops (5: corners and centre; 10: and their mirrors, the paper's protocol)
     blended by :func:`blend`. cls: class index or None (the top-1 of the mean crop
@@ -239,7 +263,7 @@ def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.
     each batch's backward uses it right after its forward, and only if the mean over all
     crops ranks another class first are the signals computed again for that one. Returns
     a :class:`Saliency` with N = 1 in the frame's size."""
-    check_rule(rule)
+    check_method(rule)
     frame = np.asarray(to_numpy(frame), np.float32)
     crop_hw = tuple(net.preprocessing.input_size)
     windows = crop_windows(frame.shape[1:], crop_hw, crops)
@@ -248,18 +272,27 @@ def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.
     batches = [list(range(a, min(a + batch_size, len(windows))))
                for a in range(0, len(windows), batch_size)]
     logits = np.zeros((len(windows), net.num_classes))
-    signals = np.zeros((len(windows),) + frame.shape[:1] + crop_hw, np.float32)
+    signals, maps = [None] * len(windows), np.zeros((len(windows),) + crop_hw, np.float32)
 
     def signals_of(c, batch, forward_done):
+        """(signals, maps) of the crops ``batch`` for class c."""
         x = np.stack([_cut(frame, windows[k], crop_hw) for k in batch])
         classes = np.full(len(batch), int(c))
+        if rule not in RULES:
+            return attribute(net, x, classes, rule, _options(options, smoothgrad, noise, seed))
         if smoothgrad:
-            return smooth_signal(net, x, classes, rule, smoothgrad, noise, seed)
-        if not forward_done:
-            net.forward(x)
-        seed_signal = np.zeros((len(batch), net.num_classes), np.float32)
-        seed_signal[:, int(c)] = 1.0
-        return to_numpy(net.backward(seed_signal, rule=rule)).astype(np.float32)
+            sig = smooth_signal(net, x, classes, rule, smoothgrad, noise, seed)
+        else:
+            if not forward_done:
+                net.forward(x)
+            seed_signal = np.zeros((len(batch), net.num_classes), np.float32)
+            seed_signal[:, int(c)] = 1.0
+            sig = to_numpy(net.backward(seed_signal, rule=rule)).astype(np.float32)
+        return sig, np.abs(sig).max(axis=1)
+
+    def keep(batch, result):
+        for k, sig, m in zip(batch, *result):
+            signals[k], maps[k] = sig, m
 
     guess = cls
     for batch in batches:
@@ -267,17 +300,19 @@ def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.
         logits[batch] = to_numpy(net.forward(x)).astype(np.float64)
         if guess is None:
             guess = int(logits[batch].mean(axis=0).argmax())
-        signals[batch] = signals_of(guess, batch, forward_done=True)
+        keep(batch, signals_of(guess, batch, forward_done=True))
     mean_logits = logits.mean(axis=0, keepdims=True)
     final = int(mean_logits.argmax()) if cls is None else int(cls)
     if final != guess:
         for batch in batches:
-            signals[batch] = signals_of(final, batch, forward_done=False)
+            keep(batch, signals_of(final, batch, forward_done=False))
+    signals = np.stack(signals)
     for k, (_, _, mirrored) in enumerate(windows):
         if mirrored:
             signals[k] = signals[k][:, :, ::-1]
+            maps[k] = maps[k][:, ::-1]
     signal = blend(frame.shape[1:], windows, crop_hw, signals)
-    crop_map = blend(frame.shape[1:], windows, crop_hw, np.abs(signals).max(axis=1))
+    crop_map = blend(frame.shape[1:], windows, crop_hw, maps)
     return Saliency(signal=signal[None].astype(np.float32), map=crop_map[None].astype(np.float32),
                     classes=np.array([final]), scores=mean_logits[:, final],
                     probs=softmax(mean_logits)[:, final])
@@ -297,7 +332,7 @@ def split(result):
 
 
 def saliency_of_views(net, views, classes=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
-                      noise=SALIENCY.noise, seed=SALIENCY.seed):
+                      noise=SALIENCY.noise, seed=SALIENCY.seed, options=None):
     """Saliency of ``views`` (list of (View, crops) from ``load_views``; crops 1: the
     network view, 5 or 10: crops of a larger frame).
 
@@ -315,10 +350,11 @@ def saliency_of_views(net, views, classes=None, rule=SALIENCY.rule, smoothgrad=S
             logits = to_numpy(net.forward(x)).argmax(axis=1)
             cls = [classes[i] if classes[i] is not None else int(logits[k])
                    for k, i in enumerate(batch)]
-        for i, r in zip(batch, split(saliency(net, x, cls, rule, smoothgrad, noise, seed))):
+        for i, r in zip(batch, split(saliency(net, x, cls, rule, smoothgrad, noise, seed,
+                                              options))):
             results[i] = r
     for i, (view, crops) in enumerate(views):
         if crops > 1:
             results[i] = crop_saliency(net, view.x, classes[i], rule, smoothgrad, noise, seed,
-                                       crops=crops)
+                                       crops=crops, options=options)
     return results
