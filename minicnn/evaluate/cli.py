@@ -27,7 +27,7 @@ from ..viz import cli
 from ..viz.saliency import SALIENCY
 from . import data as data_mod
 from . import report
-from .localization import METHODS, LocalizeSettings, evaluate_item, summarise
+from .localization import METHODS, PAPER_METHODS, LocalizeSettings, evaluate_item, summarise
 from .runner import Job, RecordStore, file_digest, run, scheduler_address
 
 PROG = "evaluate.py"
@@ -161,8 +161,10 @@ def build_parser():
 
 
 def _add_method_args(p):
-    p.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M,M",
-                   help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+    p.add_argument("--methods", type=_methods, default=list(PAPER_METHODS), metavar="M,M",
+                   help=f"comma-separated, from {', '.join(METHODS)} (default: "
+                        f"{','.join(PAPER_METHODS)}: the paper's passes and SmoothGrad)")
+    cli.add_method_options(p)
     p.add_argument("--smoothgrad", type=cli.smoothgrad_samples_on, default=25, metavar="N",
                    help="samples of the smoothgrad method")
     p.add_argument("--noise", type=cli.fraction, default=SALIENCY.noise,
@@ -221,7 +223,12 @@ def _settings(args):
                             noise=args.noise, seed=args.seed, tencrop=args.tencrop == "on",
                             fg_quantile=args.fg_quantile, bg_quantile=args.bg_quantile,
                             components=args.components, smoothness=args.smoothness,
-                            boxes=args.boxes)
+                            boxes=args.boxes, **_method_option_values(args))
+
+
+def _method_option_values(args):
+    return dict(gradcam_layer=args.layer, ig_steps=args.steps, baseline=args.baseline,
+                patch=args.patch, stride=args.stride)
 
 
 class Evaluation:
@@ -340,7 +347,8 @@ def _localize(args, ev, settings):
 def sanity(args, argv):
     from . import sanity as san
     settings = san.SanitySettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
-                                  noise=args.noise, seed=args.seed)
+                                  noise=args.noise, seed=args.seed,
+                                  **_method_option_values(args))
     with Evaluation(args, argv, settings) as ev:
         ev.check_resumed(lambda recs: [san.summarise(recs, settings.methods)]
                          + [ev.names[int(r["class"])] for r in recs])

@@ -22,12 +22,18 @@ from ..backend import to_numpy
 from ..viz.inputs import network_view, tencrop_view
 from ..viz.localize import BOX, BoxSettings, localize_map
 from ..viz.batching import examples_per_batch
+from ..viz.attribution import METHODS as ATTRIBUTION, MethodSettings, attribute
 from ..viz.saliency import BATCH_BYTES as SALIENCY_BATCH_BYTES, SALIENCY, tencrop_saliency
 from . import metrics
 
-# method name -> (backward rule, uses SmoothGrad)
+# method name -> (backward rule, uses SmoothGrad); the descendants of the paper's map
+# (minicnn.viz.attribution) have no rule of their own here: the registry computes them
 METHODS = {"gradient": ("gradient", False), "deconvnet": ("deconvnet", False),
-           "guided": ("guided", False), "smoothgrad": ("gradient", True)}
+           "guided": ("guided", False), "smoothgrad": ("gradient", True),
+           **{name: (None, False) for name, m in ATTRIBUTION.items() if m.rule is None}}
+# the default: the paper's three passes and SmoothGrad (the others cost more: IG 32 passes,
+# occlusion a forward per patch position; ask for them with --methods)
+PAPER_METHODS = ("gradient", "deconvnet", "guided", "smoothgrad")
 BASELINES = ("centre_box", "full_image")
 POINT_BASELINE = "centre_point"
 TOP_K = 5
@@ -50,11 +56,16 @@ def check_methods(methods):
 @dataclass
 class LocalizeSettings:
     """Everything that decides a record besides the model and the image."""
-    methods: list = field(default_factory=lambda: list(METHODS))
+    methods: list = field(default_factory=lambda: list(PAPER_METHODS))
     smoothgrad_samples: int = 25
     noise: float = SALIENCY.noise
     seed: int = 0
     tencrop: bool = False
+    gradcam_layer: str = None
+    ig_steps: int = MethodSettings.ig_steps
+    baseline: float = MethodSettings.baseline
+    patch: int = MethodSettings.patch
+    stride: int = MethodSettings.stride
     fg_quantile: float = BOX.fg_quantile
     bg_quantile: float = BOX.bg_quantile
     components: int = BOX.components
@@ -72,6 +83,27 @@ class LocalizeSettings:
 
     def to_dict(self):
         return asdict(self)
+
+    def method_options(self):
+        return method_options(self)
+
+
+def method_options(settings):
+    """The MethodSettings of the descendants from a settings object with their fields."""
+    return MethodSettings(gradcam_layer=settings.gradcam_layer, ig_steps=settings.ig_steps,
+                          baseline=settings.baseline, patch=settings.patch,
+                          stride=settings.stride)
+
+
+def descendant_maps(net, view, classes, method, settings):
+    """(K, H, W) maps of a descendant of the paper's map for each class (the registry's
+    definition; ten crops blended when the settings ask for them)."""
+    options = method_options(settings)
+    if settings.tencrop:
+        return np.stack([tencrop_saliency(net, view.x, c, method, options=options).map[0]
+                         for c in classes])
+    x = np.repeat(np.asarray(view.x, np.float32)[None], len(classes), axis=0)
+    return attribute(net, x, classes, method, options)[1]
 
 
 def class_signals(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,
@@ -154,10 +186,14 @@ def method_maps(net, view, classes, settings, seed):
     pass of ``view.x`` (:func:`_scores` without ten crops): the plain methods reuse its
     caches, and only then SmoothGrad's noisy copies run their own passes."""
     maps = {}
-    plain_first = sorted(settings.methods, key=lambda m: METHODS[m][1])
+    # the plain passes first: they reuse the caller's forward, the others run their own
+    plain_first = sorted(settings.methods,
+                         key=lambda m: not (METHODS[m][0] is not None and not METHODS[m][1]))
     for method in plain_first:
         rule, smooth = METHODS[method]
-        if not smooth and not settings.tencrop:
+        if rule is None:
+            maps[method] = descendant_maps(net, view, classes, method, settings)
+        elif not smooth and not settings.tencrop:
             maps[method] = backward_maps(net, classes, rule)
         else:
             maps[method] = _maps(net, view, classes, rule, smooth, settings, seed)

@@ -10,7 +10,10 @@ TRUTH_COLOUR = (30, 200, 60)
 LABELS = {"gradient": "gradient (Simonyan et al.)", "deconvnet": "DeconvNet",
           "guided": "guided backprop", "smoothgrad": "SmoothGrad (gradient)",
           "centre_box": "baseline: centred box of the mean true size",
-          "full_image": "baseline: whole image", "centre_point": "baseline: image centre"}
+          "full_image": "baseline: whole image", "centre_point": "baseline: image centre",
+          "gradcam": "Grad-CAM (Selvaraju et al.)",
+          "integrated_gradients": "Integrated Gradients (Sundararajan et al.)",
+          "occlusion": "occlusion (Zeiler & Fergus)", "gradient_x_input": "gradient x input"}
 
 
 def _fmt(value):

@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..viz.saliency import SALIENCY
-from .localization import METHODS, _scores, _view, check_methods, class_signals
+from ..viz.attribution import MethodSettings, attribute
+from .localization import (METHODS, PAPER_METHODS, _scores, _view, check_methods, class_signals,
+                           method_options)
 
 MODES = ("cascade", "independent")
 ORIGINAL = "original"
@@ -28,11 +30,16 @@ ORIGINAL = "original"
 
 @dataclass
 class SanitySettings:
-    methods: list = field(default_factory=lambda: list(METHODS))
+    methods: list = field(default_factory=lambda: list(PAPER_METHODS))
     smoothgrad_samples: int = 25
     noise: float = SALIENCY.noise
     seed: int = 0
     batch_size: int = 32
+    gradcam_layer: str = None
+    ig_steps: int = MethodSettings.ig_steps
+    baseline: float = MethodSettings.baseline
+    patch: int = MethodSettings.patch
+    stride: int = MethodSettings.stride
 
     def __post_init__(self):
         check_methods(self.methods)
@@ -122,9 +129,10 @@ def ssim(a, b):
     return float(structural_similarity(a, b, data_range=1.0, win_size=win))
 
 
-def compare(reference, signal):
-    """Signals (C, H, W) of the trained and a randomised net -> the three similarities."""
-    ref_map, map_ = np.abs(reference).max(axis=0), np.abs(signal).max(axis=0)
+def compare(reference, current):
+    """(signal (C, H, W), map (H, W)) of the trained and of a randomised net -> the three
+    similarities: Spearman of the maps, of the signed signals, SSIM of the maps."""
+    (reference, ref_map), (signal, map_) = reference, current
     return {"spearman_abs": round(spearman(ref_map, map_), 6),
             "spearman_signed": round(spearman(reference, signal), 6),
             "ssim": round(ssim(ref_map, map_), 6)}
@@ -141,12 +149,19 @@ def _random_for(net, seed):
 
 
 def signals_of(net, view, cls, methods, settings, index):
+    """{method: (signal (C', H, W), map (H, W))} of class ``cls`` for one view."""
     out = {}
     for method in methods:
         rule, smooth = METHODS[method]
+        if rule is None:      # a descendant: the registry's signal and map
+            x = np.asarray(view.x, np.float32)[None]
+            signal, map_ = attribute(net, x, [cls], method, method_options(settings))
+            out[method] = (signal[0].astype(np.float64), map_[0].astype(np.float64))
+            continue
         samples = settings.smoothgrad_samples if smooth else 0
-        out[method] = class_signals(net, view.x, [cls], rule, samples, settings.noise,
-                                    (settings.seed, int(index)), settings.batch_size)[0]
+        signal = class_signals(net, view.x, [cls], rule, samples, settings.noise,
+                               (settings.seed, int(index)), settings.batch_size)[0]
+        out[method] = (signal, np.abs(signal).max(axis=0))
     return out
 
 
@@ -204,6 +219,6 @@ def cascade_maps(net, item, settings, index):
         with swapped_parameters(net, random, randomised):
             sig = signals_of(net, view, cls, settings.methods, settings, index)
         for m in settings.methods:
-            maps[m].append(np.abs(sig[m]).max(axis=0))
+            maps[m].append(sig[m][1])
     labels = ["trained" if layer == ORIGINAL else f"random to {layer}" for _, layer, _ in steps]
     return labels, maps, view.rgb

@@ -92,6 +92,11 @@ def add_method_args(p, default="gradient", what="the map"):
                         "guided (the other backward rules of its Sect. 4); gradcam "
                         "(Selvaraju et al. 2017), integrated_gradients (Sundararajan et al. "
                         "2017), occlusion (Zeiler & Fergus 2014), gradient_x_input")
+    add_method_options(p)
+
+
+def add_method_options(p):
+    """The options of the descendants of the paper's map (see add_method_args)."""
     p.add_argument("--layer", default=None,
                    help="gradcam: the conv layer's rectified output it reads (default: the "
                         "last conv's ReLU, relu5_3 in VGG16)")

@@ -66,13 +66,16 @@ def test_random_parameters_are_he_normal_zero_bias_and_seeded(net):
 
 def test_compare_known_answers():
     rng = np.random.default_rng(0)
+
+    def pair(signal):           # (signal, map) as signals_of gives for the rule methods
+        return signal, np.abs(signal).max(axis=0)
     sig = rng.standard_normal((3, 16, 16))
-    same = sanity.compare(sig, sig.copy())
+    same = sanity.compare(pair(sig), pair(sig.copy()))
     assert same == {"spearman_abs": 1.0, "spearman_signed": 1.0, "ssim": 1.0}
-    neg = sanity.compare(sig, -sig)
+    neg = sanity.compare(pair(sig), pair(-sig))
     assert neg["spearman_signed"] == -1.0
     assert neg["spearman_abs"] == 1.0 and neg["ssim"] == 1.0        # the same |map|
-    other = sanity.compare(sig, rng.standard_normal((3, 16, 16)))
+    other = sanity.compare(pair(sig), pair(rng.standard_normal((3, 16, 16))))
     assert abs(other["spearman_abs"]) < 0.3 and abs(other["spearman_signed"]) < 0.2
 
 
