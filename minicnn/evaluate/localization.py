@@ -314,7 +314,10 @@ def summarise(records, methods, tolerance=15.0, reference=224):
         top5 = [metrics.localisation_error(record_guesses(r, name, rel), r["label"],
                                            r["true_boxes"]) for r in records]
         loc[name] = {"top1": float(np.mean(top1)) if n else float("nan"),
-                     "top5": float(np.mean(top5)) if n else float("nan")}
+                     "top1_ci95": metrics.ci95(top1),
+                     "top5": float(np.mean(top5)) if n else float("nan"),
+                     "top5_ci95": metrics.ci95(top5)}
+    point_ci, mask_ci = {}, {}
     labels = [r["label"] for r in records]
     for name in list(methods) + [POINT_BASELINE]:
         hits = []
@@ -324,15 +327,21 @@ def summarise(records, methods, tolerance=15.0, reference=224):
             tol = metrics.tolerance_pixels(tolerance, r["size"], reference)
             hits.append(metrics.pointing_hit(p, r["true_boxes"], tol))
         point[name] = metrics.class_mean_accuracy(labels, hits)
+        point_ci[name] = metrics.ci95((labels, hits), metrics.class_mean_accuracy)
     with_mask = [r for r in records if "mask_iou" in r]
     if with_mask:
         for name in methods:
-            mask[name] = float(np.mean([r["mask_iou"][name] for r in with_mask]))
-        mask["full_image"] = float(np.mean([r["mask_area"] / (r["size"][0] * r["size"][1])
-                                            for r in with_mask]))
-    top1 = float(np.mean([r["top5"][0] == r["label"] for r in records])) if n else float("nan")
-    top5 = float(np.mean([r["label"] in r["top5"] for r in records])) if n else float("nan")
-    return {"n": n, "localisation_error": loc, "pointing_game": point, "mask_iou": mask,
-            "classification_error": {"top1": 1.0 - top1, "top5": 1.0 - top5},
+            values = [r["mask_iou"][name] for r in with_mask]
+            mask[name], mask_ci[name] = float(np.mean(values)), metrics.ci95(values)
+        values = [r["mask_area"] / (r["size"][0] * r["size"][1]) for r in with_mask]
+        mask["full_image"], mask_ci["full_image"] = float(np.mean(values)), metrics.ci95(values)
+    wrong1 = [r["top5"][0] != r["label"] for r in records]
+    wrong5 = [r["label"] not in r["top5"] for r in records]
+    return {"n": n, "localisation_error": loc, "pointing_game": point,
+            "pointing_game_ci95": point_ci, "mask_iou": mask, "mask_iou_ci95": mask_ci,
+            "classification_error": {"top1": float(np.mean(wrong1)) if n else float("nan"),
+                                     "top1_ci95": metrics.ci95(wrong1),
+                                     "top5": float(np.mean(wrong5)) if n else float("nan"),
+                                     "top5_ci95": metrics.ci95(wrong5)},
             "centre_box_size": [float(rel[0]), float(rel[1])],
             "pointing_tolerance": {"pixels": float(tolerance), "at_shorter_side": reference}}

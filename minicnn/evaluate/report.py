@@ -20,11 +20,18 @@ def _fmt(value):
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
+def _fmt_ci(value, ci):
+    """A mean with its 95% interval: 0.414 [0.404, 0.424]."""
+    text = _fmt(value)
+    return text if not ci or text == "-" else f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def summary_markdown(summary, methods, command, data, model, skipped=None):
     """The summary as a Markdown document: one table row per method and baseline."""
     loc, point, mask = (summary["localisation_error"], summary["pointing_game"],
                         summary["mask_iou"])
     tol = summary["pointing_tolerance"]
+    cls_err = summary["classification_error"]
     at = (f"{tol['pixels']:g} px at a shorter side of {tol['at_shorter_side']} px"
           if tol["at_shorter_side"] else f"{tol['pixels']:g} px")
     skipped_text = skip_words(skipped or {})
@@ -33,17 +40,21 @@ def summary_markdown(summary, methods, command, data, model, skipped=None):
         "",
         f"Model `{model}`, data `{data}`: **{summary['n']} images**"
         + (f" (skipped: {skipped_text}; see skipped.jsonl)" if skipped_text else "") + ".",
-        f"Classification error: top-1 {_fmt(summary['classification_error']['top1'])}, "
-        f"top-5 {_fmt(summary['classification_error']['top5'])}.",
+        f"Classification error: top-1 {_fmt_ci(cls_err['top1'], cls_err.get('top1_ci95'))}, "
+        f"top-5 {_fmt_ci(cls_err['top5'], cls_err.get('top5_ci95'))}. Each mean is followed "
+        "by its 95% confidence interval (seeded bootstrap over the images, 2000 resamples).",
         "",
         "| method | localisation error top-1 | top-5 | pointing game | mask IoU |",
         "|---|---|---|---|---|",
     ]
+    point_ci, mask_ci = summary.get("pointing_game_ci95", {}), summary.get("mask_iou_ci95", {})
     for name in list(methods) + list(BASELINES) + [POINT_BASELINE]:
         row_loc = loc.get(name, {})
-        lines.append(f"| {LABELS.get(name, name)} | {_fmt(row_loc.get('top1'))} | "
-                     f"{_fmt(row_loc.get('top5'))} | {_fmt(point.get(name))} | "
-                     f"{_fmt(mask.get(name))} |")
+        lines.append(f"| {LABELS.get(name, name)} | "
+                     f"{_fmt_ci(row_loc.get('top1'), row_loc.get('top1_ci95'))} | "
+                     f"{_fmt_ci(row_loc.get('top5'), row_loc.get('top5_ci95'))} | "
+                     f"{_fmt_ci(point.get(name), point_ci.get(name))} | "
+                     f"{_fmt_ci(mask.get(name), mask_ci.get(name))} |")
     lines += [
         "",
         "Localisation error (ILSVRC rule): an image is wrong unless a guessed (class, box) "
@@ -170,8 +181,9 @@ def sanity_markdown(summary, methods, command, data, model):
     """sanity.json as Markdown: a table per mode, rows = steps, columns = methods."""
     lines = ["# Model-parameter randomisation test", "",
              f"Model `{model}`, data `{data}`: **{summary['n']} images**. Mean over images "
-             "(and standard deviation) of the similarity between the trained model's map "
-             "and the map after randomisation.", ""]
+             "of the similarity between the trained model's map and the map after "
+             "randomisation, its 95% confidence interval (seeded bootstrap, 2000 resamples) "
+             "and the standard deviation over images.", ""]
     for mode in ("cascade", "independent"):
         for key, what in (("spearman_abs", "Spearman, absolute map"),
                           ("spearman_signed", "Spearman, signed signal"), ("ssim", "SSIM")):
@@ -180,8 +192,8 @@ def sanity_markdown(summary, methods, command, data, model):
                       "|---|" + "---|" * len(methods)]
             rows = summary[mode][methods[0]]
             for k, row in enumerate(rows):
-                cells = [f"{summary[mode][m][k][key]:.3f} ({summary[mode][m][k][key + '_std']:.2f})"
-                         for m in methods]
+                cells = [_fmt_ci(summary[mode][m][k][key], summary[mode][m][k].get(key + "_ci95"))
+                         + f" (sd {summary[mode][m][k][key + '_std']:.2f})" for m in methods]
                 lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
             lines.append("")
     lines += ["Made by:", "", f"    {command}", ""]

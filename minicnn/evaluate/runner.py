@@ -330,7 +330,9 @@ def dask_client(workers=None, scheduler=None, deadline_s=SCHEDULER_DEADLINE_S):
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
                                    processes=True, host="127.0.0.1",
                                    dashboard_address="127.0.0.1:0",   # no fixed port: no clash
-                                   silence_logs=logging.ERROR)
+                                   # task errors come back through the futures; the
+                                   # workers of a cluster being closed log only noise
+                                   silence_logs=logging.CRITICAL)
         finally:
             if main_thread:
                 signal.signal(signal.SIGINT, previous)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..viz.saliency import SALIENCY
 from ..viz.attribution import MethodSettings, attribute
+from .metrics import ci95
 from .localization import (METHODS, PAPER_METHODS, _scores, _view, check_methods, class_signals,
                            method_options)
 
@@ -188,7 +189,8 @@ def evaluate_item(net, item, index, settings):
 
 def summarise(records, methods):
     """Records -> sanity.json: per mode, method and step the mean over images of each
-    similarity, with its standard deviation (``*_std``)."""
+    similarity, with its standard deviation (``*_std``) and a bootstrap 95% confidence
+    interval of the mean (``*_ci95``)."""
     out = {"n": len(records)}
     keys = ("spearman_abs", "spearman_signed", "ssim")
     for mode in MODES:
@@ -202,6 +204,7 @@ def summarise(records, methods):
                     values = np.array([r[mode][method][k][key] for r in records], np.float64)
                     row[key] = float(values.mean())
                     row[key + "_std"] = float(values.std())
+                    row[key + "_ci95"] = ci95(values)
                 rows.append(row)
             out[mode][method] = rows
     return out

@@ -101,13 +101,40 @@ def test_summary_of_hand_made_records():
     # tolerance 15 px at 224 -> 15 * 100 / 224 = 6.70 px; pixel 63's centre is 3.5 away
     s = summarise(records, ["gradient"], tolerance=15, reference=224)
     assert s["n"] == 4
-    assert s["localisation_error"]["gradient"] == {"top1": 0.75, "top5": 0.5}
+    means = ("top1", "top5")
+    assert {k: s["localisation_error"]["gradient"][k] for k in means} == {"top1": 0.75, "top5": 0.5}
     # class 0: 1/1, class 1: 1/2, class 2: 1/1
     assert s["pointing_game"]["gradient"] == pytest.approx((1 + 0.5 + 1) / 3)
     # the centred baseline box is the mean true size (20x20), centred: [40, 40, 60, 60]
     assert s["centre_box_size"] == [0.2, 0.2]
-    assert s["localisation_error"]["centre_box"] == {"top1": 0.5, "top5": 0.25}
-    assert s["localisation_error"]["full_image"] == {"top1": 1.0, "top5": 1.0}   # IoU 0.04
+    assert {k: s["localisation_error"]["centre_box"][k] for k in means} == {"top1": 0.5, "top5": 0.25}
+    assert {k: s["localisation_error"]["full_image"][k] for k in means} == \
+        {"top1": 1.0, "top5": 1.0}   # IoU 0.04
     assert s["pointing_game"]["centre_point"] == 1.0
-    assert s["classification_error"] == {"top1": 0.5, "top5": 0.25}
+    assert {k: s["classification_error"][k] for k in means} == {"top1": 0.5, "top5": 0.25}
+    # each mean has its interval beside it, containing it
+    lo, hi = s["localisation_error"]["gradient"]["top1_ci95"]
+    assert lo <= 0.75 <= hi
     assert s["mask_iou"] == {}
+
+
+def test_bootstrap_interval_has_the_normal_width_and_is_seeded():
+    from minicnn.evaluate.metrics import ci95
+    rng = np.random.default_rng(5)
+    hits = rng.random(10000) < 0.4
+    lo, hi = ci95(hits)
+    p = hits.mean()
+    half = 1.96 * np.sqrt(p * (1 - p) / len(hits))      # the normal approximation
+    assert lo < p < hi and abs((hi - lo) / 2 - half) < 0.15 * half
+    assert ci95(hits) == [lo, hi]                        # seeded: the same every run
+    assert ci95(np.full(30, 0.25)) == [0.25, 0.25]
+    assert ci95([1.0]) is None
+
+
+def test_bootstrap_interval_of_a_paired_statistic_resamples_pairs():
+    from minicnn.evaluate.metrics import ci95, class_mean_accuracy
+    labels = np.repeat([0, 1], 500)
+    hits = np.r_[np.ones(500), np.zeros(500)]      # class 0 always hit, class 1 never
+    lo, hi = ci95((labels, hits), class_mean_accuracy)
+    # pairs kept together: every resample has accuracy 1 in class 0 and 0 in class 1
+    assert lo == hi == 0.5
