@@ -68,6 +68,9 @@ def _add_data_args(p):
                    help="only the first N images (default: all)")
 
 
+_curve_steps = cli._typed(int, lambda v: 1 <= v <= 1000, "an integer from 1 to 1000")
+
+
 def _scheduler_type(text):
     try:
         return scheduler_address(text)
@@ -133,6 +136,21 @@ def build_parser():
                      help="seed of the re-initialised weights and of SmoothGrad's noise")
     _add_run_args(san, "eval-sanity")
 
+    fai = sub.add_parser(
+        "faithfulness", formatter_class=cli._Formatter,
+        help="deletion and insertion curves: do the maps rank what the network needs first?",
+        description=FAITHFULNESS_HELP)
+    cli.add_model_args(fai)
+    _add_data_args(fai)
+    _add_method_args(fai)
+    fai.add_argument("--curve-steps", type=_curve_steps, default=20, metavar="N",
+                     help="points of each curve after the first: pixels deleted or inserted "
+                          "in N equal parts (each a forward pass)")
+    fai.add_argument("--seed", type=cli.nonneg_int, default=0,
+                     help="seed of SmoothGrad's noise and of the random order (with the image "
+                          "index)")
+    _add_run_args(fai, "eval-faithfulness")
+
     obj = sub.add_parser(
         "class-objective", formatter_class=cli._Formatter,
         help="class models maximising S_c, P_c or log P_c, compared",
@@ -186,6 +204,24 @@ Writes into --out:
                        method and for the baselines (centred box, whole image, centre)
   localize_best_worst.png  best and worst localised images per method
   run.json             the settings (checked by --resume)
+"""
+
+
+FAITHFULNESS_HELP = """\
+Deletion and insertion curves (Petsiuk et al. 2018). For every image and method: the map
+of the network's top-1 class orders the pixels, most salient first; deleting them (set
+to the baseline value, --baseline) should make the class probability fall fast, and
+inserting them into a blurred copy should make it rise fast. The area under each curve
+(trapezoid rule over the fraction of pixels) is the score; a random pixel order is the
+baseline every map must beat.
+
+Writes into --out:
+  records.jsonl              one JSON object per image: every curve
+  skipped.jsonl              images that could not be read, with the reason
+  faithfulness.json / .md    mean deletion and insertion AUC per method and of the
+                             random order, with bootstrap 95% intervals, and mean curves
+  faithfulness_curves.png    the mean curves
+  run.json                   the settings (checked by --resume)
 """
 
 
@@ -383,6 +419,37 @@ def _sanity(args, ev, settings):
     return 0
 
 
+def faithfulness(args, argv):
+    from . import faithfulness as fai
+    settings = fai.FaithfulnessSettings(methods=args.methods, steps=args.curve_steps,
+                                        smoothgrad_samples=args.smoothgrad, noise=args.noise,
+                                        seed=args.seed, **_method_option_values(args))
+    with Evaluation(args, argv, settings) as ev:
+        ev.check_resumed(lambda recs: fai.summarise(recs, settings.methods, settings.steps))
+        return _faithfulness(args, ev, settings)
+
+
+def _faithfulness(args, ev, settings):
+    from functools import partial
+    from . import faithfulness as fai
+    status = ev.run(partial(fai.evaluate_item, settings=settings))
+    if status is not None:
+        return status
+    records = ev.records()
+    if not records:
+        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(ev.skipped()) or 'no images'}; see "
+                         f"{ev.path('skipped.jsonl')})")
+    summary = fai.summarise(records, settings.methods, settings.steps)
+    summary["skipped"] = ev.skipped()
+    md = report.faithfulness_markdown(summary, settings.methods, ev.command, args.data, ev.model)
+    print(md)
+    cli.write_outputs([(ev.path("faithfulness.json"), summary, "summary"),
+                       (ev.path("faithfulness.md"), md, "table"),
+                       (ev.path("faithfulness_curves.png"),
+                        report.faithfulness_plot(summary, settings.methods), "plot")])
+    return 0
+
+
 def class_objective(args, argv):
     from ..viz import figures, render
     from ..viz.inputs import class_name, resolve_classes
@@ -456,6 +523,8 @@ def main(argv=None):
         return localize(args, argv)
     if args.command == "sanity":
         return sanity(args, argv)
+    if args.command == "faithfulness":
+        return faithfulness(args, argv)
     return class_objective(args, argv)
 
 

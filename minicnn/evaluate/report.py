@@ -216,3 +216,49 @@ def objective_markdown(summary, objectives, command, model):
                  + " |")
     lines += ["", "Made by:", "", f"    {command}", ""]
     return "\n".join(lines)
+
+
+def faithfulness_markdown(summary, methods, command, data, model):
+    """faithfulness.json as Markdown: a row per method and the random order."""
+    lines = ["# Deletion and insertion (Petsiuk et al. 2018)", "",
+             f"Model `{model}`, data `{data}`: **{summary['n']} images**, {summary['steps']} "
+             "steps per curve. Area under the curve of the top-1 class's softmax probability "
+             "as the map's pixels are deleted (set to the baseline; lower is better) or "
+             "inserted into a blurred copy (higher is better), most salient first. Each "
+             "mean is followed by its 95% confidence interval (seeded bootstrap over the "
+             "images, 2000 resamples).", "",
+             "| method | deletion AUC (lower: better) | insertion AUC (higher: better) |",
+             "|---|---|---|"]
+    for name in list(methods) + ["random"]:
+        row = summary["random"] if name == "random" else summary["methods"][name]
+        label = "random order (baseline)" if name == "random" else LABELS.get(name, name)
+        lines.append(f"| {label} | {_fmt_ci(row['deletion_auc'], row['deletion_auc_ci95'])} | "
+                     f"{_fmt_ci(row['insertion_auc'], row['insertion_auc_ci95'])} |")
+    lines += ["", "Made by:", "", f"    {command}", ""]
+    return "\n".join(lines)
+
+
+def faithfulness_plot(summary, methods):
+    """The mean deletion (left) and insertion (right) curves per method and of the random
+    order."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    steps = summary["steps"]
+    x = np.linspace(0, 1, steps + 1)
+    for ax, kind in zip(axes, ("deletion", "insertion")):
+        for name in list(methods) + ["random"]:
+            row = summary["random"] if name == "random" else summary["methods"][name]
+            label = "random order" if name == "random" else LABELS.get(name, name)
+            ax.plot(x, row[f"{kind}_curve"], label=f"{label} (AUC {row[f'{kind}_auc']:.3f})",
+                    ls="--" if name == "random" else "-", color="grey" if name == "random" else None)
+        ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
+        ax.set_title(f"{kind}: " + ("lower is better" if kind == "deletion" else "higher is better"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("softmax probability of the top-1 class (mean)")
+    fig.suptitle(f"Deletion and insertion curves, {summary['n']} images")
+    image = _figure_to_image(fig)
+    plt.close(fig)
+    return image
