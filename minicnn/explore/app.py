@@ -28,6 +28,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from ..functional import RULES
+from ..viz.attribution import METHODS
 from ..preprocess import ImageError
 from .core import MAX_SEARCH_PAGE, MAX_TOP
 from .errors import RequestError, out_of_memory_line
@@ -181,13 +182,21 @@ def saliency_params(entry, cls, settings, **more):
 
 
 def saliency_answer(ex, args):
-    """/api/saliency: the three backward passes' scores, picture URLs and commands."""
+    """/api/saliency: the three backward passes' scores, picture URLs and commands; with
+    method=NAME one of the descendants of the paper's map (Grad-CAM, Integrated
+    Gradients, occlusion, gradient x input: on request, they cost more passes)."""
     entry = ex.image(args.get("image"))
     cls = ex.resolve_class(entry, args.get("class"))
     settings = SaliencySettings.from_args(args)
     common = saliency_params(entry, cls, settings)
     methods = {}
-    for rule, sal in ex.saliencies(entry, cls, settings).items():
+    chosen = args.get("method")
+    if chosen:
+        name = parse_choice(chosen, "method", list(METHODS))
+        results = {name: ex.saliency(entry, cls, name, settings)}
+    else:
+        results = ex.saliencies(entry, cls, settings)
+    for rule, sal in results.items():
         methods[rule] = {
             "score": float(sal.scores[0]), "prob": float(sal.probs[0]),
             "max": float(sal.map[0].max()),
@@ -203,7 +212,7 @@ def localize_answer(ex, args):
     """/api/localize: the box (input and file pixels), the truth and the steps' URLs."""
     entry = ex.image(args.get("image"))
     cls = ex.resolve_class(entry, args.get("class"))
-    method = parse_choice(args.get("method"), "method", RULES, "gradient")
+    method = parse_choice(args.get("method"), "method", list(METHODS), "gradient")
     settings = SaliencySettings.from_args(args)
     graphcut = GraphCutSettings.from_args(args)
     loc, file_box = ex.localization(entry, cls, method, settings, graphcut)

@@ -27,6 +27,7 @@ import numpy as np
 from .. import assets
 from ..backend import get_array_module, to_numpy
 from ..functional import RULES
+from ..viz.attribution import METHODS
 from ..summary import summarize
 from ..viz.class_model import OBJECTIVES
 from ..viz.deconv import unit_reconstruction
@@ -170,7 +171,8 @@ class Explorer:
             "samples": [{"spec": f"sample:{name}", "name": name, "label": s.get("label"),
                          "class": s.get("name", "")} for name, s in self.samples.items()],
             "canvas": self.canvas_available(),
-            "methods": list(RULES),
+            "methods": list(METHODS),      # the backward rules first, then descendants
+            "rules": list(RULES),
             "objectives": list(OBJECTIVES),
             "class_model_defaults": ClassModelSettings().as_dict(),
             "limits": {"smoothgrad": MAX_SMOOTHGRAD, "steps": MAX_CLASS_MODEL_STEPS},

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..functional import RULES
+from ..viz.attribution import METHODS
 from ..viz import figures, render
 from .errors import RequestError
 from .settings import ClassModelSettings, GraphCutSettings, SaliencySettings, parse_choice, \
@@ -36,7 +37,7 @@ def picture(explorer, kind, args):
 def saliency_picture(explorer, kind, entry, args):
     """A saliency map, its overlay or figure, or (LOCALIZE_KINDS) a localisation step."""
     cls = explorer.resolve_class(entry, args.get("class"))
-    method = parse_choice(args.get("method"), "method", RULES, "gradient")
+    method = parse_choice(args.get("method"), "method", list(METHODS), "gradient")
     settings = SaliencySettings.from_args(args)
     sal = explorer.saliency(entry, cls, method, settings)
     m = sal.map[0]

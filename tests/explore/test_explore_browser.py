@@ -254,6 +254,36 @@ def test_input_class_and_method_show_the_api_pictures(page, shipped_net):
                      "c.dispatchEvent(new Event('change'));")
 
 
+def test_descendants_of_the_paper_map_on_request(page, shipped_net):
+    """A descendant's button adds its panel: the map the registry computes for the image
+    and class shown, and the command that writes it; it follows a class change."""
+    d = page
+    click(d, "#samples button[data-spec='sample:sample_07_sneaker.png']")
+    wait_for(d, "document.querySelector('#saliency-panels').dataset.image === "
+                "'sample:sample_07_sneaker.png'")
+    view = view_of(shipped_net, "sample:sample_07_sneaker.png")
+    for method in ("gradcam", "occlusion"):
+        click(d, f"#descendant-buttons button[data-method={method}]")
+        wait_for(d, f"document.querySelector('#descendant-panels img[data-kind=map]"
+                    f"[data-method={method}]')")
+        q, pixels = shown(d, f"#descendant-panels img[data-kind=map][data-method={method}]")
+        cls = int(q["class"])
+        sal = saliency_of_views(shipped_net, [(view, 1)], [cls], method)[0]
+        assert np.array_equal(pixels, render.heatmap(sal.map[0]))
+        text = d.find_element("css selector",
+                              f"#descendant-panels [data-method={method}] pre.command").text
+        assert f"--method {method}" in text
+    screenshot(d, "descendants", 900, "#saliency-section")
+    # another class: the open descendants are computed again for it
+    d.execute_script("const s = document.getElementById('class-input'); s.value = '5';"
+                     "s.dispatchEvent(new Event('change'));")
+    wait_for(d, "(document.querySelector('#descendant-panels img[data-kind=map]"
+                "[data-method=gradcam]') || {src: ''}).src.includes('class=5')")
+    _, pixels = shown(d, "#descendant-panels img[data-kind=map][data-method=gradcam]")
+    sal = saliency_of_views(shipped_net, [(view, 1)], [5], "gradcam")[0]
+    assert np.array_equal(pixels, render.heatmap(sal.map[0]))
+
+
 def test_layer_and_unit_clicks_show_the_api_reconstructions(page, shipped_net):
     from selenium.webdriver.common.action_chains import ActionChains
     d = page

@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, info: null, cls: "", layer: null, unit: null,
+                descendants: new Set(),   // the descendants' panels the user opened
                 cm: { classes: [], label: "", query: "", page: 0, pages: 1 } };
 const tokens = {};   // section -> number of its latest request: older answers are dropped
 
@@ -19,7 +20,8 @@ function el(tag, attrs = {}, children = []) {
 }
 
 function showError(section, message) {
-  const box = $(section + "-error");
+  // a descendant's panel reports in the saliency section's box
+  const box = $(section + "-error") || (section.startsWith("descendant-") ? $("saliency-error") : null);
   if (!box) return;
   box.textContent = message || "";
   box.hidden = !message;
@@ -172,8 +174,13 @@ async function init() {
   classInput.addEventListener("focus", () => suggestClasses(classInput.value));
   classInput.addEventListener("change", () => { state.cls = classInput.value.trim(); refreshSaliency(); });
   const lm = $("localize-method");
-  const titles = { gradient: "gradient (the paper)", deconvnet: "DeconvNet", guided: "guided backprop" };
-  for (const m of model.methods) lm.append(el("option", { value: m, text: titles[m] || m }));
+  for (const m of model.methods) lm.append(el("option", { value: m, text: METHOD_TITLES[m] || m }));
+  const more = $("descendant-buttons");
+  for (const m of model.methods.filter((m) => !model.rules.includes(m))) {
+    const b = el("button", { type: "button", text: METHOD_TITLES[m] || m, "data-method": m });
+    b.addEventListener("click", () => { state.descendants.add(m); refreshDescendant(m); });
+    more.append(b);
+  }
 
   const tbody = document.querySelector("#layers-table tbody");
   for (const r of model.layers) {
@@ -318,25 +325,53 @@ async function refreshSaliency() {
     }
     document.querySelectorAll("#predictions tbody tr").forEach((tr) =>
       tr.classList.toggle("selected", tr.dataset.class === String(r.class)));
-    const titles = { gradient: "gradient (backprop): the paper's map", deconvnet: "DeconvNet", guided: "guided backprop" };
     const panels = $("saliency-panels");
     panels.replaceChildren();
     panels.dataset.cls = String(r.class);
     panels.dataset.image = r.image;
     fresh("saliency-panels");
-    for (const [rule, m] of Object.entries(r.methods)) {
-      panels.append(el("div", { className: "method", "data-method": rule }, [
-        el("h4", { text: titles[rule] || rule }),
-        el("div", { className: "pair" }, [
-          picture(m.map_url, `max_k |signal|, max ${m.max.toPrecision(3)}`, { "data-kind": "map", "data-method": rule }, true),
-          picture(m.overlay_url, "overlay", { "data-kind": "overlay", "data-method": rule }, true)]),
-        el("div", { className: "stats", text: `${r.name} (class ${r.class}): S_c = ${fmt(m.score)}, P_c = ${fmt(m.prob, 4)} · ` },
-          [el("a", { className: "dl", href: download(m.figure_url), download: "", text: "figure PNG" })]),
-        el("pre", { className: "command", text: m.command })]));
-    }
+    $("descendant-panels").replaceChildren();
+    for (const [rule, m] of Object.entries(r.methods)) panels.append(methodPanel(r, rule, m));
   });
   busy("saliency-section", false);
-  if (done) refreshLocalize();
+  if (done) {
+    refreshLocalize();
+    for (const m of state.descendants) refreshDescendant(m);
+  }
+}
+
+const METHOD_TITLES = { gradient: "gradient (backprop): the paper's map", deconvnet: "DeconvNet",
+  guided: "guided backprop", gradcam: "Grad-CAM (Selvaraju et al. 2017)",
+  integrated_gradients: "Integrated Gradients (Sundararajan et al. 2017)",
+  occlusion: "occlusion (Zeiler & Fergus 2014)", gradient_x_input: "gradient x input" };
+const MAP_CAPTIONS = { gradcam: "ReLU(sum_k alpha_k A_k), upsampled", integrated_gradients: "|sum_k attribution|",
+  occlusion: "mean score drop (>= 0)", gradient_x_input: "|sum_k x * gradient|" };
+
+function methodPanel(r, rule, m) {
+  const caption = `${MAP_CAPTIONS[rule] || "max_k |signal|"}, max ${m.max.toPrecision(3)}`;
+  return el("div", { className: "method", "data-method": rule }, [
+    el("h4", { text: METHOD_TITLES[rule] || rule }),
+    el("div", { className: "pair" }, [
+      picture(m.map_url, caption, { "data-kind": "map", "data-method": rule }, true),
+      picture(m.overlay_url, "overlay", { "data-kind": "overlay", "data-method": rule }, true)]),
+    el("div", { className: "stats", text: `${r.name} (class ${r.class}): S_c = ${fmt(m.score)}, P_c = ${fmt(m.prob, 4)} · ` },
+      [el("a", { className: "dl", href: download(m.figure_url), download: "", text: "figure PNG" })]),
+    el("pre", { className: "command", text: m.command })]);
+}
+
+// a descendant of the paper's map, on request (each costs more passes than the three rules)
+async function refreshDescendant(method) {
+  if (!state.image) return;
+  busy("saliency-section", true);
+  await latest("descendant-" + method, async (current) => {
+    const r = await getJSON("/api/saliency?" + query({ ...saliencyParams(), method }));
+    if (!current()) return;
+    const box = $("descendant-panels");
+    const old = box.querySelector(`[data-method="${method}"]`);
+    const panel = methodPanel(r, method, r.methods[method]);
+    if (old) old.replaceWith(panel); else box.append(panel);
+  });
+  busy("saliency-section", false);
 }
 
 // the class box's suggestions: the names matching what is typed (an index or a name)
