@@ -20,6 +20,9 @@ last also resized to 500x375 for the box; nothing is downloaded.
                     photos as JPEGs with one box each: wall time per image
   class models      minicnn.viz.class_model of 8 classes, 3 steps (two batches of 4):
                     seconds per class and step, and the peak memory
+  method: NAME      minicnn.viz.attribution.attribute of one method with its defaults on
+                    astronaut.png's network view (one image, its top-1 class): each
+                    descendant's cost per image in gradient passes
 
 Examples:
   python tools/bench_photos.py --weights vgg16.h5
@@ -33,15 +36,23 @@ import tempfile
 
 import numpy as np
 
+METHOD_ROWS = ("method_gradient", "method_smoothgrad", "method_gradcam",
+               "method_integrated_gradients", "method_occlusion", "method_gradient_x_input")
 MEASUREMENTS = ("gradient", "saliency5", "saliency10", "box500", "box64", "evaluate",
-                "classmodel")
-LABELS = {"gradient": "gradient pass (224x224, batch 1)",
+                "classmodel") + METHOD_ROWS
+LABELS = {"gradient": "gradient pass (the model's input size, batch 1)",
           "saliency5": "saliency, 512x512 photo, 5 crops (default)",
           "saliency10": "saliency, 512x512 photo, 10 crops",
           "box500": "box (localize_map), 500x375 photo",
           "box64": "box (localize_map), 64x64 canvas (shipped model)",
           "evaluate": "evaluate localize, gradient, --boxes label, per image",
-          "classmodel": "class model, per class and step (8 classes, batches of 4)"}
+          "classmodel": "class model, per class and step (8 classes, batches of 4)",
+          "method_gradient": "method: gradient (the paper), one image at the input size",
+          "method_smoothgrad": "method: SmoothGrad, 25 noisy copies",
+          "method_gradcam": "method: Grad-CAM (last conv's ReLU)",
+          "method_integrated_gradients": "method: Integrated Gradients, 32 steps",
+          "method_occlusion": "method: occlusion, patch 1/8 of the side, stride half of it",
+          "method_gradient_x_input": "method: gradient x input"}
 
 
 def photos(folder):
@@ -136,6 +147,19 @@ def _classmodel(net, rounds):
     return [t / (len(classes) * (steps + 1)) for t in per_round]   # +1: the final forward
 
 
+def _method(net, paths, rounds, name):
+    """One image (astronaut, the network's view) through the registry's method with its
+    defaults (SmoothGrad: the gradient with 25 copies)."""
+    from minicnn.viz.attribution import MethodSettings, attribute
+    from minicnn.viz.inputs import load_views
+    view, _ = load_views(net, [paths["astronaut"]], "1")[0]
+    x = view.x[None]
+    cls = [int(np.argmax(net.forward(x)))]
+    method = "gradient" if name == "smoothgrad" else name
+    settings = MethodSettings(smoothgrad=25 if name == "smoothgrad" else 0)
+    return timed(lambda: attribute(net, x, cls, method, settings), rounds)
+
+
 def child(name, weights, paths, rounds):
     import minicnn
     net = None if name == "box64" else minicnn.load(weights)
@@ -145,7 +169,9 @@ def child(name, weights, paths, rounds):
             "box500": lambda: _box500(net, paths, rounds),
             "box64": lambda: _box64(rounds),
             "evaluate": lambda: _evaluate(net, paths, rounds),
-            "classmodel": lambda: _classmodel(net, rounds)}
+            "classmodel": lambda: _classmodel(net, rounds),
+            **{row: (lambda row=row: _method(net, paths, rounds, row[len("method_"):]))
+               for row in METHOD_ROWS}}
     times = runs[name]()
     return {"times": times, "peak": peak_bytes()}
 
@@ -176,7 +202,8 @@ def build_parser():
     from minicnn.viz import cli
     p = cli.parser("bench_photos.py", __doc__)
     p.add_argument("--weights", metavar="MODEL.h5", required=True,
-                   help="a converted VGG16 (tools/convert_weights.py), 224x224 input")
+                   help="a converted VGG16 (tools/convert_weights.py), 224x224 input (any "
+                        "model runs the gradient and method rows: --only method_...)")
     p.add_argument("--rounds", type=cli.positive_int, default=3, help="timed calls per row")
     p.add_argument("--only", metavar="NAME", nargs="+", choices=MEASUREMENTS, default=None,
                    help="some rows only (gradient always runs: it is the unit)")
