@@ -31,6 +31,7 @@ import numpy
 
 from ..backend import get_array_module
 from . import pool2x2, reference, winograd, winograd4
+from .into import im2col_into, relu_backward_into, relu_into
 from .winograd_kernels import KernelTransforms, transform_for
 from .winograd_schedule import result_dtype
 from .layout import empty_laid_out_like, is_channels_last, laid_out_like
@@ -102,10 +103,10 @@ def relu_forward(x, out=None):
     """max(x, 0) elementwise, any shape (see :func:`.reference.relu_forward`); written
     into ``out`` when given (``out=x`` rectifies in place)."""
     if in_reference_mode() or not _on_cpu_in_slabs(x):
-        return reference.relu_forward(x, out=out)
+        return reference.relu_forward(x) if out is None else relu_into(x, out)
     y = empty_laid_out_like(x.shape, x) if out is None else out   # in x's memory layout
     axis = _row_axis(x)
-    _slabs(lambda i: reference.relu_forward(x[i], out=y[i]), x.shape[axis], axis)
+    _slabs(lambda i: relu_into(x[i], y[i]), x.shape[axis], axis)
     return y
 
 
@@ -114,10 +115,11 @@ def relu_backward(dy, relu_output, rule, out=None):
     written into ``out`` when given (``out=dy`` works in place)."""
     check_rule(rule)
     if in_reference_mode() or not _on_cpu_in_slabs(dy):
-        return reference.relu_backward(dy, relu_output, rule, out=out)
+        return (reference.relu_backward(dy, relu_output, rule) if out is None
+                else relu_backward_into(dy, relu_output, rule, out))
     out = empty_laid_out_like(dy.shape, dy) if out is None else out
     axis = _row_axis(dy)
-    _slabs(lambda i: reference.relu_backward(dy[i], relu_output[i], rule, out=out[i]),
+    _slabs(lambda i: relu_backward_into(dy[i], relu_output[i], rule, out[i]),
            dy.shape[axis], axis)
     return out
 
@@ -162,7 +164,7 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     copies)."""
     if in_reference_mode() or get_array_module(x) is not numpy:
         y = reference.conv2d_forward(x, weight, bias, stride, pad)
-        return reference.relu_forward(y, out=y) if relu else y
+        return reference.relu_forward(y) if relu else y
     if use_winograd(x, weight.shape, stride, pad):
         return winograd_conv2d_forward(x, weight, bias, kernels, relu)
     # the im2col path in slabs of output rows: rows [a, b) read padded rows
@@ -181,13 +183,13 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
         s = i[2]
         rows = xpad[:, :, s.start * stride:(s.stop - 1) * stride + kh]
         cols = scratch("im2col.cols", (n, c, kh, kw, s.stop - s.start, wo), x.dtype, x)
-        reference.im2col(rows, kh, kw, stride, 0, out=cols)
+        im2col_into(rows, kh, kw, stride, 0, cols)
         out = y[:, s].reshape(n, -1, o)                     # a view: rows are contiguous
         numpy.matmul(cols.reshape(n, c * kh * kw, -1).transpose(0, 2, 1), w2t, out=out)
         if bias is not None:
             out += bias
         if relu:
-            reference.relu_forward(out, out=out)
+            relu_into(out, out)
     _slabs(slab, ho, 2)
     return y.transpose(0, 3, 1, 2)
 
@@ -225,7 +227,7 @@ def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     _, c, kh, kw = weight_shape
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)
     cols = scratch("params.cols", (n, c, kh, kw, ho, wo), x.dtype, x)
-    cols_t = reference.im2col(x, kh, kw, stride, pad, out=cols).transpose(0, 2, 1)  # (N, L, CKK)
+    cols_t = im2col_into(x, kh, kw, stride, pad, cols).transpose(0, 2, 1)  # (N, L, CKK)
     dy3 = dy.reshape(n, o, -1)
     dw = recycled((o, c * kh * kw), numpy.result_type(dy, x), dy)
     parallel_map(lambda s: numpy.sum(dy3[:, s] @ cols_t, axis=0, out=dw[s]), split(o, CPU_PARTS))

@@ -51,14 +51,14 @@ def _window(xpad, a, b, stride, ho, wo):
 
 # ----------------------------------------------------------------------------- conv
 
-def im2col(x, kh, kw, stride, pad, out=None):
-    """(N, C, H, W) -> columns (N, C*kh*kw, Ho*Wo), rows ordered (c, a, b) like OIHW;
-    written into ``out`` (N, C, kh, kw, Ho, Wo) when given."""
+def im2col(x, kh, kw, stride, pad):
+    """(N, C, H, W) -> columns (N, C*kh*kw, Ho*Wo), rows ordered (c, a, b) like OIHW:
+    column p holds the kh x kw window under output position p, every channel."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
     xpad = pad_spatial(x, pad)
-    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype) if out is None else out
+    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
     for a in range(kh):
         for b in range(kw):
             cols[:, :, a, b] = _window(xpad, a, b, stride, ho, wo)
@@ -142,16 +142,15 @@ def linear_backward_params(dy, x):
 
 # ----------------------------------------------------------------------------- ReLU
 
-def relu_forward(x, out=None):
-    """max(x, 0) elementwise, any shape (a NaN passes through, as in PyTorch); written
-    into ``out`` when given.
+def relu_forward(x):
+    """max(x, 0) elementwise, any shape (a NaN passes through, as in PyTorch).
 
     Its output doubles as the backward mask: y > 0 exactly where x > 0."""
     xp = get_array_module(x)
-    return xp.maximum(x, xp.zeros((), dtype=x.dtype), out=out)
+    return xp.maximum(x, xp.zeros((), dtype=x.dtype))
 
 
-def relu_backward(dy, relu_output, rule, out=None):
+def relu_backward(dy, relu_output, rule):
     """The only place the three passes differ (Simonyan et al. 2013, Sect. 4, for the
     gradient and DeconvNet; Springenberg et al. 2015 for guided backprop).
 
@@ -162,22 +161,15 @@ def relu_backward(dy, relu_output, rule, out=None):
     - gradient:  R_n = R_{n+1} * 1[X_n > 0]
     - deconvnet: R_n = R_{n+1} * 1[R_{n+1} > 0]
     - guided:    R_n = R_{n+1} * 1[X_n > 0] * 1[R_{n+1} > 0]
-
-    The result is written into ``out`` when given.
     """
-    xp = get_array_module(dy)
     check_rule(rule)
-    zero = xp.zeros((), dtype=dy.dtype)
-    # R * 1[R > 0] is max(R, 0): one pass over the signal, and DeconvNet never builds
-    # the forward mask
-    if rule == "deconvnet":
-        return xp.maximum(dy, zero, out=out)
-    # the table's products as products: a multiply by the mask is branch-free, while
-    # selecting with np.where on a random mask mispredicts per element on the CPU
-    positive_input = relu_output > 0
+    forward_mask = relu_output > 0
+    signal_mask = dy > 0
     if rule == "gradient":
-        return xp.multiply(dy, positive_input, out=out)
-    return xp.multiply(dy, positive_input & (dy > zero), out=out)   # both masks as one
+        return dy * forward_mask
+    if rule == "deconvnet":
+        return dy * signal_mask
+    return dy * (forward_mask & signal_mask)
 
 
 # ----------------------------------------------------------------------------- max-pool
@@ -212,8 +204,8 @@ def maxpool2d_backward(dy, switches, x_shape, kernel, stride, pad=0):
     Backprop and DeconvNet unpooling are this same function (the switches are the
     forward's, whatever the rule). Each kernel offset is written in its own pass, so
     overlapping windows (stride < kernel) add up and no two writes of one pass hit the
-    same position (no undefined duplicate scatter). It selects with ``where`` (a NaN in
-    dy stays at its switch); the 2x2 fast path multiplies by the mask instead.
+    same position (no undefined duplicate scatter). It selects with ``where``: a NaN in
+    dy stays at its switch.
     """
     xp = get_array_module(dy)
     n, c, h, w = x_shape

@@ -9,7 +9,7 @@ Works in any float dtype (float32 and float64 alike) on NumPy and CuPy; the disp
 """
 from ..backend import get_array_module
 from ..threads import split
-from .reference import relu_forward
+from .into import relu_into
 from .winograd_schedule import WINOGRAD_GROUPS, chunk_map, result_dtype, row_groups, run_transforms
 from .workspace import recycled, scratch
 
@@ -215,7 +215,7 @@ def winograd_output(m, out, bias=None, relu=False):
     for a in range(2):
         _at(*half[a], out=pair)
         if relu:
-            relu_forward(pair.transpose(1, 2, 3, 0, 4), out=out[:, :, a])
+            relu_into(pair.transpose(1, 2, 3, 0, 4), out[:, :, a])
         else:
             out[:, :, a] = pair.transpose(1, 2, 3, 0, 4)
 

@@ -28,7 +28,7 @@ module: channels-last transforms, V (36, tiles, C), M (36, tiles, O), the output
 import numpy
 
 from ..backend import get_array_module
-from .reference import relu_forward
+from .into import relu_into
 from .winograd_schedule import result_dtype, run_transforms   # shared with F(2x2)
 from .workspace import recycled, scratch
 
@@ -196,7 +196,7 @@ def winograd4_output(m, out, bias=None, relu=False):
     for a in range(4):                                              # then along the columns
         _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
     if relu:
-        relu_forward(out, out=out)
+        relu_into(out, out)
 
 
 def winograd4_conv3x3(x, u, bias=None, relu=False):
