@@ -5,7 +5,6 @@ for each layer kind's forward beside its backward); a layer checks its input, ke
 its backward needs in ``self.cache`` and calls those functions. The interface every
 layer implements is :class:`Layer`'s.
 """
-import inspect
 
 import numpy as np
 
@@ -49,9 +48,9 @@ class Layer:
     Subclasses set ``kind`` (the type name in model files) and ``param_names``.
 
     Optional speed flags (``fresh_output``, ``fresh_signal``, ``in_place``,
-    ``fuses_relu``) let a :class:`minicnn.net.Net` pass skip copies; only the net reads
-    them, and a layer that sets none runs the plain interface above (see
-    :mod:`minicnn.net` for what they promise).
+    ``fuses_relu``) let a :class:`minicnn.net.Net` pass skip copies; only the pass
+    planner reads them, and a layer that sets none runs the plain interface above (see
+    :mod:`minicnn.passes` for what they promise).
     """
     kind = None           # the type name used in model files
     param_names = ()
@@ -104,25 +103,6 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
-def runs_own(layer, attribute, method):
-    """Whether ``layer`` runs the ``method`` ("forward" or "backward") of the class that
-    gives it ``attribute`` (a flag about that method, or a method that stands in for
-    it, such as ``backward_params``). False for a subclass that overrides the method
-    without setting the attribute again, and for a method replaced on the instance (a
-    hook); wrappers that name what they wrap in ``__wrapped__`` (functools.wraps) are
-    looked through."""
-    owner = next((k for k in type(layer).__mro__ if attribute in vars(k)), None)
-    if owner is None or method not in vars(owner):
-        return False
-    bound = inspect.unwrap(getattr(layer, method))
-    return (getattr(bound, "__self__", None) is layer
-            and getattr(bound, "__func__", None) is vars(owner)[method])
-
-
-def declares(layer, flag, method):
-    """``layer``'s boolean ``flag`` about ``method``, believed only when
-    :func:`runs_own` says the method is the one the flag describes."""
-    return bool(getattr(layer, flag, False)) and runs_own(layer, flag, method)
 
 
 class Conv2d(Layer):

@@ -1,28 +1,8 @@
 """Net: an ordered, named sequence of layers with explicit forward and backward passes.
 
-How a pass calls its layers (the speed flags a layer may set; outside a pass, and in
-:func:`minicnn.reference_mode`, layers run the plain interface of
-:class:`minicnn.layers.Layer`):
-
-Working in place, inside a :class:`minicnn.net.Net` pass: a layer whose
-``fresh_output`` (``fresh_signal``) is True returns from ``forward`` (``backward``) a
-new array that it does not keep, so nothing but the next layer of the pass reads it.
-A layer with ``in_place`` True accepts ``overwrite=True`` in ``forward`` and
-``backward``, which the net passes when its input is such an array: it may then
-write its result into it (a ReLU after a linear layer rectifies its output where it
-lies) instead of into a new array, which saves the memory traffic and the
-allocation. Called directly, layers never overwrite their input.
-
-Fusing a ReLU: a layer with ``fuses_relu`` True accepts ``relu=True`` in ``forward``
-and then returns max(output, 0), rectified while each part is still in cache. The
-net passes it when the next layer is a :class:`ReLU` that the pass runs, and runs
-that ReLU with ``rectified=True``: it keeps the array as its output (and backward
-mask) without a pass of its own.
-
-The net believes these flags only while the layer runs the very method the class
-that set them defines (:func:`runs_own`): a subclass that overrides ``forward`` or
-``backward`` (to keep its output, say) and a hook put on an instance run with the
-plain protocol above, whatever they inherit.
+How a pass calls its layers (in place, ReLUs fused) is planned by
+:mod:`minicnn.passes`; outside a pass, and in :func:`minicnn.reference_mode`, layers run
+the plain interface of :class:`minicnn.layers.Layer`.
 """
 import difflib
 import functools
@@ -32,9 +12,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import check_device, get_array_module, require_cupy, to_device, to_numpy
-from . import functional as F
 from .functional import check_rule
-from .layers import Layer, ReLU, declares, runs_own
+from .layers import Layer
+from .passes import backward_plan, forward_plan, runs_own
 from .threads import blas_on_one_thread
 
 DTYPES = ("float32", "float64")
@@ -64,21 +44,6 @@ def unknown_name_error(kind, name, valid):
     hint = (f"close matches: {', '.join(close)}" if close
             else f"valid: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
     return ValueError(f"unknown {kind} {name!r}; {hint}")
-
-
-def call_layer(layer, method, temporary, *args, **kwargs):
-    """layer.forward or layer.backward (``method`` names it), told it may overwrite its
-    input when the input is a temporary of the pass and the layer can (see
-    :class:`minicnn.layers.Layer`)."""
-    if temporary and not F.in_reference_mode() and declares(layer, "in_place", method):
-        kwargs["overwrite"] = True
-    return getattr(layer, method)(*args, **kwargs)
-
-
-def _plain_relu(layer):
-    """A ReLU whose forward accepts ``rectified`` (exactly minicnn's, not overridden or
-    hooked: a subclass may compute something else)."""
-    return type(layer) is ReLU and runs_own(layer, "in_place", "forward")
 
 
 def _blas_on_one_thread_on_cpu(method):
@@ -211,25 +176,16 @@ class Net:
             raise ValueError(f"forward expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
         self._last_run = None   # a forward that fails part-way leaves nothing to backward
         shapes = []
-        layers = list(self.layers.values())
-        temporary = False       # x is the caller's: never written
-        fused = False           # the layer before rectified its output for this ReLU
+        plan = forward_plan(list(self.layers.values()), stop)
         for i, (name, layer) in enumerate(self.layers.items()):
             if i > stop:
                 layer.cache = None   # stale caches must not pair with this forward
                 continue
             try:
-                options = {"rectified": True} if fused else {}
-                # reference mode: every layer computes its own output, nothing fused
-                fused = (not F.in_reference_mode() and declares(layer, "fuses_relu", "forward")
-                         and i < stop and _plain_relu(layers[i + 1]))
-                if fused:
-                    options["relu"] = True
                 # the last pass's cache goes first: the arrays only it held can then be
                 # recycled for this layer's output (minicnn.functional.workspace)
                 layer.cache = None
-                x = call_layer(layer, "forward", temporary, x, **options)
-                temporary = declares(layer, "fresh_output", "forward")
+                x = layer.forward(x, **plan[i])
             except ValueError as exc:
                 for later in list(self.layers.values())[i:]:
                     later.cache = None
@@ -284,11 +240,9 @@ class Net:
                 return None
             lowest = items[with_params[0]][1]
             items = items[with_params[0] + 1:]
-        temporary = False       # grad is the caller's: never written
-        for name, layer in reversed(items):
-            grad = call_layer(layer, "backward", temporary, grad, rule,
-                              param_grads=param_grads)
-            temporary = declares(layer, "fresh_signal", "backward")
+        top_down = [layer for _, layer in reversed(items)]
+        for layer, options in zip(top_down, backward_plan(top_down)):
+            grad = layer.backward(grad, rule, param_grads=param_grads, **options)
         if lowest is not None:
             if runs_own(lowest, "backward_params", "backward"):
                 lowest.backward_params(grad)
