@@ -32,7 +32,7 @@ setup(
         "minicnn-bench = minicnn.commands.bench:entry",
         "minicnn-bench-photos = minicnn.commands.bench_photos:entry",
         "minicnn-explore = minicnn.commands.explore:entry",
-        "minicnn-evaluate = minicnn.evaluate.cli:entry",
+        "minicnn-evaluate = minicnn.commands.evaluate:entry",
     ]},
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.50", "dask[distributed]>=2024.1",

@@ -38,7 +38,7 @@ def test_bench_photos_table_in_gradient_passes(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| gradient pass (224x224, batch 1)", "| box (localize_map), 500x375 photo",
+        "| gradient pass (the model's input size, batch 1)", "| box (localize_map), 500x375 photo",
         "| box (localize_map), 64x64 canvas (shipped model)"]
     assert rows[0].split(" | ")[2] == "1.00"
     for row in rows:

@@ -75,7 +75,7 @@ def print_profile(args):
 # ------------------------------------------------------------------ main
 
 def build_parser():
-    from minicnn.viz.cli import positive_int
+    from minicnn.commands.cli import positive_int
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy, with PyTorch CUDA when present)")

@@ -199,7 +199,7 @@ def table(results, processor):
 
 
 def build_parser():
-    from minicnn.viz import cli
+    from minicnn.commands import cli
     p = cli.parser("bench_photos.py", __doc__)
     p.add_argument("--weights", metavar="MODEL.h5", required=True,
                    help="a converted VGG16 (tools/convert_weights.py), 224x224 input (any "
@@ -213,7 +213,7 @@ def build_parser():
 
 def main(argv=None):
     from minicnn.commands.bench_children import processor
-    from minicnn.viz import cli
+    from minicnn.commands import cli
     args = build_parser().parse_args(argv)
     out = cli.checked_output(args.out, (".md",), "--out")
     names = ["gradient"] + [n for n in (args.only or MEASUREMENTS) if n != "gradient"]
@@ -231,7 +231,7 @@ def main(argv=None):
 
 
 def entry():
-    from minicnn.viz import cli
+    from minicnn.commands import cli
     return cli.run(main, "bench_photos.py")
 
 

@@ -28,7 +28,10 @@ Python: minicnn.viz.class_model(net, classes) -> ClassModel, with these defaults
 import sys
 
 
-from minicnn.viz import cli, figures
+from minicnn.commands import cli
+
+
+from minicnn.viz import figures
 from minicnn.viz.class_model import (DEFAULTS, IMAGENET_FIGURE_CLASSES, OBJECTIVES,
                                       ClassModelSettings, class_model, default_classes)
 from minicnn.viz.inputs import resolve_classes

@@ -36,7 +36,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minicnn.convert import ConvertError, convert_file
-    from minicnn.viz.cli import checked_output
+    from minicnn.commands.cli import checked_output
     from minicnn.terminal import protect
     protect()
     try:

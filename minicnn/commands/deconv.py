@@ -16,7 +16,10 @@ Python: minicnn.viz.unit_reconstruction(net, x, layer, channel) on a (N, C, H, W
 import sys
 
 
-from minicnn.viz import cli, figures
+from minicnn.commands import cli
+
+
+from minicnn.viz import figures
 from minicnn.viz.deconv import default_layer, unit_reconstruction
 from minicnn.viz.inputs import load_views, resolve_layer, stack
 

@@ -27,7 +27,7 @@ import argparse
 import signal
 import sys
 
-from minicnn.viz import cli
+from minicnn.commands import cli
 
 PROG = "explore.py"
 

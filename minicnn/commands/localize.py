@@ -20,7 +20,10 @@ Python: minicnn.viz.localize_map(rgb, saliency_map) -> Localization (box, mask, 
 import sys
 
 
-from minicnn.viz import cli, figures, render
+from minicnn.commands import cli
+
+
+from minicnn.viz import figures, render
 from minicnn.viz.inputs import class_name, classes_per_image, load_views
 from minicnn.viz.localize import BoxSettings, localize_map
 from minicnn.viz.saliency import SALIENCY, saliency_of_views

@@ -24,7 +24,9 @@ import sys
 
 import numpy as np
 
-from minicnn.viz import cli, figures
+from minicnn.commands import cli
+
+from minicnn.viz import figures
 from minicnn.viz.inputs import classes_per_image, load_views
 from minicnn.viz.saliency import SALIENCY, saliency_of_views
 

@@ -38,7 +38,7 @@ DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
 
 
 def parse_args(argv=None):
-    from minicnn.viz import cli
+    from minicnn.commands import cli
     p = cli.Parser(
         prog="train.py",
         description="Train a VGG-style net on cluttered Fashion-MNIST (64x64 RGB canvases) "

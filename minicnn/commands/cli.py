@@ -86,7 +86,7 @@ finite_float = _typed(float, lambda v: abs(v) <= FLOAT32_MAX, "a finite number")
 
 def add_method_args(p, default="gradient", what="the map"):
     """--method (the paper's rules and their descendants) and each method's options."""
-    from .attribution import METHODS
+    from ..viz.attribution import METHODS
     p.add_argument("--method", choices=list(METHODS), default=default,
                    help=f"how {what} is computed: gradient (the paper's saliency), deconvnet, "
                         "guided (the other backward rules of its Sect. 4); gradcam "
@@ -114,7 +114,7 @@ def add_method_options(p):
 
 def method_settings(args):
     """MethodSettings from add_method_args' options (and --smoothgrad/--noise/--seed)."""
-    from .attribution import MethodSettings
+    from ..viz.attribution import MethodSettings
     return MethodSettings(smoothgrad=getattr(args, "smoothgrad", 0) or 0,
                           noise=getattr(args, "noise", 0.15), seed=getattr(args, "seed", 0),
                           gradcam_layer=args.layer, ig_steps=args.steps,
@@ -138,7 +138,7 @@ def add_image_args(p, what="image"):
 
 def add_crop_args(p):
     """--crops (and the older --tencrop spelling of it)."""
-    from .inputs import CROP_CHOICES, TENCROP_WORDS
+    from ..viz.inputs import CROP_CHOICES, TENCROP_WORDS
     p.add_argument("--crops", choices=CROP_CHOICES, default="auto",
                    help="1: the network's view of the image (resized / centre-cropped as the "
                         "model's preprocessing does); 5: the four corner crops and the centre "
@@ -156,7 +156,7 @@ def add_crop_args(p):
 
 def add_graphcut_args(p):
     """The options of the saliency -> colour models -> GraphCut box procedure."""
-    from .localize import BOX
+    from ..viz.localize import BOX
     p.add_argument("--fg-quantile", type=fraction, default=BOX.fg_quantile,
                    help="foreground colour-model seeds: saliency above this quantile")
     p.add_argument("--bg-quantile", type=fraction, default=BOX.bg_quantile,

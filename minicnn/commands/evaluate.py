@@ -23,12 +23,12 @@ import shlex
 import signal
 import sys
 
-from ..viz import cli
+from . import cli
 from ..viz.saliency import SALIENCY
-from . import data as data_mod
-from . import report
-from .localization import METHODS, PAPER_METHODS, LocalizeSettings, evaluate_item, summarise
-from .runner import Job, RecordStore, file_digest, run, scheduler_address
+from ..evaluate import data as data_mod
+from ..evaluate import report
+from ..evaluate.localization import METHODS, PAPER_METHODS, LocalizeSettings, evaluate_item, summarise
+from ..evaluate.runner import Job, RecordStore, file_digest, run, scheduler_address
 
 PROG = "evaluate.py"
 FIGURE = "localize_best_worst.png"
@@ -381,7 +381,7 @@ def _localize(args, ev, settings):
 
 
 def sanity(args, argv):
-    from . import sanity as san
+    from ..evaluate import sanity as san
     settings = san.SanitySettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
                                   noise=args.noise, seed=args.seed,
                                   **_method_option_values(args))
@@ -393,7 +393,7 @@ def sanity(args, argv):
 
 def _sanity(args, ev, settings):
     from functools import partial
-    from . import sanity as san
+    from ..evaluate import sanity as san
     status = ev.run(partial(san.evaluate_item, settings=settings))
     if status is not None:
         return status
@@ -420,7 +420,7 @@ def _sanity(args, ev, settings):
 
 
 def faithfulness(args, argv):
-    from . import faithfulness as fai
+    from ..evaluate import faithfulness as fai
     settings = fai.FaithfulnessSettings(methods=args.methods, steps=args.curve_steps,
                                         smoothgrad_samples=args.smoothgrad, noise=args.noise,
                                         seed=args.seed, **_method_option_values(args))
@@ -431,7 +431,7 @@ def faithfulness(args, argv):
 
 def _faithfulness(args, ev, settings):
     from functools import partial
-    from . import faithfulness as fai
+    from ..evaluate import faithfulness as fai
     status = ev.run(partial(fai.evaluate_item, settings=settings))
     if status is not None:
         return status
@@ -453,7 +453,7 @@ def _faithfulness(args, ev, settings):
 def class_objective(args, argv):
     from ..viz import figures, render
     from ..viz.inputs import class_name, resolve_classes
-    from . import objective as objective_mod
+    from ..evaluate import objective as objective_mod
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     net = cli.load_net(args)
