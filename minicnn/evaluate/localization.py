@@ -21,9 +21,9 @@ import numpy as np
 from ..backend import to_numpy
 from ..viz.inputs import network_view, tencrop_view
 from ..viz.localize import BOX, BoxSettings, localize_map
-from ..viz.batching import examples_per_batch
-from ..viz.attribution import METHODS as ATTRIBUTION, MethodSettings, attribute
-from ..viz.saliency import BATCH_BYTES as SALIENCY_BATCH_BYTES, SALIENCY, tencrop_saliency
+from ..viz.attribution import (METHODS as ATTRIBUTION, MethodSettings, attribute,
+                               backward_signals, class_signals)
+from ..viz.saliency import SALIENCY, tencrop_saliency
 from . import metrics
 
 # method name -> (backward rule, uses SmoothGrad); the descendants of the paper's map
@@ -106,32 +106,6 @@ def descendant_maps(net, view, classes, method, settings):
     return attribute(net, x, classes, method, options)[1]
 
 
-def class_signals(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,
-                  batch_size=32):
-    """Input-space signals of one image for several classes: (K, C, H, W) float64.
-
-    x (C, H, W) preprocessed. One forward pass (per chunk of SmoothGrad's noisy copies)
-    serves every class: each class is one backward pass of its one-hot score signal.
-    samples > 0: SmoothGrad (Smilkov et al. 2017), the signal averaged over ``samples``
-    copies with Gaussian noise of sigma = noise * (max - min) of x, drawn from ``seed``."""
-    x = np.asarray(to_numpy(x), np.float32)
-    classes = [int(c) for c in classes]
-    rng = np.random.default_rng(seed)
-    sigma = np.float32(float(noise) * float(x.max() - x.min()))
-    count = max(int(samples), 1)
-    # at most as many copies a pass as fit the saliency memory budget (one for VGG16)
-    batch_size = max(1, min(int(batch_size), examples_per_batch(net, SALIENCY_BATCH_BYTES)))
-    total = np.zeros((len(classes),) + x.shape, np.float64)
-    for start in range(0, count, batch_size):
-        n = min(batch_size, count - start)
-        # the noise drawn a batch at a time: the same numbers as all at once
-        chunk = (x[None] + rng.standard_normal((n,) + x.shape).astype(np.float32) * sigma
-                 if samples else x[None])
-        net.forward(chunk)
-        total += backward_signals(net, len(chunk), classes, rule)
-    return total / count
-
-
 def class_maps(net, x, classes, rule="gradient", samples=0, noise=SALIENCY.noise, seed=0,
                batch_size=32):
     """Saliency maps M = max over channels |signal| of :func:`class_signals`: (K, H, W)
@@ -161,18 +135,6 @@ def _maps(net, view, classes, rule, smooth, settings, seed):
                                           seed).map[0] for c in classes])
     return class_maps(net, view.x, classes, rule, samples, settings.noise, seed,
                       settings.batch_size)
-
-
-def backward_signals(net, count, classes, rule):
-    """(K, C, H, W) float64: for each class, the input signal of its score summed over the
-    ``count`` examples of the forward pass the net has just run (one backward pass per
-    class, no second forward)."""
-    out = []
-    for c in classes:
-        seed_signal = np.zeros((count, net.num_classes), np.float32)
-        seed_signal[:, c] = 1.0
-        out.append(to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0))
-    return np.stack(out)
 
 
 def backward_maps(net, classes, rule):

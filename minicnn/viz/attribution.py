@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import get_array_module, to_numpy
+from ..functional import check_rule
 from .batching import examples_per_batch
 
 BATCH_BYTES = 192 * 2**20      # one batch of copies (noisy, interpolated, occluded)
@@ -72,37 +73,107 @@ def one_hot(logits, classes):
 
 def input_gradient(net, x, classes, rule="gradient"):
     """(N, C, H, W) float64: the input signal of each image's class score, one forward and
-    one backward with ``rule``."""
+    one backward with ``rule`` (:func:`class_signal`)."""
+    return to_numpy(class_signal(net, x, classes, rule)[0]).astype(np.float64)
+
+
+def class_signal(net, x, classes, rule="gradient"):
+    """One forward and one backward: the input-space signal of class score S_c for each
+    image. x (N, C, H, W); classes (N,) ints or None (top-1 per image).
+
+    Returns (signal (N, C, H, W) on the net's device, logits (N, K) NumPy, classes (N,))."""
+    check_rule(rule)
     logits = net.forward(x)
-    return to_numpy(net.backward(one_hot(logits, classes), rule=rule)).astype(np.float64)
+    xp = get_array_module(logits)
+    logits_np = to_numpy(logits).astype(np.float64)
+    classes = _classes_for(logits_np, classes)
+    seed = xp.zeros(logits.shape, dtype=xp.float32)
+    seed[xp.arange(logits.shape[0]), xp.asarray(classes)] = 1.0
+    return net.backward(seed, rule=rule), logits_np, classes
+
+
+def _classes_for(logits, classes):
+    """classes (N,) ints, or None for the top-1 of each row of logits (N, K)."""
+    classes = logits.argmax(axis=1) if classes is None else classes
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if classes.shape[0] != logits.shape[0]:
+        raise ValueError(f"{classes.shape[0]} classes for a batch of {logits.shape[0]} images")
+    return classes
+
+
+def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+                  batch_size=None):
+    """SmoothGrad: mean of ``class_signal`` over ``samples`` noisy copies of each image
+    (Gaussian noise, sigma = noise * (max - min) of the image). samples=0: plain signal.
+    classes (N,) ints must be given. batch_size: noisy copies per pass (default: as many
+    as :data:`BATCH_BYTES` hold). Returns (N, C, H, W) NumPy float32."""
+    x = np.asarray(to_numpy(x), np.float32)
+    if samples <= 0:
+        return to_numpy(class_signal(net, x, classes, rule)[0]).astype(np.float32)
+    if batch_size is None:
+        batch_size = examples_per_batch(net, BATCH_BYTES)
+    rng = np.random.default_rng(seed)
+    classes = np.asarray(classes, np.int64)
+    out = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        sigma = np.float32(float(noise) * float(x[i].max() - x[i].min()))
+        for start in range(0, samples, batch_size):
+            # drawn a batch at a time: the same numbers as drawing all at once, in
+            # memory for one batch only
+            count = min(batch_size, samples - start)
+            chunk = x[i][None] + rng.standard_normal((count,) + x.shape[1:]).astype(
+                np.float32) * sigma
+            sig = class_signal(net, chunk, np.full(len(chunk), classes[i]), rule)[0]
+            out[i] += to_numpy(sig).astype(np.float64).sum(axis=0)
+    return (out / samples).astype(np.float32)
+
+
+def backward_signals(net, count, classes, rule):
+    """(K, C, H, W) float64: for each class, the input signal of its score summed over the
+    ``count`` examples of the forward pass the net has just run (one backward pass per
+    class, no second forward)."""
+    out = []
+    for c in classes:
+        seed_signal = np.zeros((count, net.num_classes), np.float32)
+        seed_signal[:, c] = 1.0
+        out.append(to_numpy(net.backward(seed_signal, rule)).astype(np.float64).sum(axis=0))
+    return np.stack(out)
+
+
+def class_signals(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=0,
+                  batch_size=32):
+    """Input-space signals of one image for several classes: (K, C, H, W) float64.
+
+    x (C, H, W) preprocessed. One forward pass (per chunk of SmoothGrad's noisy copies)
+    serves every class: each class is one backward pass of its one-hot score signal.
+    samples > 0: SmoothGrad (Smilkov et al. 2017), the signal averaged over ``samples``
+    copies with Gaussian noise of sigma = noise * (max - min) of x, drawn from ``seed``."""
+    x = np.asarray(to_numpy(x), np.float32)
+    classes = [int(c) for c in classes]
+    rng = np.random.default_rng(seed)
+    sigma = np.float32(float(noise) * float(x.max() - x.min()))
+    count = max(int(samples), 1)
+    # at most as many copies a pass as fit the saliency memory budget (one for VGG16)
+    batch_size = max(1, min(int(batch_size), examples_per_batch(net, BATCH_BYTES)))
+    total = np.zeros((len(classes),) + x.shape, np.float64)
+    for start in range(0, count, batch_size):
+        n = min(batch_size, count - start)
+        # the noise drawn a batch at a time: the same numbers as all at once
+        chunk = (x[None] + rng.standard_normal((n,) + x.shape).astype(np.float32) * sigma
+                 if samples else x[None])
+        net.forward(chunk)
+        total += backward_signals(net, len(chunk), classes, rule)
+    return total / count
 
 
 def _batch_size(net, x):
     return examples_per_batch(net, BATCH_BYTES, x.shape[1:])
 
 
-def _smooth(net, x, classes, rule, s):
-    """The backward-rule signal, averaged over s.smoothgrad noisy copies when > 0 (seeded
-    by s.seed, sigma = s.noise * (max - min) of each image)."""
-    if s.smoothgrad <= 0:
-        return input_gradient(net, x, classes, rule)
-    rng = np.random.default_rng(s.seed)
-    out = np.zeros(x.shape, np.float64)
-    size = _batch_size(net, x)
-    for i in range(len(x)):
-        sigma = np.float32(float(s.noise) * float(x[i].max() - x[i].min()))
-        for start in range(0, s.smoothgrad, size):
-            count = min(size, s.smoothgrad - start)
-            chunk = x[i][None] + rng.standard_normal((count,) + x.shape[1:]).astype(
-                np.float32) * sigma
-            out[i] += input_gradient(net, chunk, [classes[i]] * count, rule).sum(axis=0)
-    return out / s.smoothgrad
-
-
 def _rule_method(rule):
     def run(net, x, classes, s):
-        signal = _smooth(net, x, classes, rule, s)
-        return signal.astype(np.float32), np.abs(signal).max(axis=1).astype(np.float32)
+        signal = smooth_signal(net, x, classes, rule, s.smoothgrad, s.noise, s.seed)
+        return signal, np.abs(signal).max(axis=1).astype(np.float32)
     return run
 
 

@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
-from ..functional import RULES, check_rule
-from .attribution import METHODS, MethodSettings, attribute
+from ..functional import RULES
+from .attribution import (METHODS, MethodSettings, _classes_for, attribute, class_signal,
+                          smooth_signal)
 from .batching import examples_per_batch
 
 # memory for one batch of crops or noisy copies (a VGG16 at 224 px: one image a batch)
@@ -77,57 +78,6 @@ def saliency_map(signal):
     """(N, C, H, W) signal -> (N, H, W) max over channels of |signal|."""
     xp = get_array_module(signal)
     return xp.abs(signal).max(axis=1)
-
-
-def class_signal(net, x, classes, rule="gradient"):
-    """One forward and one backward: the input-space signal of class score S_c for each
-    image. x (N, C, H, W); classes (N,) ints or None (top-1 per image).
-
-    Returns (signal (N, C, H, W) on the net's device, logits (N, K) NumPy, classes (N,))."""
-    check_rule(rule)
-    logits = net.forward(x)
-    xp = get_array_module(logits)
-    logits_np = to_numpy(logits).astype(np.float64)
-    classes = _classes_for(logits_np, classes)
-    seed = xp.zeros(logits.shape, dtype=xp.float32)
-    seed[xp.arange(logits.shape[0]), xp.asarray(classes)] = 1.0
-    return net.backward(seed, rule=rule), logits_np, classes
-
-
-def _classes_for(logits, classes):
-    """classes (N,) ints, or None for the top-1 of each row of logits (N, K)."""
-    classes = logits.argmax(axis=1) if classes is None else classes
-    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-    if classes.shape[0] != logits.shape[0]:
-        raise ValueError(f"{classes.shape[0]} classes for a batch of {logits.shape[0]} images")
-    return classes
-
-
-def smooth_signal(net, x, classes, rule=SALIENCY.rule, samples=0, noise=SALIENCY.noise,
-                  seed=SALIENCY.seed, batch_size=None):
-    """SmoothGrad: mean of ``class_signal`` over ``samples`` noisy copies of each image
-    (Gaussian noise, sigma = noise * (max - min) of the image). samples=0: plain signal.
-    classes (N,) ints must be given. batch_size: noisy copies per pass (default: as many
-    as :data:`BATCH_BYTES` hold). Returns (N, C, H, W) NumPy float32."""
-    x = np.asarray(to_numpy(x), np.float32)
-    if samples <= 0:
-        return to_numpy(class_signal(net, x, classes, rule)[0]).astype(np.float32)
-    if batch_size is None:
-        batch_size = examples_per_batch(net, BATCH_BYTES)
-    rng = np.random.default_rng(seed)
-    classes = np.asarray(classes, np.int64)
-    out = np.zeros_like(x, dtype=np.float64)
-    for i in range(x.shape[0]):
-        sigma = np.float32(float(noise) * float(x[i].max() - x[i].min()))
-        for start in range(0, samples, batch_size):
-            # drawn a batch at a time: the same numbers as drawing all at once, in
-            # memory for one batch only
-            count = min(batch_size, samples - start)
-            chunk = x[i][None] + rng.standard_normal((count,) + x.shape[1:]).astype(
-                np.float32) * sigma
-            sig = class_signal(net, chunk, np.full(len(chunk), classes[i]), rule)[0]
-            out[i] += to_numpy(sig).astype(np.float64).sum(axis=0)
-    return (out / samples).astype(np.float32)
 
 
 def check_method(name):
