@@ -329,6 +329,18 @@ class Evaluation:
             return 128 + getattr(exc, "signum", signal.SIGINT)
         return None
 
+    def run_all(self, evaluate):
+        """:meth:`run`, then the records: (None, records), or (exit status, None) after
+        an interruption; ValueError (one line) when no image could be evaluated."""
+        status = self.run(evaluate)
+        if status is not None:
+            return status, None
+        records = self.records()
+        if not records:
+            raise ValueError(f"no image could be evaluated ({data_mod.skip_words(self.skipped()) or 'no images'}; "
+                             f"see {self.path('skipped.jsonl')})")
+        return None, records
+
     def records(self):
         """The records of the first --limit images, in data order."""
         keys = set(self.keys)
@@ -362,13 +374,10 @@ def _check_localize(records, settings, args):
 
 def _localize(args, ev, settings):
     from functools import partial
-    status = ev.run(partial(evaluate_item, settings=settings))
+    status, records = ev.run_all(partial(evaluate_item, settings=settings))
     if status is not None:
         return status
-    records, skipped = ev.records(), ev.skipped()
-    if not records:
-        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(skipped) or 'no images'}; see "
-                         f"{ev.path('skipped.jsonl')})")
+    skipped = ev.skipped()
     summary = summarise(records, settings.methods, args.tolerance, args.tolerance_at)
     summary["skipped"] = skipped
     md = report.summary_markdown(summary, settings.methods, ev.command, args.data, ev.model,
@@ -394,13 +403,9 @@ def sanity(args, argv):
 def _sanity(args, ev, settings):
     from functools import partial
     from ..evaluate import sanity as san
-    status = ev.run(partial(san.evaluate_item, settings=settings))
+    status, records = ev.run_all(partial(san.evaluate_item, settings=settings))
     if status is not None:
         return status
-    records = ev.records()
-    if not records:
-        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(ev.skipped()) or 'no images'}; see "
-                         f"{ev.path('skipped.jsonl')})")
     summary = san.summarise(records, settings.methods)
     summary["skipped"] = ev.skipped()
     first = ev.item(records[0]["image"])
@@ -432,13 +437,9 @@ def faithfulness(args, argv):
 def _faithfulness(args, ev, settings):
     from functools import partial
     from ..evaluate import faithfulness as fai
-    status = ev.run(partial(fai.evaluate_item, settings=settings))
+    status, records = ev.run_all(partial(fai.evaluate_item, settings=settings))
     if status is not None:
         return status
-    records = ev.records()
-    if not records:
-        raise ValueError(f"no image could be evaluated ({data_mod.skip_words(ev.skipped()) or 'no images'}; see "
-                         f"{ev.path('skipped.jsonl')})")
     summary = fai.summarise(records, settings.methods, settings.steps)
     summary["skipped"] = ev.skipped()
     md = report.faithfulness_markdown(summary, settings.methods, ev.command, args.data, ev.model)

@@ -16,15 +16,14 @@ of c (the registry's definitions, as ``localize``):
 - the same curves for a random order (seeded by the image's index): the baseline any map
   must beat.
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..backend import to_numpy
-from ..viz.attribution import MethodSettings
 from ..viz.batching import examples_per_batch
-from ..viz.saliency import BATCH_BYTES, SALIENCY, softmax
-from .localization import PAPER_METHODS, _scores, _view, check_methods, method_maps
+from ..viz.saliency import BATCH_BYTES, softmax
+from .localization import MapSettings, _scores, _view, method_maps
 from .metrics import ci95
 
 RANDOM = "random"
@@ -32,27 +31,14 @@ CURVES = ("deletion", "insertion")
 
 
 @dataclass
-class FaithfulnessSettings:
-    methods: list = field(default_factory=lambda: list(PAPER_METHODS))
+class FaithfulnessSettings(MapSettings):
+    """What decides a faithfulness record: the maps' settings and the curves' steps."""
     steps: int = 20
-    smoothgrad_samples: int = 25
-    noise: float = SALIENCY.noise
-    seed: int = 0
-    batch_size: int = 32
-    gradcam_layer: str = None
-    ig_steps: int = MethodSettings.ig_steps
-    baseline: float = MethodSettings.baseline
-    patch: int = MethodSettings.patch
-    stride: int = MethodSettings.stride
-    tencrop: bool = False          # method_maps reads it; the curves use the network view
 
     def __post_init__(self):
-        check_methods(self.methods)
+        super().__post_init__()
         if not 1 <= int(self.steps) <= 1000:
             raise ValueError(f"steps must be 1-1000, got {self.steps}")
-
-    def to_dict(self):
-        return asdict(self)
 
 
 def blurred(x):

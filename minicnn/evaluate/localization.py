@@ -54,30 +54,24 @@ def check_methods(methods):
 
 
 @dataclass
-class LocalizeSettings:
-    """Everything that decides a record besides the model and the image."""
+class MapSettings:
+    """What decides the maps of a record besides the model and the image: the methods,
+    SmoothGrad's samples, noise and seed, the descendants' options (see
+    :class:`~minicnn.viz.attribution.MethodSettings`) and the batch of noisy copies."""
     methods: list = field(default_factory=lambda: list(PAPER_METHODS))
     smoothgrad_samples: int = 25
     noise: float = SALIENCY.noise
     seed: int = 0
-    tencrop: bool = False
+    batch_size: int = 32
     gradcam_layer: str = None
     ig_steps: int = MethodSettings.ig_steps
     baseline: float = MethodSettings.baseline
     patch: int = MethodSettings.patch
     stride: int = MethodSettings.stride
-    fg_quantile: float = BOX.fg_quantile
-    bg_quantile: float = BOX.bg_quantile
-    components: int = BOX.components
-    smoothness: float = BOX.smoothness
-    batch_size: int = 32
-    boxes: str = "top5"
+    tencrop: bool = False
 
     def __post_init__(self):
-        if self.boxes not in BOX_MODES:
-            raise ValueError(f"boxes must be one of {', '.join(BOX_MODES)}, got {self.boxes!r}")
         check_methods(self.methods)
-        BoxSettings(self.fg_quantile, self.bg_quantile, self.components, self.smoothness)
         if "smoothgrad" in self.methods and self.smoothgrad_samples < 1:
             raise ValueError("smoothgrad needs at least 1 sample")
 
@@ -86,6 +80,22 @@ class LocalizeSettings:
 
     def method_options(self):
         return method_options(self)
+
+
+@dataclass
+class LocalizeSettings(MapSettings):
+    """Everything that decides a localisation record besides the model and the image."""
+    fg_quantile: float = BOX.fg_quantile
+    bg_quantile: float = BOX.bg_quantile
+    components: int = BOX.components
+    smoothness: float = BOX.smoothness
+    boxes: str = "top5"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.boxes not in BOX_MODES:
+            raise ValueError(f"boxes must be one of {', '.join(BOX_MODES)}, got {self.boxes!r}")
+        BoxSettings(self.fg_quantile, self.bg_quantile, self.components, self.smoothness)
 
 
 def method_options(settings):

@@ -15,38 +15,22 @@ SSIM of the maps scaled to [0, 1] (scikit-image). A map that shows what the netw
 learned changes as its layers are randomised; one that stays similar shows the image
 more than the model.
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..viz.saliency import SALIENCY
-from ..viz.attribution import MethodSettings, attribute
+from ..viz.attribution import attribute
 from .metrics import ci95
-from .localization import (METHODS, PAPER_METHODS, _scores, _view, check_methods, class_signals,
-                           method_options)
+from .localization import METHODS, MapSettings, _scores, _view, class_signals, method_options
 
 MODES = ("cascade", "independent")
 ORIGINAL = "original"
 
 
 @dataclass
-class SanitySettings:
-    methods: list = field(default_factory=lambda: list(PAPER_METHODS))
-    smoothgrad_samples: int = 25
-    noise: float = SALIENCY.noise
-    seed: int = 0
-    batch_size: int = 32
-    gradcam_layer: str = None
-    ig_steps: int = MethodSettings.ig_steps
-    baseline: float = MethodSettings.baseline
-    patch: int = MethodSettings.patch
-    stride: int = MethodSettings.stride
-
-    def __post_init__(self):
-        check_methods(self.methods)
-
-    def to_dict(self):
-        return asdict(self)
+class SanitySettings(MapSettings):
+    """Everything that decides a sanity record besides the model and the image (seed:
+    also of the re-initialised weights)."""
 
 
 def parameter_layers(net):
