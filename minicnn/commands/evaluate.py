@@ -97,17 +97,22 @@ def _add_run_args(p, default_out):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _map_command(sub, name, description, summary):
+    """A sub-command that measures maps: the model, the data and the methods' options."""
+    p = sub.add_parser(name, formatter_class=cli._Formatter, help=summary,
+                       description=description)
+    cli.add_model_args(p)
+    _add_data_args(p)
+    _add_method_args(p)
+    return p
+
+
 def build_parser():
     p = cli.parser(PROG, __doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=cli.Parser)
     sub.required = True
-    loc = sub.add_parser(
-        "localize", formatter_class=cli._Formatter,
-        help="localisation error, pointing game and mask IoU of the saliency methods",
-        description=LOCALIZE_HELP)
-    cli.add_model_args(loc)
-    _add_data_args(loc)
-    _add_method_args(loc)
+    loc = _map_command(sub, "localize", LOCALIZE_HELP, "localisation error, pointing game "
+                       "and mask IoU of the saliency methods")
     loc.add_argument("--tencrop", choices=("on", "off"), default="off",
                      help="average the maps over ten crops (the paper's protocol; 10x the "
                           "passes)")
@@ -125,24 +130,14 @@ def build_parser():
                           "it (0: PX in each image's own pixels)")
     _add_run_args(loc, "eval-localize")
 
-    san = sub.add_parser(
-        "sanity", formatter_class=cli._Formatter,
-        help="do the maps depend on the learned weights? (model-parameter randomisation)",
-        description=SANITY_HELP)
-    cli.add_model_args(san)
-    _add_data_args(san)
-    _add_method_args(san)
+    san = _map_command(sub, "sanity", SANITY_HELP, "do the maps depend on the learned "
+                       "weights? (model-parameter randomisation)")
     san.add_argument("--seed", type=cli.nonneg_int, default=0,
                      help="seed of the re-initialised weights and of SmoothGrad's noise")
     _add_run_args(san, "eval-sanity")
 
-    fai = sub.add_parser(
-        "faithfulness", formatter_class=cli._Formatter,
-        help="deletion and insertion curves: do the maps rank what the network needs first?",
-        description=FAITHFULNESS_HELP)
-    cli.add_model_args(fai)
-    _add_data_args(fai)
-    _add_method_args(fai)
+    fai = _map_command(sub, "faithfulness", FAITHFULNESS_HELP, "deletion and insertion "
+                       "curves: do the maps rank what the network needs first?")
     fai.add_argument("--curve-steps", type=_curve_steps, default=20, metavar="N",
                      help="points of each curve after the first: pixels deleted or inserted "
                           "in N equal parts (each a forward pass)")
