@@ -5,7 +5,13 @@ Sub-commands:
              IoU of each saliency method, against baselines
   sanity     model-parameter randomisation test: how much each method's map changes as
              the learned weights are replaced by random ones
+  faithfulness  deletion and insertion curves: does each map rank the pixels the
+             network needs first? (against a random order)
   class-objective  class models maximising S_c, P_c or log P_c, compared
+
+Methods: gradient, deconvnet, guided, smoothgrad (the default four) and the descendants
+gradcam, integrated_gradients, occlusion, gradient_x_input (--methods). Every mean comes
+with a seeded bootstrap 95% confidence interval.
 
 Examples:
   python3 tools/evaluate.py localize --limit 200
@@ -13,6 +19,7 @@ Examples:
   python3 tools/evaluate.py localize --weights vgg16.h5 --data ILSVRC/Data/CLS-LOC/val \\
       --synsets LOC_synset_mapping.txt --methods gradient --scheduler tcp://10.0.0.5:8786
   python3 tools/evaluate.py localize --out eval-fashion --resume    # after an interruption
+  python3 tools/evaluate.py faithfulness --methods gradient,gradcam --limit 300
 """
 from contextlib import contextmanager
 import argparse
