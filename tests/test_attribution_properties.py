@@ -144,6 +144,22 @@ def test_gradient_x_input_is_each_inputs_exact_contribution_without_hidden_relus
     np.testing.assert_allclose(attr, exact, rtol=1e-6, atol=1e-6 * max(1, np.abs(exact).max()))
 
 
+@SETTINGS
+@given(seed=st.integers(0, 10**6), layer=st.sampled_from(["relu1", "pool1", "conv2", "relu2"]))
+def test_backward_until_a_layer_then_from_it_is_the_whole_backward(seed, layer):
+    """Net.backward(until=L) stops at L's output; sending that signal on from L (start=L)
+    gives the input signal of one whole backward: the two halves are the pass."""
+    net = relu_net(seed, 3, 8)
+    x = draw_x(seed, 8)
+    logits = net.forward(x)
+    g = np.random.default_rng(seed).standard_normal(np.shape(logits))
+    middle = np.asarray(net.backward(g, until=layer))
+    assert middle.shape == np.shape(net.forward(x, until=layer))
+    net.forward(x)
+    rest = np.asarray(net.backward(middle, start=layer))
+    np.testing.assert_allclose(rest, np.asarray(net.backward(g)), rtol=1e-12, atol=1e-12)
+
+
 def test_every_method_gives_a_signal_and_a_non_negative_map_of_the_input_size():
     from minicnn.viz.attribution import METHODS
     net = relu_net(3, 3, 8)

@@ -27,6 +27,19 @@ def test_saliency_cpu_equals_cuda():
                                rtol=1e-3, atol=1e-5)
 
 
+def test_every_method_of_the_registry_cpu_equals_cuda():
+    from minicnn.viz.attribution import METHODS, MethodSettings, attribute
+    cpu, gpu = pair()
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    settings = MethodSettings(ig_steps=4, smoothgrad=2)
+    for name in METHODS:
+        (sa, ma), (sb, mb) = (attribute(cpu, x, [0, 1], name, settings),
+                              attribute(gpu, x, [0, 1], name, settings))
+        assert isinstance(sb, np.ndarray) and isinstance(mb, np.ndarray), name
+        np.testing.assert_allclose(sa, sb, rtol=1e-3, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(ma, mb, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
 def test_unit_reconstruction_cpu_equals_cuda():
     cpu, gpu = pair()
     x = np.random.default_rng(2).standard_normal((2, 3, 16, 16)).astype(np.float32)
