@@ -124,8 +124,11 @@ def ci95(values, statistic=None, seed=CI_SEED):
         vectorized = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # a constant sample: the interval is [v, v]
-        res = bootstrap(data, statistic, paired=len(data) > 1, vectorized=vectorized,
-                        n_resamples=CI_RESAMPLES, confidence_level=0.95, method="percentile",
-                        rng=np.random.default_rng(seed))
+        options = dict(paired=len(data) > 1, vectorized=vectorized, n_resamples=CI_RESAMPLES,
+                       confidence_level=0.95, method="percentile")
+        try:
+            res = bootstrap(data, statistic, rng=np.random.default_rng(seed), **options)
+        except TypeError:           # SciPy before 1.15 names the generator random_state
+            res = bootstrap(data, statistic, random_state=np.random.default_rng(seed), **options)
     lo, hi = res.confidence_interval
     return [round(float(lo), 6), round(float(hi), 6)]
