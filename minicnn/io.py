@@ -252,7 +252,28 @@ def _json_attr(f, name, fail, default=None):
 
 
 def _read(f, fail):
-    import h5py
+    """The Net of an open model file, every part checked (``fail(msg)`` makes the error)."""
+    _check_format(f, fail)
+    net = _architecture(f, fail)
+    try:
+        preprocessing = Preprocessing.from_dict(_json_attr(f, "preprocessing", fail)).to_dict()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    extra = _json_attr(f, "extra", fail, default={})
+    if not isinstance(extra, dict):
+        raise fail("attribute 'extra' must be a JSON object")
+    shapes = _fitting_shapes(net, preprocessing, fail)
+    activations = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
+    if activations > MAX_ACTIVATIONS:
+        raise fail(f"one example of input size {preprocessing['input_size']} needs "
+                   f"{activations} activations, more than {MAX_ACTIVATIONS}; not loaded")
+    _read_weights(f, net, fail)
+    class_names = _read_class_names(f, shapes, fail)
+    net.meta = {"preprocessing": preprocessing, "class_names": class_names, **extra}
+    return net
+
+
+def _check_format(f, fail):
     fmt = f.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode("utf-8", "replace")
@@ -266,6 +287,10 @@ def _read(f, fail):
         raise fail(f"unsupported format version {short(version)} (this minicnn reads version "
                    f"{FORMAT_VERSION})")
 
+
+def _architecture(f, fail):
+    """The Net the 'architecture' attribute describes, its cost checked layer by layer
+    before anything is allocated."""
     arch = _json_attr(f, "architecture", fail)
     if not isinstance(arch, list) or not arch:
         raise fail("architecture must be a non-empty list of layers")
@@ -296,24 +321,15 @@ def _read(f, fail):
             raise fail(f"layer {short(entry['name'])} ({kind}): bad config {short(config)} "
                        f"({exc})") from None
     try:
-        net = Net(layers)
+        return Net(layers)
     except (TypeError, ValueError) as exc:
         raise fail(f"bad architecture ({exc})") from None
 
-    try:
-        preprocessing = Preprocessing.from_dict(_json_attr(f, "preprocessing", fail)).to_dict()
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    extra = _json_attr(f, "extra", fail, default={})
-    if not isinstance(extra, dict):
-        raise fail("attribute 'extra' must be a JSON object")
 
-    shapes = _fitting_shapes(net, preprocessing, fail)
-    activations = sum(int(np.prod(shape, dtype=object)) for shape in shapes.values())
-    if activations > MAX_ACTIVATIONS:
-        raise fail(f"one example of input size {preprocessing['input_size']} needs "
-                   f"{activations} activations, more than {MAX_ACTIVATIONS}; not loaded")
-
+def _read_weights(f, net, fail):
+    """Every parameter from the 'weights' group into the net, checked (names, shapes,
+    float dtypes, bytes present in the file, finite values)."""
+    import h5py
     group = member(f, "weights")
     if group is None:
         raise fail("missing group 'weights'")
@@ -345,14 +361,16 @@ def _read(f, fail):
                 Ellipsis, np.asarray(ds[()], dtype=np.float32))
         _check_finite(key, target, fail)
 
-    class_names = []
-    if "class_names" in f:
-        ds = member(f, "class_names")
-        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
-            raise fail("class_names must be a 1-D dataset of strings")
-        class_names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
-                       for c in ds[()]]
-        _check_class_names(shapes, class_names, fail)
-    net.meta = {"preprocessing": preprocessing, "class_names": class_names, **extra}
-    return net
 
+def _read_class_names(f, shapes, fail):
+    """The 'class_names' dataset as a list of str ([] when absent), one per output."""
+    import h5py
+    if "class_names" not in f:
+        return []
+    ds = member(f, "class_names")
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "SOU":
+        raise fail("class_names must be a 1-D dataset of strings")
+    class_names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
+                   for c in ds[()]]
+    _check_class_names(shapes, class_names, fail)
+    return class_names
