@@ -31,7 +31,7 @@ def summarize(net, input_shape):
         if layer.kind in ("conv2d", "maxpool2d") and size is not None:
             size += (layer.kernel_size - 1) * jump
             jump *= layer.stride
-        elif layer.kind in ("flatten", "linear"):
+        elif layer.kind in ("flatten", "linear", "global_avgpool"):
             size = None
         rows.append(OrderedDict(name=name, type=layer.kind, output_shape=tuple(out),
                                 params=params, macs=int(macs), rf_size=size,

@@ -269,11 +269,27 @@ def _method_option_values(args):
                 patch=args.patch, stride=args.stride)
 
 
+def _records_check(summarise):
+    """A resumed folder's records must be what the sub-command writes: ``summarise`` (its
+    own) runs on them before any work and before the folder is changed, so a record
+    edited by hand or made by another tool is refused in one line instead of failing at
+    the end."""
+    def check(records):
+        try:
+            summarise(records)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise ValueError(f"--resume: records.jsonl holds records this sub-command did "
+                             f"not write ({type(exc).__name__}: {str(exc)[:80]}); choose a "
+                             "new --out") from None
+    return check
+
+
 class Evaluation:
     """What every sub-command shares: the model, the data, the record store in --out,
-    and running a per-image function over the images not yet recorded."""
+    and running a per-image function over the images not yet recorded.
+    ``records_check(records, evaluation)``: the sub-command's check of resumed records."""
 
-    def __init__(self, args, argv, settings):
+    def __init__(self, args, argv, settings, records_check=lambda records, ev: None):
         from .. import assets
         self.args = args
         self.command = "python3 tools/evaluate.py " + shlex.join(argv)
@@ -291,7 +307,8 @@ class Evaluation:
                   "model_sha256": file_digest(self.model), "data": args.data,
                   "data_root": root, "box_origin": args.box_origin,
                   "settings": settings.to_dict()}
-        self.store = RecordStore(args.out, record, resume=args.resume, note=self.command)
+        self.store = RecordStore(args.out, record, resume=args.resume, note=self.command,
+                                 check=_records_check(lambda recs: records_check(recs, self)))
         self.total = (len(self.source) if args.limit is None
                       else min(args.limit, len(self.source)))
         self.keys = [self.source.key(i) for i in range(self.total)]
@@ -301,19 +318,6 @@ class Evaluation:
 
     def __exit__(self, *exc):
         self.store.close()
-
-    def check_resumed(self, summarise):
-        """A resumed folder's records must be what this sub-command writes: ``summarise``
-        (the sub-command's own) runs on them before any work, so a record edited by hand
-        or made by another tool is refused in one line instead of failing at the end."""
-        if not self.store.records:
-            return
-        try:
-            summarise(self.store.records)
-        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
-            raise ValueError(f"--resume: {self.store.records_path} holds records this "
-                             f"sub-command did not write ({type(exc).__name__}: "
-                             f"{str(exc)[:80]}); choose a new --out") from None
 
     def run(self, evaluate):
         """Records for every image (``evaluate(net, item, index)``). Returns None when
@@ -362,8 +366,8 @@ class Evaluation:
 
 def localize(args, argv):
     settings = _settings(args)
-    with Evaluation(args, argv, settings) as ev:
-        ev.check_resumed(lambda recs: _check_localize(recs, settings, args))
+    with Evaluation(args, argv, settings,
+                    lambda recs, ev: _check_localize(recs, settings, args)) as ev:
         return _localize(args, ev, settings)
 
 
@@ -396,9 +400,11 @@ def sanity(args, argv):
     settings = san.SanitySettings(methods=args.methods, smoothgrad_samples=args.smoothgrad,
                                   noise=args.noise, seed=args.seed,
                                   **_method_option_values(args))
-    with Evaluation(args, argv, settings) as ev:
-        ev.check_resumed(lambda recs: [san.summarise(recs, settings.methods)]
-                         + [ev.names[int(r["class"])] for r in recs])
+    def check(recs, ev):
+        san.summarise(recs, settings.methods)
+        for r in recs:
+            ev.names[int(r["class"])]
+    with Evaluation(args, argv, settings, check) as ev:
         return _sanity(args, ev, settings)
 
 
@@ -431,8 +437,8 @@ def faithfulness(args, argv):
     settings = fai.FaithfulnessSettings(methods=args.methods, steps=args.curve_steps,
                                         smoothgrad_samples=args.smoothgrad, noise=args.noise,
                                         seed=args.seed, **_method_option_values(args))
-    with Evaluation(args, argv, settings) as ev:
-        ev.check_resumed(lambda recs: fai.summarise(recs, settings.methods, settings.steps))
+    with Evaluation(args, argv, settings,
+                    lambda recs, ev: fai.summarise(recs, settings.methods, settings.steps)) as ev:
         return _faithfulness(args, ev, settings)
 
 

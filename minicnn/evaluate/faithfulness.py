@@ -4,7 +4,9 @@ pixels the network needs first?
 Per image (:func:`evaluate_item`), for the network's top-1 class c and each method's map
 of c (the registry's definitions, as ``localize``):
 
-- pixels are ordered by the map, highest first (ties by pixel index: a stable sort);
+- pixels are ordered by the map, highest first; ties (the zeros of a clipped map, as
+  Grad-CAM's and occlusion's) in a seeded random order, not by position, which would
+  delete or insert the top rows first;
 - deletion: the first k of them set to the baseline (0 at every network input, all
   channels) for k = 0, HW/steps, ..., HW; the curve is the softmax probability P_c at each
   k, starting at the image and ending at the baseline image;
@@ -96,8 +98,9 @@ def evaluate_item(net, item, index, settings):
     x = np.asarray(view.x, np.float32)
     h, w = x.shape[1:]
     record = {"image": item.key, "label": int(item.label), "class": cls, "curves": {}}
+    tie_break = np.random.default_rng((settings.seed, int(index), 11)).permutation(h * w)
     for method in settings.methods:
-        order = np.argsort(-maps[method][0].reshape(-1), kind="stable")
+        order = np.lexsort((tie_break, -maps[method][0].reshape(-1)))
         record["curves"][method] = curves_for(net, x, order, cls, settings.steps,
                                               settings.baseline)
     order = np.random.default_rng((settings.seed, int(index), 7)).permutation(h * w)

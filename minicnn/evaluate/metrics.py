@@ -124,8 +124,10 @@ def ci95(values, statistic=None, seed=CI_SEED):
         vectorized = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # a constant sample: the interval is [v, v]
+        # resamples drawn in batches: 2000 x 50,000 images at once would be 1.6 GB
         options = dict(paired=len(data) > 1, vectorized=vectorized, n_resamples=CI_RESAMPLES,
-                       confidence_level=0.95, method="percentile")
+                       confidence_level=0.95, method="percentile",
+                       batch=max(1, min(CI_RESAMPLES, 2_000_000 // max(len(data[0]), 1))))
         try:
             res = bootstrap(data, statistic, rng=np.random.default_rng(seed), **options)
         except TypeError:           # SciPy before 1.15 names the generator random_state

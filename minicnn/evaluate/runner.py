@@ -105,10 +105,11 @@ class RecordStore:
     The folder is locked for this run (:class:`~minicnn.outfolder.FolderLock`, released
     by :meth:`close` or when the process ends). Its files are read and written only when
     they are regular files (never through a symbolic link) and read only up to a bound;
-    on ``resume`` everything is checked before anything is changed, and records without
-    the ``run.json`` that says how they were made are refused, not adopted."""
+    on ``resume`` everything is checked before anything is changed (``check(records)``
+    raises ValueError for records this run would not write), and records without the
+    ``run.json`` that says how they were made are refused, not adopted."""
 
-    def __init__(self, folder, settings, resume=False, note=""):
+    def __init__(self, folder, settings, resume=False, note="", check=None):
         from ..outfolder import FolderLock, regular_or_absent
         self.folder = os.fspath(folder)
         self.records_path = os.path.join(self.folder, RECORDS)
@@ -133,6 +134,8 @@ class RecordStore:
                                  "settings they were made with are unknown; choose a new --out")
             self.records, records_end = self._read(self.records_path)
             self.skipped, skipped_end = self._read(self.skipped_path)
+            if check is not None and self.records:
+                check(self.records)       # the records are what this run writes
             if not present[run_path]:
                 from ..io import atomic_write
                 atomic_write(run_path, lambda tmp: _dump(tmp, settings))

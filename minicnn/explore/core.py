@@ -189,7 +189,7 @@ class Explorer:
         whole input: after a flatten). Windows may start outside the image (padding)."""
         out, start, size, jump = {}, 0, 1, 1
         for name, layer in self.net:
-            if layer.kind in ("flatten", "linear") or size is None:
+            if layer.kind in ("flatten", "linear", "global_avgpool") or size is None:
                 size = None
             elif layer.kind in ("conv2d", "maxpool2d"):
                 start -= layer.pad * jump

@@ -88,7 +88,7 @@ def default_layer(net):
     for name, layer in net:
         if layer.kind == "conv2d":
             seen_conv = True
-        elif layer.kind == "flatten":
+        elif layer.kind in ("flatten", "global_avgpool"):
             break
         elif layer.kind == "relu" and seen_conv:
             last = name

@@ -269,9 +269,10 @@ def crop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.
 
 
 def tencrop_saliency(net, frame, cls=None, rule=SALIENCY.rule, smoothgrad=SALIENCY.smoothgrad,
-                     noise=SALIENCY.noise, seed=SALIENCY.seed):
+                     noise=SALIENCY.noise, seed=SALIENCY.seed, options=None):
     """The paper's ten crops: :func:`crop_saliency` with ``crops=10``."""
-    return crop_saliency(net, frame, cls, rule, smoothgrad, noise, seed, crops=10)
+    return crop_saliency(net, frame, cls, rule, smoothgrad, noise, seed, crops=10,
+                         options=options)
 
 
 def split(result):

@@ -373,3 +373,17 @@ def test_ctrl_c_at_the_terminal_with_workers_gives_one_line(tmp_path):
     assert again.returncode == 0, again.stderr
     images = [json.loads(l)["image"] for l in records.read_text().splitlines()]
     assert len(images) == len(set(images)) == 300
+
+
+def test_ten_crops_with_a_descendant_of_the_paper_map(net, tmp_path):
+    """--tencrop on with Grad-CAM: the blend of the ten crops' Grad-CAM maps."""
+    from minicnn.evaluate import localization
+    from minicnn.evaluate.localization import descendant_maps
+    from minicnn.viz.saliency import tencrop_saliency
+    root, synsets, _ = make_box_folder(tmp_path, count=2)
+    item = BoxFolder(root, synsets).item(1)          # 96x80: larger than the input
+    settings = LocalizeSettings(methods=["gradcam"], tencrop=True)
+    view = localization._view(net, item, True)
+    maps = descendant_maps(net, view, [3, 5], "gradcam", settings)
+    for k, c in enumerate([3, 5]):
+        np.testing.assert_array_equal(maps[k], tencrop_saliency(net, view.x, c, "gradcam").map[0])

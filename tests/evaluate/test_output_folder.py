@@ -108,7 +108,8 @@ def test_a_hand_edited_run_file_gives_one_line(boxes, finished, tmp_path, conten
 def test_a_hand_edited_record_is_refused_before_any_work(boxes, finished, tmp_path, record):
     out = copy_of(finished, tmp_path)
     lines = (out / "records.jsonl").read_text().splitlines()
-    (out / "records.jsonl").write_text("\n".join([record] + lines[1:]) + "\n")
+    # and a torn last line: refused before anything is cut
+    (out / "records.jsonl").write_text("\n".join([record] + lines[1:]) + '\n{"image": "t')
     before = (out / "records.jsonl").read_bytes()
     line = one_line(evaluate(*boxes, "--out", str(out), "--resume"))
     assert "did not write" in line
