@@ -64,13 +64,19 @@ def _open_regular(path, flags, mode=0o666, follow_links=False):
                      mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ValueError(f"{path}: is a symbolic link; an output folder's files must be "
-                             "regular files the run wrote") from None
+            raise ValueError(f"{path}: is a symbolic link" + (" loop" if follow_links else
+                             "; an output folder's files must be regular files the run "
+                             "wrote")) from None
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise ValueError(f"{path}: is {_kind(st.st_mode)}; expected a regular file")
+    if flags & (os.O_WRONLY | os.O_RDWR) and st.st_nlink > 1:
+        # a hard link: writing would change the file it shares with another name
+        os.close(fd)
+        raise ValueError(f"{path}: has {st.st_nlink} names (hard links); an output "
+                         "folder's files must be the run's own")
     os.set_blocking(fd, True)
     return fd
 
@@ -123,7 +129,9 @@ class FolderLock:
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
                 os.close(fd)
-                raise
+                raise OSError(exc.errno, f"cannot lock {what} ({exc.strerror}): its file "
+                                         "system does not support flock; choose a folder "
+                                         "on a local file system") from None
             holder = os.pread(fd, LOCK_NOTE_BYTES, 0).decode("utf-8", "replace")
             os.close(fd)
             holder = escape_controls(" ".join(holder.split())) or "unknown"

@@ -280,23 +280,26 @@ def _connect(scheduler, deadline_s):
     a peer that accepts and never answers would be waited on for ever, so the whole
     connection runs in a thread that is given up on at the deadline."""
     import socket
+    import time
     from dask.distributed import Client
     host, port = scheduler.split("://", 1)[1].rsplit(":", 1)
+    start = time.monotonic()
     try:      # a quick, clear answer when nothing listens there
         socket.create_connection((host.strip("[]"), int(port)), timeout=deadline_s).close()
     except OSError as exc:
         raise ValueError(f"--scheduler {scheduler}: cannot connect "
                          f"({exc.strerror or type(exc).__name__})") from None
+    left = max(1.0, deadline_s - (time.monotonic() - start))   # one deadline for it all
     box = {}
 
     def connect():
         try:
-            box["client"] = Client(scheduler, timeout=f"{deadline_s}s")
+            box["client"] = Client(scheduler, timeout=f"{left}s")
         except BaseException as exc:      # garbage from the peer: MemoryError, ValueError ...
             box["error"] = exc
     thread = threading.Thread(target=connect, name="dask-connect", daemon=True)
     thread.start()
-    thread.join(deadline_s)
+    thread.join(left)
     if thread.is_alive():
         raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answered within "
                          f"{deadline_s} s")

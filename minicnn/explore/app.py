@@ -188,11 +188,13 @@ def saliency_answer(ex, args):
     entry = ex.image(args.get("image"))
     cls = ex.resolve_class(entry, args.get("class"))
     settings = SaliencySettings.from_args(args)
+    chosen = args.get("method")
+    name = parse_choice(chosen, "method", list(METHODS)) if chosen else None
+    if name is not None and name not in RULES:
+        settings = SaliencySettings()    # SmoothGrad's settings do not apply to it
     common = saliency_params(entry, cls, settings)
     methods = {}
-    chosen = args.get("method")
-    if chosen:
-        name = parse_choice(chosen, "method", list(METHODS))
+    if name is not None:
         results = {name: ex.saliency(entry, cls, name, settings)}
     else:
         results = ex.saliencies(entry, cls, settings)

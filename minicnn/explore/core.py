@@ -41,7 +41,8 @@ from .errors import RequestError
 from .gallery import Gallery
 from .images import ImageStore, load_samples
 from .pictures import TOP_CROPS
-from .settings import MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings, parse_int
+from .settings import (MAX_CLASS_MODEL_STEPS, MAX_SMOOTHGRAD, ClassModelSettings,
+                       SaliencySettings, parse_int)
 
 log = logging.getLogger("minicnn.explore")
 
@@ -49,6 +50,8 @@ log = logging.getLogger("minicnn.explore")
 NETWORK_VIEW = ["--crops", "1"]
 MAX_TOP = 100               # classes /api/predict may list
 MAX_SEARCH_PAGE = 100       # class names one search answer may list
+COSTLY_METHODS = ("integrated_gradients", "occlusion")   # one computed at a time
+COSTLY_WAIT_S = 60          # how long a costly map waits for its turn before "busy" (429)
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -82,6 +85,7 @@ class Explorer:
             for replica in replicas:
                 self._nets.put(replica)
         self._results = LRU(256)
+        self._costly = threading.BoundedSemaphore(1)     # see COSTLY_METHODS
         self._activations = LRU(16)            # whole feature maps: VGG16's conv1 is 13 MB
         self._sample_maxima = LRU(64)
         self.layer_rows = summarize(net, net.input_shape)
@@ -278,11 +282,24 @@ class Explorer:
         """Saliency (N = 1) of class ``cls`` with backward rule ``method``: what
         tools/saliency.py computes with NETWORK_VIEW (its saliency_of_views: one
         image at the input size, the class given)."""
+        if method not in RULES:       # SmoothGrad's settings do not apply: one cache entry
+            settings = SaliencySettings()
+
         def compute():
             x = np.stack([self.view(entry).x]).astype(np.float32)
-            with self.borrow() as net:
-                return saliency(net, x, [cls], method, settings.smoothgrad, settings.noise,
-                                settings.seed)
+            costly = method in COSTLY_METHODS
+            # tens to hundreds of passes each (occlusion: 117 gradient passes on VGG16):
+            # one at a time, so that they never hold every replica
+            if costly and not self._costly.acquire(timeout=COSTLY_WAIT_S):
+                raise RequestError(f"busy: another {method.replace('_', ' ')} map is being "
+                                   "computed; try again in a moment", 429)
+            try:
+                with self.borrow() as net:
+                    return saliency(net, x, [cls], method, settings.smoothgrad,
+                                    settings.noise, settings.seed)
+            finally:
+                if costly:
+                    self._costly.release()
         return self._results.get(("saliency", entry.spec, cls, method, settings), compute)
 
     def saliencies(self, entry, cls, settings):

@@ -7,23 +7,27 @@ from .app import DEFAULT_MAX_UPLOAD, create_app
 
 
 def _listening_server(host, port, app):
-    """Werkzeug's threaded server on host:port, or OSError: Werkzeug itself prints two
-    lines and exits the process when the port is taken, so its words are captured and
-    the tool says it in one line instead."""
-    import contextlib
+    """Werkzeug's threaded server on host:port, or OSError. Werkzeug itself prints two
+    lines and exits the process when the port is taken, so the port is tried first with
+    a socket of our own (bound and closed at once) and a taken one said in one line."""
     import errno
-    import io
-    said = io.StringIO()
+    import socket
+    taken = OSError(errno.EADDRINUSE, f"port {port} is in use by another program (choose "
+                                      "another with --port, or 0 for any free one)")
+    if port:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as Werkzeug
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise taken from None
+                raise
     try:
-        with contextlib.redirect_stderr(said):
-            return make_server(host, port, app, threaded=True)
-    except SystemExit:
-        words = " ".join(said.getvalue().split())
-        if "in use" in words:
-            raise OSError(errno.EADDRINUSE, f"port {port} is in use by another program "
-                                            "(choose another with --port, or 0 for any free "
-                                            "one)") from None
-        raise OSError(errno.EINVAL, words or "the web server could not start") from None
+        return make_server(host, port, app, threaded=True)
+    except SystemExit:      # taken between the probe and Werkzeug's own bind
+        raise taken from None
 
 
 class ExplorerServer:

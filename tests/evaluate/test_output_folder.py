@@ -294,3 +294,16 @@ def test_an_annotation_reached_by_a_link_to_a_regular_file_is_read(tmp_path):
     real.write_text(voc_xml((10, 8), [("n00000001", [1, 2, 5, 6])]))
     os.symlink(real, tmp_path / "link.xml")
     assert parse_annotation(tmp_path / "link.xml") == parse_annotation(real)
+
+
+def test_a_hard_linked_record_file_is_refused_and_its_other_name_untouched(boxes, finished,
+                                                                            tmp_path):
+    out = copy_of(finished, tmp_path)
+    outside = tmp_path / "elsewhere.jsonl"
+    lines = (out / "records.jsonl").read_text().splitlines()
+    outside.write_text(lines[0] + '\n{"image": "torn')     # one record and a torn line
+    os.remove(out / "records.jsonl")
+    os.link(outside, out / "records.jsonl")
+    before = outside.read_bytes()
+    assert "hard links" in one_line(evaluate(*boxes, "--out", str(out), "--resume"))
+    assert outside.read_bytes() == before

@@ -157,3 +157,23 @@ def test_generated_json_bodies_get_an_answer_not_a_500(server, body, raw):
     for route in ("/api/classmodels", "/api/upload"):
         _check(http(server.url, route, data=data, method="POST",
                     headers={"Content-Type": "application/json"}), (route, data))
+
+
+def test_costly_maps_are_computed_one_at_a_time(monkeypatch):
+    """Occlusion and Integrated Gradients hold a replica for many passes: while one is
+    computed another waits, then is told the server is busy (429); SmoothGrad's settings,
+    which they do not read, do not make new cache entries."""
+    from minicnn.explore import core
+    monkeypatch.setattr(core, "COSTLY_WAIT_S", 0.2)
+    srv = make_server()
+    try:
+        assert srv.explorer._costly.acquire(timeout=5)     # another costly map running
+        busy = http(srv.url, f"/api/saliency?image={SNEAKER}&method=occlusion")
+        assert busy.status == 429 and busy.json()["error"].startswith("busy:")
+        srv.explorer._costly.release()
+        first = http(srv.url, f"/api/saliency?image={SNEAKER}&method=occlusion")
+        assert first.status == 200, first.body[:300]
+        again = http(srv.url, f"/api/saliency?image={SNEAKER}&method=occlusion&smoothgrad=5&seed=3")
+        assert again.json()["methods"]["occlusion"] == first.json()["methods"]["occlusion"]
+    finally:
+        srv.stop()
