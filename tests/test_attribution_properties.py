@@ -11,6 +11,7 @@ random nets drawn by hypothesis):
   S_c(x) - S_c(x with that input zeroed).
 """
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from minicnn import Net
@@ -60,11 +61,23 @@ def test_integrated_gradients_are_complete_and_converge(seed, channels, size, c,
         errors.append(np.abs(attr.sum(axis=(1, 2, 3)) - delta))
     mass = np.abs(attr).sum(axis=(1, 2, 3))
     # the midpoint rule on a piecewise-linear path: exact between the ReLUs' kinks, each
-    # kink an error of O(1/steps); so the error shrinks as the points get denser and is
-    # small at 1024 against the attributions' own size (not against delta, which can be
-    # near 0 while the attributions are not)
-    assert np.all(errors[2] <= errors[0] + 1e-12), errors
+    # kink an error of O(1/steps); so at 1024 steps the error is small against the
+    # attributions' own size (not against delta, which can be near 0 while they are not).
+    # Per net the error need not fall monotonically (4 points can land luckily), so the
+    # shrinking is checked on fixed nets below.
     assert np.all(errors[2] <= 0.01 * mass + 1e-9), (errors, mass)
+
+
+@pytest.mark.parametrize("seed, channels, size, c", [(1, 1, 6, 3), (5, 2, 8, 0), (9, 3, 4, 1)])
+def test_integrated_gradients_error_shrinks_as_the_steps_grow(seed, channels, size, c):
+    net = relu_net(seed, channels, size)
+    x = draw_x(seed, size)
+    delta = score(net, x, c) - score(net, np.zeros_like(x), c)
+    errors = [np.abs(integrated_gradients(net, x, [c, c], steps=m).sum(axis=(1, 2, 3)) - delta)
+              for m in (4, 64, 1024)]
+    # O(1/steps) predicts 16x less per 16x the steps; at least 4x less, twice
+    worst = [float(e.max()) for e in errors]
+    assert worst[1] < worst[0] / 4 and worst[2] < worst[1] / 4, worst
 
 
 def test_integrated_gradients_of_a_linear_net_are_exact_with_one_step():
