@@ -6,9 +6,7 @@ input, which fuses the next ReLU into its own output. A pass asks :func:`forward
 plain ``forward`` / ``backward`` with them; in :func:`minicnn.reference_mode` both plans
 are empty, so every layer runs its plain interface (:class:`minicnn.layers.Layer`).
 
-How a pass calls its layers (the speed flags a layer may set; outside a pass, and in
-:func:`minicnn.reference_mode`, layers run the plain interface of
-:class:`minicnn.layers.Layer`):
+The speed flags a layer may set, and what they promise:
 
 Working in place, inside a :class:`minicnn.net.Net` pass: a layer whose
 ``fresh_output`` (``fresh_signal``) is True returns from ``forward`` (``backward``) a
@@ -25,7 +23,7 @@ net passes it when the next layer is a :class:`ReLU` that the pass runs, and run
 that ReLU with ``rectified=True``: it keeps the array as its output (and backward
 mask) without a pass of its own.
 
-The net believes these flags only while the layer runs the very method the class
+The planner believes these flags only while the layer runs the very method the class
 that set them defines (:func:`runs_own`): a subclass that overrides ``forward`` or
 ``backward`` (to keep its output, say) and a hook put on an instance run with the
 plain protocol above, whatever they inherit.
