@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import get_array_module, to_numpy
+from ..backend import to_numpy
 from ..functional import check_rule
 from .batching import examples_per_batch
 
@@ -84,12 +84,9 @@ def class_signal(net, x, classes, rule="gradient"):
     Returns (signal (N, C, H, W) on the net's device, logits (N, K) NumPy, classes (N,))."""
     check_rule(rule)
     logits = net.forward(x)
-    xp = get_array_module(logits)
     logits_np = to_numpy(logits).astype(np.float64)
     classes = _classes_for(logits_np, classes)
-    seed = xp.zeros(logits.shape, dtype=xp.float32)
-    seed[xp.arange(logits.shape[0]), xp.asarray(classes)] = 1.0
-    return net.backward(seed, rule=rule), logits_np, classes
+    return net.backward(one_hot(logits, classes), rule=rule), logits_np, classes
 
 
 def _classes_for(logits, classes):
@@ -111,7 +108,7 @@ def smooth_signal(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=
     if samples <= 0:
         return to_numpy(class_signal(net, x, classes, rule)[0]).astype(np.float32)
     if batch_size is None:
-        batch_size = examples_per_batch(net, BATCH_BYTES)
+        batch_size = _batch_size(net, x)
     rng = np.random.default_rng(seed)
     classes = np.asarray(classes, np.int64)
     out = np.zeros_like(x, dtype=np.float64)
@@ -154,7 +151,7 @@ def class_signals(net, x, classes, rule="gradient", samples=0, noise=0.15, seed=
     sigma = np.float32(float(noise) * float(x.max() - x.min()))
     count = max(int(samples), 1)
     # at most as many copies a pass as fit the saliency memory budget (one for VGG16)
-    batch_size = max(1, min(int(batch_size), examples_per_batch(net, BATCH_BYTES)))
+    batch_size = max(1, min(int(batch_size), _batch_size(net, x[None])))
     total = np.zeros((len(classes),) + x.shape, np.float64)
     for start in range(0, count, batch_size):
         n = min(batch_size, count - start)
