@@ -27,7 +27,7 @@ import numpy as np
 from .. import assets
 from ..backend import get_array_module, to_numpy
 from ..functional import RULES
-from ..viz.attribution import METHODS
+from ..viz.attribution import METHODS, one_hot
 from ..summary import summarize
 from ..viz.class_model import OBJECTIVES
 from ..viz.deconv import unit_reconstruction
@@ -318,11 +318,9 @@ class Explorer:
             out = {}
             with self.borrow() as net:
                 logits = net.forward(x)
-                xp = get_array_module(logits)
                 logits_np = to_numpy(logits).astype(np.float64)
+                seed = one_hot(logits, classes)
                 for rule in RULES:
-                    seed = xp.zeros(logits.shape, dtype=xp.float32)
-                    seed[xp.arange(1), xp.asarray(classes)] = 1.0
                     signal = to_numpy(net.backward(seed, rule=rule)).astype(np.float32)
                     out[rule] = Saliency(signal=signal,
                                          map=to_numpy(saliency_map(signal)).astype(np.float32),
