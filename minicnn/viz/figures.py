@@ -15,6 +15,13 @@ RULE_TITLES = {"gradient": "gradient (backprop)", "deconvnet": "DeconvNet",
 PRED_COLOUR = (255, 40, 40)
 
 
+# the descendants of the paper's map name their own paper in the figure's title
+FIGURE_TITLES = {"gradcam": "Grad-CAM (Selvaraju et al. 2017)",
+                 "integrated_gradients": "Integrated Gradients (Sundararajan et al. 2017)",
+                 "occlusion": "Occlusion (Zeiler & Fergus 2014): the class score's drop",
+                 "gradient_x_input": "Gradient x input"}
+
+
 def map_title(method):
     """What a map panel shows, by method (see minicnn.viz.attribution)."""
     if method in RULE_TITLES:
@@ -46,7 +53,8 @@ def saliency_figure(net, views, results, rule="gradient", notes=None):
                          f"\n{note}max {m.max():.3g}", scale),
             render.panel(render.overlay(view.rgb, m), "overlay", scale),
         ])
-    return render.grid(rows, title="Image-specific class saliency (Simonyan et al. 2013, Sect. 3)")
+    return render.grid(rows, title=FIGURE_TITLES.get(
+        rule, "Image-specific class saliency (Simonyan et al. 2013, Sect. 3)"))
 
 
 def deconv_figure(net, views, rec, layer, zoom=False):
