@@ -75,8 +75,8 @@ def print_profile(args):
 # ------------------------------------------------------------------ main
 
 def build_parser():
-    from minicnn.commands.cli import positive_int
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from minicnn.commands.cli import parser, positive_int
+    p = parser("bench.py", __doc__)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy, with PyTorch CUDA when present)")
     p.add_argument("--repeats", type=positive_int, default=5,
@@ -84,9 +84,9 @@ def build_parser():
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="child processes per engine and configuration, alternating order")
     p.add_argument("--batch", type=batch_list, default=[1, 8],
-                   help="comma-separated VGG16 batch sizes (default 1,8)")
+                   help="comma-separated VGG16 batch sizes (default: 1,8)")
     p.add_argument("--train-batch", type=positive_int, default=64,
-                   help="batch of the small-model training step (default 64)")
+                   help="batch of the small-model training step")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode: batch 1 only, 2 repeats, 1 round, no memory children")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
@@ -121,6 +121,9 @@ def main(argv=None):
         return 0
     if args.quick:
         args.batch, args.repeats, args.rounds, args.no_memory = [1], 2, 1, True
+    if args.out:     # both files' folder checked before minutes of measuring
+        from minicnn.commands.cli import checked_output
+        checked_output(Path(args.out).with_suffix(".md"), (".md",), "--out")
     if args.profile:
         return print_profile(args)
     results = Measurement(args).run()
@@ -274,8 +277,10 @@ def table_text(results, rounds):
 
 
 def entry():
-    """The console command ``minicnn-bench`` (and tools/bench.py)."""
-    return main()
+    """The console command ``minicnn-bench`` (and tools/bench.py): errors are one line
+    and exit status 1, usage errors exit status 2."""
+    from minicnn.commands.cli import run
+    return run(main, "bench.py")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,8 @@ def run_child(name, weights, paths, rounds):
     out = subprocess.run([sys.executable, "-m", "minicnn.commands.bench_photos", "--child",
                           spec], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"{name}: {out.stderr.strip().splitlines()[-1:]}")
+        last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise RuntimeError(f"{name}: {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -216,6 +217,8 @@ def main(argv=None):
     from minicnn.commands import cli
     args = build_parser().parse_args(argv)
     out = cli.checked_output(args.out, (".md",), "--out")
+    import minicnn
+    minicnn.load(args.weights)     # a bad model file: one line before any child runs
     names = ["gradient"] + [n for n in (args.only or MEASUREMENTS) if n != "gradient"]
     results = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -15,15 +15,14 @@ minicnn/convert/torch_map.py).
 
 Errors: one line on stderr, exit status 1, and no output file (Ctrl-C: exit status 130).
 """
-import argparse
 import os
 import sys
 
-from minicnn.terminal import one_line
+from minicnn.commands import cli
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser("convert_weights.py", __doc__.split("\n\n")[0])
     parser.add_argument("src", help="weights file (torch, Keras HDF5 or Caffe)")
     parser.add_argument("dst", help="output minicnn model file (.h5)")
     parser.add_argument("--format", default="auto",
@@ -36,21 +35,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minicnn.convert import ConvertError, convert_file
-    from minicnn.commands.cli import checked_output
-    from minicnn.terminal import protect
-    protect()
-    try:
-        if os.path.abspath(args.src) == os.path.abspath(args.dst):
-            raise ConvertError("DST is the same file as SRC")
-        checked_output(args.dst, (".h5", ".hdf5"), "DST")
-        net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
-                                 quiet=args.quiet)
-    except (ConvertError, ValueError, OSError) as exc:
-        print(f"convert_weights: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
-    except MemoryError:
-        print("convert_weights: error: out of memory", file=sys.stderr)
-        return 1
+    if os.path.abspath(args.src) == os.path.abspath(args.dst):
+        raise ConvertError("DST is the same file as SRC")
+    cli.checked_output(args.dst, (".h5", ".hdf5"), "DST")
+    net, meta = convert_file(args.src, args.dst, args.format, args.arch, args.classes,
+                             quiet=args.quiet)
     source = meta["source"]
     print(f"{args.src} ({source['format']}, {source['container']}, {source['arch']}) -> "
           f"{args.dst}: {len(net)} layers, {net.num_parameters():,} parameters, "
@@ -60,12 +49,9 @@ def main(argv=None):
 
 
 def entry():
-    """The console command ``minicnn-convert`` (and tools/convert_weights.py)."""
-    try:
-        return main()
-    except KeyboardInterrupt:     # Ctrl-C: nothing was written (saving is atomic)
-        print("convert_weights: interrupted", file=sys.stderr)
-        return 130
+    """The console command ``minicnn-convert`` (and tools/convert_weights.py); Ctrl-C
+    leaves nothing written (saving is atomic)."""
+    return cli.run(main, "convert_weights.py")
 
 
 if __name__ == "__main__":

@@ -4,29 +4,21 @@ classes.
 
     python tools/info.py MODEL.h5
 """
-import argparse
 import json
 import sys
 
+from minicnn.commands import cli
+
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser("info.py", __doc__.split("\n\n")[0])
     parser.add_argument("model", help="minicnn model file (.h5)")
     args = parser.parse_args(argv)
 
     import minicnn
-    from minicnn.terminal import protect
-    protect()
     from minicnn.summary import format_table, human, summarize, totals
-    try:
-        net = minicnn.load(args.model)
-        rows = summarize(net, net.input_shape)
-    except (minicnn.ModelFileError, ValueError, OSError) as exc:
-        print(f"info: error: {exc}", file=sys.stderr)
-        return 1
-    except MemoryError:
-        print("info: error: out of memory", file=sys.stderr)
-        return 1
+    net = minicnn.load(args.model)
+    rows = summarize(net, net.input_shape)
     pre = net.preprocessing
     input_shape = net.input_shape
     t = totals(rows)
@@ -50,8 +42,9 @@ def main(argv=None):
 
 
 def entry():
-    """The console command ``minicnn-info`` (and tools/info.py)."""
-    return main()
+    """The console command ``minicnn-info`` (and tools/info.py): errors are one line and
+    exit status 1, usage errors exit status 2."""
+    return cli.run(main, "info.py")
 
 
 if __name__ == "__main__":

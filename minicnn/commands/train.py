@@ -25,6 +25,7 @@ import numpy as np
 
 
 import minicnn
+from minicnn.commands import cli
 from minicnn.datasets.cluttered import ClutteredFashion, evaluation_split
 from minicnn.datasets.fashion_mnist import (CLASS_NAMES, DEFAULT_DIR, DatasetMissing,
                                             load_fashion_mnist)
@@ -38,7 +39,6 @@ DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
 
 
 def parse_args(argv=None):
-    from minicnn.commands import cli
     p = cli.Parser(
         prog="train.py",
         description="Train a VGG-style net on cluttered Fashion-MNIST (64x64 RGB canvases) "
@@ -90,10 +90,6 @@ def parse_args(argv=None):
     if min(args.train_size, 60000) < args.batch:
         p.error(f"--train-size ({args.train_size}) must be at least --batch ({args.batch}): "
                 "an epoch would have no step")
-    try:
-        cli.checked_output(args.out, (".h5",), "--out")
-    except ValueError as exc:
-        p.error(str(exc))
     return args
 
 
@@ -212,13 +208,15 @@ def _main(argv=None):
         if args.threads is not None:
             set_threads(args.threads)
         args.threads = get_threads()
-    except ValueError as exc:     # --threads 0, a bad MINICNN_THREADS: a usage error
-        print(f"train.py: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:     # a bad MINICNN_THREADS (--threads is checked by the parser)
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
     try:
+        # the output's folder, as every tool checks it: before any work, exit status 1
+        cli.checked_output(args.out, (".h5",), "--out")
         return _train(args, argv)
     except RunError as exc:
-        print(f"train.py: {exc}", file=sys.stderr)
+        print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
 
 

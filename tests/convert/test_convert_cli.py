@@ -75,7 +75,7 @@ def test_cli_errors_are_one_line_and_leave_no_output(tmp_path, make, match):
     r = run("convert_weights.py", src, tmp_path / "out.h5")
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("convert_weights: error:"), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("convert_weights.py: error:"), r.stderr
     assert match in lines[0]
     assert set(os.listdir(tmp_path)) == before          # no output, no temp file
     if marker is not None:

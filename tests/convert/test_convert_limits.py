@@ -35,7 +35,7 @@ def refused(tmp_path, src, match, timeout=30, memory=MEMORY, max_len=400):
     r = limited_run([sys.executable, TOOL, str(src), str(dst), "--quiet"], timeout, memory)
     lines = r.stderr.splitlines()
     assert r.returncode == 1 and len(lines) == 1, (r.returncode, r.stderr[-2000:])
-    assert lines[0].startswith("convert_weights: error:") and len(lines[0]) < max_len, lines[0]
+    assert lines[0].startswith("convert_weights.py: error:") and len(lines[0]) < max_len, lines[0]
     assert match in lines[0], lines[0]
     assert not dst.exists()
     return lines[0], time.monotonic() - start
@@ -386,7 +386,7 @@ def test_ctrl_c_while_reading(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == ["convert_weights: interrupted"], err
+    assert err.strip().splitlines() == ["convert_weights.py: interrupted"], err
     assert sorted(os.listdir(tmp_path)) == ["x.pt"]
 
 
