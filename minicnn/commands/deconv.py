@@ -20,7 +20,7 @@ from minicnn.commands import cli
 
 
 from minicnn.viz import figures
-from minicnn.viz.deconv import default_layer, unit_reconstruction
+from minicnn.viz.deconv import RECONSTRUCTION, default_layer, unit_reconstruction
 from minicnn.viz.inputs import load_views, resolve_layer, stack
 
 PROG = "deconv.py"
@@ -39,14 +39,14 @@ def build_parser():
     p = cli.parser(PROG, __doc__)
     cli.add_model_args(p)
     cli.add_image_args(p)
-    p.add_argument("--layer", default=None,
+    p.add_argument("--layer", default=RECONSTRUCTION.layer,
                    help="any layer name, e.g. conv3_1 or relu3_1 (default: the last ReLU "
                         "before the classifier)")
-    p.add_argument("--channel", type=channel_type, default="top",
+    p.add_argument("--channel", type=channel_type, default=RECONSTRUCTION.channel,
                    help="channel (feature map, or unit of a fully connected layer) to "
                         "reconstruct; 'top': per image the channel with the strongest "
                         "activation")
-    p.add_argument("--zoom", action="store_true",
+    p.add_argument("--zoom", action="store_true", default=RECONSTRUCTION.zoom,
                    help="crop every panel to where the reconstruction reaches (the unit's "
                         "effective receptive field), as Zeiler & Fergus show patches")
     p.add_argument("--out", metavar="PNG", default="deconv.png",

@@ -9,13 +9,13 @@
 The command-line tools in ``tools/`` are thin wrappers over these.
 """
 from .class_model import ClassModel, ClassModelSettings, class_model, objective_and_gradient
-from .deconv import UnitReconstruction, unit_reconstruction
+from .deconv import ReconstructionSettings, UnitReconstruction, unit_reconstruction
 from .inputs import View, load_view, resolve_class, resolve_classes
 from .localize import BoxSettings, Localization, localize_map
 from .saliency import Saliency, SaliencySettings, crop_saliency, saliency, tencrop_saliency
 
 __all__ = ["BoxSettings", "ClassModel", "ClassModelSettings", "Localization", "Saliency",
-           "SaliencySettings", "UnitReconstruction", "View", "crop_saliency",
+           "ReconstructionSettings", "SaliencySettings", "UnitReconstruction", "View", "crop_saliency",
            "class_model", "load_view", "localize_map", "objective_and_gradient",
            "resolve_class", "resolve_classes", "saliency", "tencrop_saliency",
            "unit_reconstruction"]

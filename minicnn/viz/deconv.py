@@ -16,6 +16,21 @@ from ..backend import get_array_module, to_numpy
 from ..functional import RULES, check_rule
 
 
+@dataclass(frozen=True)
+class ReconstructionSettings:
+    """The defaults that :func:`unit_reconstruction`, ``tools/deconv.py`` (--layer,
+    --channel, --zoom) and the explorer share. layer: a layer name, or None for the last
+    ReLU after a convolution (:func:`default_layer`); channel: an index, or "top" (per
+    image, the channel with the strongest activation); zoom: the picture crops each panel
+    to where the reconstruction reaches."""
+    layer: str = None
+    channel: object = "top"
+    zoom: bool = False
+
+
+RECONSTRUCTION = ReconstructionSettings()
+
+
 @dataclass
 class UnitReconstruction:
     """Results for a batch of N images.
@@ -59,11 +74,14 @@ def keep_strongest(activation, channels):
     return signal.reshape(activation.shape), positions, np.array(values)
 
 
-def unit_reconstruction(net, x, layer, channel="top", rules=RULES):
+def unit_reconstruction(net, x, layer=RECONSTRUCTION.layer, channel=RECONSTRUCTION.channel,
+                        rules=RULES):
     """Reconstruct the strongest activation of ``channel`` in ``layer`` for each image of
-    x (N, C, H, W). channel: an index (same for all images), a sequence of N indices, or
-    "top" (per image, the channel with the strongest activation).
-    Returns a :class:`UnitReconstruction` (NumPy arrays)."""
+    x (N, C, H, W). layer: a name, or None for :func:`default_layer`; channel: an index
+    (same for all images), a sequence of N indices, or "top" (per image, the channel with
+    the strongest activation). Returns a :class:`UnitReconstruction` (NumPy arrays)."""
+    if layer is None:
+        layer = default_layer(net)
     for rule in rules:
         check_rule(rule)
     x = np.asarray(to_numpy(x), np.float32)

@@ -79,6 +79,25 @@ def test_deconv_cli(model_file, image_files, tmp_path):
     png_size(tmp_path / "deconv.png")
 
 
+def test_deconv_api_defaults_are_the_tools(model_file, image_files, tmp_path):
+    """unit_reconstruction(net, x) with nothing else given reconstructs the unit that
+    tools/deconv.py picks at its defaults (the same layer, channel, position and value)."""
+    import re
+    import minicnn
+    from minicnn.viz import load_view, unit_reconstruction
+    from minicnn.viz.deconv import default_layer
+    r = run_tool("deconv", "--weights", model_file, "--image", image_files["small"],
+                 cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    layer, channel, i, j, value = re.search(
+        r": (\S+) channel (\d+) at \((\d+), (\d+)\): activation (\S+)", r.stdout).groups()
+    net = minicnn.load(model_file)
+    rec = unit_reconstruction(net, load_view(net, image_files["small"]).x[None])
+    assert layer == default_layer(net)
+    assert (int(channel), (int(i), int(j))) == (rec.channels[0], rec.positions[0])
+    assert float(value) == pytest.approx(rec.values[0], rel=1e-3)
+
+
 def test_localize_cli(model_file, image_files, tmp_path):
     out, js = tmp_path / "l.png", tmp_path / "l.json"
     r = run_tool("localize", "--weights", model_file, "--image", image_files["big"],
