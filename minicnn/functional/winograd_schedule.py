@@ -26,7 +26,8 @@ def result_dtype(*arrays):
 # come in up to WINOGRAD_GROUPS groups of contiguous rows, which run on the CPU threads
 # (:func:`chunk_map`), each group's chunks in order. The split depends on the shapes
 # only, never on the thread count, so the sums (and their rounding) are the same on
-# any machine.
+# any machine whose BLAS picks the same GEMM kernel (the GEMMs' own rounding is the
+# kernel's).
 WINOGRAD_CHUNK = 1 << 20
 WINOGRAD_MIN_TILES = 128
 WINOGRAD_GROUPS = 4
