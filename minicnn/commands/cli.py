@@ -300,7 +300,7 @@ EXPECTED_ERRORS = (ImportError, ImageError, ModelFileError, FileNotFoundError, V
 
 def run(main, prog, argv=None):
     """Call ``main(argv)``; expected errors -> one line on stderr and exit status 1."""
-    from ..terminal import protect
+    from ..terminal import one_line, protect
     protect()
     try:
         return main(argv) or 0
@@ -308,7 +308,8 @@ def run(main, prog, argv=None):
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130
     except EXPECTED_ERRORS as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        # one line: a line break (from a file name, say) shown as \n, not run together
+        message = one_line(str(exc).strip()) or type(exc).__name__
         if isinstance(exc, MemoryError):
             message = "out of memory (try fewer images or classes)"
         elif isinstance(exc, ImportError) and exc.name:
