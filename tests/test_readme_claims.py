@@ -8,6 +8,7 @@ import pytest
 
 import minicnn
 from minicnn import assets
+from minicnn.functional import conv_choice
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 SHIPPED = assets.DEFAULT_MODEL.is_file() and assets.SAMPLES_INDEX.is_file()
@@ -48,11 +49,26 @@ def test_the_zero_image_of_the_shipped_model():
     net = minicnn.load(assets.default_model())
     bias = net["conv1_1"].params["bias"]
     assert (len(bias), int((bias < 0).sum())) == (total, negative)
+    assert float(claimed(r"below ([0-9.]+) per pixel at the zero image")) == bound
+    logits = claimed(r"the logits of the all-zero image \(([-0-9., ]+), \.\.\.;")
     x = np.zeros((1,) + net.input_shape, np.float32)
-    scores = net.forward(x)
-    largest = 0.0
-    for c in range(net.num_classes):
-        seed = np.zeros_like(scores)
-        seed[0, c] = 1.0
-        largest = max(largest, float(np.abs(net.backward(seed)).max()))
-    assert 0 < largest < bound
+    # at a constant image the max-pool windows tie and the conv's rounding picks the
+    # winner, so the bound must hold under each algorithm
+    for algorithm in conv_choice.ALGORITHMS:
+        with conv_choice.policy(algorithm):
+            scores = net.forward(x)
+            largest = 0.0
+            for c in range(net.num_classes):
+                seed = np.zeros_like(scores)
+                seed[0, c] = 1.0
+                largest = max(largest, float(np.abs(net.backward(seed)).max()))
+        assert 0 < largest < bound, algorithm
+        printed = [float(v) for v in logits.split(",")]
+        np.testing.assert_allclose(scores[0, :len(printed)], printed, atol=0.005)
+
+
+def test_the_shipped_models_accuracy():
+    """'(85.95% test accuracy, ...' is what the model file records of its training."""
+    accuracy = float(claimed(r"cluttered Fashion-MNIST \(([0-9.]+)% test accuracy"))
+    net = minicnn.load(assets.default_model())
+    assert round(100 * net.meta["training"]["test_accuracy"], 2) == accuracy

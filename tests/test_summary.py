@@ -2,6 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
+import minicnn
 from minicnn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, Net, ReLU
 from minicnn.models import VGG16_CONFIG, VGG19_CONFIG
 from minicnn.summary import format_table, human, summarize, totals
@@ -85,3 +86,14 @@ def test_stacked_convs_receptive_field(k, s, n):
 
 def test_human():
     assert human(15_470_264_320) == "15.47 G" and human(999) == "999"
+
+
+def test_info_names_what_a_model_without_class_names_outputs(tmp_path, capsys):
+    """A classifier saved without class names has outputs, not "no classes"; a model that
+    ends in a conv has none."""
+    from minicnn.commands import info
+    with_fc = minicnn.vgg_from_config([4, "M"], num_classes=7, input_size=(8, 8),
+                                      fc_sizes=(5,), dropout=0.0, seed=0)
+    minicnn.save(with_fc, tmp_path / "fc.h5", {})
+    assert info.main([str(tmp_path / "fc.h5")]) == 0
+    assert "classes: 7 outputs, no class names in the file" in capsys.readouterr().out

@@ -33,6 +33,8 @@ def main(argv=None):
     if names:
         shown = ", ".join(names[:3]) + (f", ..., {names[-1]}" if len(names) > 3 else "")
         print(f"classes: {len(names)} ({shown})")
+    elif rows and rows[-1]["type"] == "linear":
+        print(f"classes: {net.num_classes} outputs, no class names in the file")
     else:
         print("classes: none (convolutional-only model)")
     extra = {k: v for k, v in net.meta.items() if k not in ("preprocessing", "class_names")}
