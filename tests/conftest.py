@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-import minicnn
+# Tests compare results across processes bit for bit (a tool run twice, records from one
+# worker or two): under the default policy each process would time the conv algorithms
+# and might pick differently for a near tie. The suite runs the fixed shape rule; the
+# measuring policy has tests of its own (tests/functional/test_conv_choice.py).
+os.environ.setdefault("MINICNN_CONV", "rule")
+os.environ.setdefault("MINICNN_CONV_WISDOM", "off")     # and nothing written to ~/.cache
+
+import minicnn  # noqa: E402
 
 settings.register_profile(
     "ci", deadline=None, max_examples=40, derandomize=False, print_blob=True,

@@ -6,7 +6,7 @@ import pytest
 
 from minicnn import threads
 from minicnn.functional import winograd
-from minicnn.functional import winograd_schedule
+from minicnn.functional import conv_choice, winograd_schedule
 from minicnn import functional
 
 
@@ -95,7 +95,7 @@ def test_winograd_groups_in_threads_equal_the_serial_result(monkeypatch, count):
     transpose and its weight gradient equal the single-thread run bitwise (the same sums
     in the same order; BLAS splits GEMMs by rows/columns, never the summed axis)."""
     rng = np.random.default_rng(count)
-    k = winograd.WINOGRAD_MIN_CHANNELS
+    k = conv_choice.WINOGRAD_MIN_CHANNELS
     x = rng.standard_normal((2, k, 11, 9)).astype(np.float32)
     weight = rng.standard_normal((k, k, 3, 3)).astype(np.float32)
     dy = rng.standard_normal((2, k, 11, 9)).astype(np.float32)

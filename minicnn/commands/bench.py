@@ -25,6 +25,11 @@ building the net, on Linux).
 
 Both children run as a library user runs them: no process-wide setting (minicnn reuses
 its own result and scratch arrays between passes, see minicnn.functional.workspace).
+Each minicnn child chooses its conv algorithms as the library does (MINICNN_CONV, by
+default "measure": the first call of each conv shape times im2col, Winograd F(2x2) and
+F(4x4), inside the untimed warm-up call); the table is followed by the algorithm each
+VGG16 conv used and by what that first call cost. --conv rule (or one algorithm) fixes
+them instead.
 
 Examples:
   python tools/bench.py                       # CPU, batch 1 and 8
@@ -96,6 +101,11 @@ def build_parser():
     p.add_argument("--profile", action="store_true",
                    help="instead: per-layer times of a VGG16 gradient pass at the first "
                         "--batch, each layer inside the pass and alone (minicnn only)")
+    p.add_argument("--conv", choices=("measure", "rule", "im2col", "winograd2", "winograd4"),
+                   default=None,
+                   help="minicnn's conv algorithm policy in the children (default: "
+                        "MINICNN_CONV, else measure: each child times the candidates on its "
+                        "first calls; rule: the fixed shape rule; or one algorithm)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p
@@ -121,6 +131,8 @@ def main(argv=None):
         return 0
     if args.quick:
         args.batch, args.repeats, args.rounds, args.no_memory = [1], 2, 1, True
+    if args.conv:
+        os.environ["MINICNN_CONV"] = args.conv       # the children inherit it
     if args.out:     # both files' folder checked before minutes of measuring
         from minicnn.commands.cli import checked_output
         checked_output(Path(args.out).with_suffix(".md"), (".md",), "--out")
@@ -161,7 +173,8 @@ class Measurement:
             "device": args.device, "processor": processor(), "blas": self.blas,
             "threads": self.threads, "repeats": args.repeats, "rounds": args.rounds,
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
-                                                    "OMP_NUM_THREADS", "MINICNN_THREADS")},
+                                                    "OMP_NUM_THREADS", "MINICNN_THREADS",
+                                                    "MINICNN_CONV", "MINICNN_CONV_WISDOM")},
             "rows": self.rows}
 
     def rounds_of(self, kind, batch):
@@ -198,6 +211,12 @@ class Measurement:
         res = self.rounds_of("vgg16", batch)
         rate = self.gemm_rate(res)
         self.info.update({e: res[e][0]["info"] for e in self.engines})
+        ours = res["minicnn"]
+        if "conv" in ours[0]:
+            results.setdefault("conv_choices", {})[f"batch {batch}"] = [c["conv"] for c in ours]
+            results.setdefault("first_call_ms", {})[f"batch {batch}"] = {
+                name: 1e3 * float(np.median([c["first_call_s"][name] for c in ours]))
+                for name in ours[0]["first_call_s"]}
         if self.use_torch:
             diff = np.abs(np.array(res["minicnn"][0]["scores"]) - np.array(res["torch"][0]["scores"]))
             results.setdefault("max_abs_diff_vs_torch", {})[f"batch {batch}"] = float(diff.max())
@@ -233,6 +252,33 @@ class Measurement:
         return self.results
 
 
+SHORT = {"im2col": "im2col", "winograd2": "F2", "winograd4": "F4"}
+
+
+def conv_choice_lines(results):
+    """The conv algorithms minicnn's children used, per batch (forward / transposed conv
+    of each VGG16 conv), with the first call's cost (it times the candidates)."""
+    lines = []
+    for batch, children in results.get("conv_choices", {}).items():
+        first = children[0]
+        row = ", ".join(
+            f"{r['layer']} {SHORT.get(r['forward'], r['forward'])}/"
+            f"{SHORT.get(r['backward_input'], r['backward_input'])}" for r in first["rows"])
+        same = all(c["rows"] == first["rows"] for c in children)
+        lines.append(f"conv algorithms, {batch} (policy {first['policy']}; forward/transposed; "
+                     f"F2 = Winograd F(2x2), F4 = F(4x4), 'rule: ' where not measured): {row}"
+                     + ("" if same else " (the rounds' children chose differently: "
+                        "see the JSON)"))
+        calls = results.get("first_call_ms", {}).get(batch, {})
+        if calls:
+            ours = {r["workload"].removeprefix("VGG16 "): r["ours_ms"] for r in results["rows"]
+                    if r["batch"] == int(batch.split()[-1]) and r["workload"].startswith("VGG16")}
+            lines.append(f"first call, {batch} (choices timed there): " + ", ".join(
+                f"{name} {ms:.0f} ms ({ms / ours[name]:.1f}x a later call)"
+                for name, ms in calls.items() if name in ours))
+    return lines
+
+
 def table_text(results, rounds):
     """The results as the text bench prints: the machine's lines, the Markdown table,
     PyTorch's peak memory and the score differences."""
@@ -266,7 +312,7 @@ def table_text(results, rounds):
             timing(r["torch_ms"], r["torch_spread_ms"]), cell(r["vs_torch"], ".2f", "x"),
             cell(r["blas_limit_ms"], ".1f"), cell(r["vs_blas_limit"], ".2f", "x"),
             cell(r["peak_rss_mb"], ".0f")]) + " |")
-    extra = []
+    extra = conv_choice_lines(results)
     if "torch_gradient_peak_rss_mb" in results:
         extra.append("PyTorch gradient pass peak RSS MB: " + ", ".join(
             f"{k}: {v:.0f}" for k, v in results["torch_gradient_peak_rss_mb"].items() if v))

@@ -16,7 +16,7 @@ import minicnn
 from minicnn import assets
 from minicnn.backend import get_array_module, to_numpy
 from minicnn.summary import summarize, totals
-from minicnn.threads import set_threads
+from minicnn.threads import get_threads, set_threads
 from minicnn.training import DataParallel
 
 from minicnn.commands.train import DEFAULT_CONFIG, parse_config
@@ -375,8 +375,17 @@ def engine_child(spec):
             with torch.no_grad():
                 tdev = "cuda" if device == "cuda" else "cpu"
                 scores = model(torch.from_numpy(x_np).to(tdev)).cpu().numpy()
-        out["times"] = {name: timed_calls(runs[name], repeats) for name in names if name in runs}
+        out["times"], first = {}, {}
+        for name in names:
+            if name in runs:
+                t0 = time.perf_counter()
+                runs[name]()            # the warm-up: the first call (conv choices timed)
+                first[name] = time.perf_counter() - t0
+                out["times"][name] = timed_calls(runs[name], repeats, warmup=0)
         out["scores"] = scores.astype(np.float64).ravel().tolist()
+        if torch is None and device == "cpu":
+            out["first_call_s"] = first
+            out["conv"] = conv_choice_rows(minicnn.vgg16(), batch)
     else:                                             # the small model's training step
         small, name = small_model()
         small.to("cuda" if device == "cuda" and torch is None else "cpu")
@@ -388,6 +397,33 @@ def engine_child(spec):
         out["model"], out["shape"] = name, list(xshape)
         out["flops"] = 3 * conv_flops(small, tuple(xshape[1:])) * xshape[0]
     return out
+
+
+def conv_choice_rows(net, batch, size=224):
+    """The conv algorithm this process uses for each conv of ``net`` at ``batch``:
+    {"policy", "rows": [{layer, forward, backward_input, backward_params}]} ("rule" where
+    nothing was measured: a small conv, or another policy)."""
+    from minicnn.functional import conv_choice
+    chosen = conv_choice.choices()
+    threads = get_threads()
+    rows, c, h = [], net.input_shape[0], size
+    for name, layer in net:
+        if layer.kind == "maxpool2d":
+            h //= 2
+        elif layer.kind == "conv2d":
+            w = tuple(layer.params["weight"].shape)
+            row = {"layer": name}
+            for direction, shape in (("forward", (batch, c, h, h)),
+                                     ("backward_input", (batch, w[0], h, h)),
+                                     ("backward_params", (batch, c, h, h))):
+                key = conv_choice.conv_key(direction, shape, w, np.float32)
+                row[direction] = chosen.get(f"{key} @{threads}t") or "rule: " + \
+                    conv_choice.rule_choice(direction, shape, w, 1, 1)
+            rows.append(row)
+            c = w[0]
+        elif layer.kind in ("flatten", "global_avgpool"):
+            break
+    return {"policy": conv_choice.conv_policy(), "rows": rows}
 
 
 def profile_child(batch, repeats, threads):

@@ -19,6 +19,7 @@ import threading
 RECORDS = "records.jsonl"
 SKIPPED = "skipped.jsonl"
 RUN = "run.json"
+CONV = "conv_algorithms.json"     # the conv algorithms every process of the run uses
 
 _NET_CACHE = {}
 
@@ -47,16 +48,33 @@ def cached_net(path, device="cpu"):
 class Job:
     """What runs per image: ``evaluate(net, item, index) -> record`` on the model at
     ``model_path``. ``threads``: minicnn and BLAS threads inside a chunk (None: leave
-    this process's settings)."""
+    this process's settings). ``conv``: how every process picks the conv algorithms,
+    {"policy": name} or {"policy": "measure", "choices": {key: algorithm}} (the table the
+    main process measured, fixed for the run; None: this process's own policy)."""
 
-    def __init__(self, model_path, evaluate, device="cpu", threads=None):
+    def __init__(self, model_path, evaluate, device="cpu", threads=None, conv=None):
         self.model_path = os.path.abspath(os.fspath(model_path))
         self.evaluate = evaluate
         self.device = device
         self.threads = threads
+        self.conv = conv
 
     def with_threads(self, threads):
-        return Job(self.model_path, self.evaluate, self.device, threads)
+        return Job(self.model_path, self.evaluate, self.device, threads, self.conv)
+
+    def with_conv(self, conv):
+        return Job(self.model_path, self.evaluate, self.device, self.threads, conv)
+
+
+def conv_context(conv):
+    """The block in which a chunk runs under ``conv`` (see :class:`Job`)."""
+    from contextlib import nullcontext
+    from ..functional import conv_choice
+    if conv is None:
+        return nullcontext()
+    if conv["policy"] == "measure":
+        return conv_choice.frozen(conv.get("choices", {}))
+    return conv_choice.policy(conv["policy"])
 
 
 def run_chunk(job, source, indices):
@@ -75,7 +93,7 @@ def run_chunk(job, source, indices):
     if job.threads:
         minicnn_threads.set_threads(job.threads)
     try:
-        with limit:
+        with limit, conv_context(job.conv):
             for index in indices:
                 key = source.key(index)
                 try:
@@ -149,6 +167,29 @@ class RecordStore:
             self.lock.release()
             raise
         self.done = {r["image"] for r in self.records}
+
+    def conv_setting(self):
+        """The run's conv algorithms ({"policy": ...[, "choices": {...}]}, see :class:`Job`)
+        from ``DIR/conv_algorithms.json``; None when the run has none yet. Records made
+        without that file (before the choice was measured) were made under the rule."""
+        from ..outfolder import read_bounded, regular_or_absent
+        from ..functional import conv_choice
+        path = os.path.join(self.folder, CONV)
+        if not regular_or_absent(path):
+            return {"policy": "rule"} if (self.records or self.skipped) else None
+        try:
+            conv = json.loads(read_bounded(path, MAX_RUN_BYTES))
+        except ValueError:
+            conv = None
+        if not (isinstance(conv, dict) and conv.get("policy") in conv_choice.POLICIES
+                and isinstance(conv.get("choices", {}), dict)):
+            raise ValueError(f"{path}: not the conv algorithms a run writes; cannot resume "
+                             "(its records would not be reproduced); choose a new --out")
+        return conv
+
+    def save_conv_setting(self, conv):
+        from ..io import atomic_write
+        atomic_write(os.path.join(self.folder, CONV), lambda tmp: _dump(tmp, conv))
 
     def close(self):
         """Release the folder for other runs."""
@@ -352,6 +393,24 @@ def one_line(text):
     return line(text)
 
 
+def run_conv_setting(job, source, store, first):
+    """How every process of this run picks its conv algorithms (see :class:`Job`), fixed
+    once and kept in the run folder so that a resumed run, and every worker, computes
+    each record as the first process did. Under the "measure" policy this process
+    measures them on item ``first`` (its record is computed again with the table)."""
+    from ..functional import conv_choice
+    conv = store.conv_setting()
+    if conv is None:
+        name = conv_choice.conv_policy()
+        conv = {"policy": name}
+        if name == "measure" and job.device == "cpu":
+            with conv_choice.recording() as table:
+                run_chunk(job.with_conv(None), source, [first])
+            conv["choices"] = dict(sorted(table.items()))
+        store.save_conv_setting(conv)
+    return conv
+
+
 def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=None,
         progress=True, out=sys.stderr, desc="images"):
     """Evaluate the first ``limit`` items of ``source`` not yet in ``store``.
@@ -366,8 +425,12 @@ def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=No
     bar = tqdm(total=total, initial=total - len(pending), unit="img", desc=desc,
                disable=not progress, file=out, dynamic_ncols=True)
     client = cluster = None
+    distributed = bool(workers or scheduler is not None)
     try:
-        if workers or scheduler is not None:
+        if pending:
+            job = job.with_conv(run_conv_setting(job.with_threads(1) if distributed else job,
+                                                 source, store, pending[0]))
+        if distributed:
             client, cluster = dask_client(workers, scheduler)
             results = _dask_results(job.with_threads(1), source, chunks, client)
         else:

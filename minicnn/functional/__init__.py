@@ -7,17 +7,18 @@ per operation.
   docstrings.
 - :mod:`.winograd`: Winograd F(2x2, 3x3) for the 3x3, stride-1, pad-1 convs of a VGG
   (forward, transposed conv, weight gradient); docs/winograd.md derives it.
-- :mod:`.winograd4`: Winograd F(4x4, 3x3), taken instead for the forward and transposed
-  conv of the wide layers when there are enough tiles (the choice is made here).
+- :mod:`.winograd4`: Winograd F(4x4, 3x3) for the forward and transposed conv.
+- :mod:`.conv_choice`: which of im2col, F(2x2) and F(4x4) computes a conv: measured on
+  this machine per shape (or a fixed rule, or one forced algorithm).
 - :mod:`.winograd_schedule`: how both cut a conv into chunks over the threads;
   :mod:`.winograd_kernels`: their kernel transforms and the memo a Conv2d keeps.
 - :mod:`.pool2x2`: 2x2, stride-2 max-pool and unpooling by four strided views.
 - :mod:`.layout`: the channels-last layout the CPU convs return, and helpers that keep
   backward signals in the layout of the forward arrays they meet.
 
-The functions below are what the layers call. Each chooses, by shape and backend
-alone, the fast path or the reference function; both compute the same values (up to
-rounding for the conv). Everything works on NumPy and CuPy arrays alike
+The functions below are what the layers call. Each chooses the fast path or the
+reference function (by shape and backend; a conv's algorithm by :mod:`.conv_choice`);
+all compute the same values (up to rounding for the conv). Everything works on NumPy and CuPy arrays alike
 (``xp = get_array_module(x)``) and in any float dtype (float32 and float64).
 
 Inside ``with reference_mode():`` every one of them calls :mod:`.reference` and nothing
@@ -30,7 +31,7 @@ import math
 import numpy
 
 from ..backend import get_array_module
-from . import pool2x2, reference, winograd, winograd4
+from . import conv_choice, pool2x2, reference, winograd, winograd4
 from .into import im2col_into, relu_backward_into, relu_into
 from .winograd_kernels import KernelTransforms, transform_for
 from .winograd_schedule import result_dtype
@@ -125,30 +126,34 @@ def relu_backward(dy, relu_output, rule, out=None):
 
 
 # ----------------------------------------------------------------------------- conv
+# Which algorithm computes a conv (im2col + GEMM, Winograd F(2x2) or F(4x4)) is chosen per
+# shape by :mod:`.conv_choice`: measured on this machine by default.
 
 def use_winograd(x, weight_shape, stride, pad):
-    """Winograd for the VGG convs (:func:`.winograd.is_winograd_conv`), on the CPU only.
-    On a GPU, im2col + one large cuBLAS GEMM per conv beats Winograd's many small GEMMs
-    and elementwise transforms (each a kernel launch)."""
-    return get_array_module(x) is numpy and winograd.is_winograd_conv(weight_shape, stride, pad)
+    """Whether a Winograd algorithm can compute this conv here: a 3x3, stride-1, pad-1 conv
+    with enough channels, on the CPU (on a GPU, im2col + one large cuBLAS GEMM beats
+    Winograd's many small GEMMs and elementwise transforms, each a kernel launch)."""
+    return (get_array_module(x) is numpy
+            and len(conv_choice.candidates("forward", x.shape, weight_shape, stride, pad)) > 1)
 
 
-def winograd_conv2d_forward(x, weight, bias, kernels=None, relu=False):
-    """A VGG conv (3x3, stride 1, pad 1) by Winograd on any backend: F(4x4, 3x3) where
-    :func:`.winograd4.use_f4` picks it by shape, else F(2x2, 3x3). x (N, C, H, W),
-    weight (O, C, 3, 3), bias (O,) or None -> (N, O, H, W), a view of a channels-last
-    buffer, rectified with ``relu``. ``kernels``: a :class:`KernelTransforms` memo."""
-    f4 = winograd4.use_f4(x.shape, weight.shape)
+def winograd_conv2d_forward(x, weight, bias, kernels=None, relu=False, f4=None):
+    """A VGG conv (3x3, stride 1, pad 1) by Winograd on any backend: F(4x4, 3x3) with
+    ``f4``, else F(2x2, 3x3) (None: as :func:`.conv_choice.rule_choice` picks). x (N, C,
+    H, W), weight (O, C, 3, 3), bias (O,) or None -> (N, O, H, W), a view of a
+    channels-last buffer, rectified with ``relu``. ``kernels``: a :class:`KernelTransforms`
+    memo."""
+    if f4 is None:
+        f4 = conv_choice.rule_choice("forward", x.shape, weight.shape, 1, 1) == "winograd4"
     u = transform_for(weight, result_dtype(x, weight), kernels, flipped=False, f4=f4)
     return (winograd4.winograd4_conv3x3 if f4 else winograd.winograd_conv3x3)(x, u, bias, relu)
 
 
-def winograd_conv2d_backward_input(dy, weight, kernels=None):
+def winograd_conv2d_backward_input(dy, weight, kernels=None, f4=None):
     """The transposed VGG conv by Winograd: dy (N, O, H, W) -> (N, C, H, W), the 3x3 pad-1
-    conv of dy with the flipped, transposed kernel (F(4x4) or F(2x2) as for a forward
-    conv of that kernel)."""
-    o, c = weight.shape[:2]
-    f4 = winograd4.use_f4(dy.shape, (c, o, 3, 3))
+    conv of dy with the flipped, transposed kernel (F(4x4) with ``f4``, else F(2x2))."""
+    if f4 is None:
+        f4 = conv_choice.rule_choice("backward_input", dy.shape, weight.shape, 1, 1) == "winograd4"
     u = transform_for(weight, result_dtype(dy, weight), kernels, flipped=True, f4=f4)
     return (winograd4.winograd4_conv3x3 if f4 else winograd.winograd_conv3x3)(dy, u, None)
 
@@ -165,10 +170,17 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
     if in_reference_mode() or get_array_module(x) is not numpy:
         y = reference.conv2d_forward(x, weight, bias, stride, pad)
         return reference.relu_forward(y) if relu else y
-    if use_winograd(x, weight.shape, stride, pad):
-        return winograd_conv2d_forward(x, weight, bias, kernels, relu)
-    # the im2col path in slabs of output rows: rows [a, b) read padded rows
-    # [a*stride, (b-1)*stride + kh)
+
+    def run(algorithm):
+        if algorithm == "im2col":
+            return _im2col_conv2d_forward(x, weight, bias, stride, pad, relu)
+        return winograd_conv2d_forward(x, weight, bias, kernels, relu, algorithm == "winograd4")
+    return run(conv_choice.choose("forward", x, weight.shape, stride, pad, run))
+
+
+def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
+    """im2col + GEMM in slabs of output rows over the threads (rows [a, b) read padded
+    rows [a*stride, (b-1)*stride + kh)); channels-last output."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
@@ -197,13 +209,18 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
 def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     """Transposed convolution: dy (N, O, Ho, Wo) -> (N, C, H, W) of shape ``x_shape``,
     the same for every rule. ``kernels`` as for :func:`conv2d_forward`."""
-    if in_reference_mode():
+    if in_reference_mode() or get_array_module(dy) is not numpy:
         return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
-    if use_winograd(dy, weight.shape, stride, pad):
-        return winograd_conv2d_backward_input(dy, weight, kernels)
-    if get_array_module(dy) is not numpy:
-        return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
-    # the columns W^T dy in slices of positions over the threads, then col2im
+
+    def run(algorithm):
+        if algorithm == "im2col":
+            return _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad)
+        return winograd_conv2d_backward_input(dy, weight, kernels, algorithm == "winograd4")
+    return run(conv_choice.choose("backward_input", dy, weight.shape, stride, pad, run))
+
+
+def _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad):
+    """The columns W^T dy in slices of positions over the threads, then col2im."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight.shape
     dy3 = dy.reshape(n, o, -1)
@@ -216,13 +233,18 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
 
 def conv2d_backward_params(dy, x, weight_shape, stride=1, pad=0):
     """Parameter gradients: dy (N, O, Ho, Wo), x (N, C, H, W) -> dW (O, C, kh, kw), db (O,)."""
-    if in_reference_mode():
+    if in_reference_mode() or get_array_module(dy) is not numpy:
         return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
-    if use_winograd(x, weight_shape, stride, pad):
-        return winograd.winograd_conv3x3_backward_params(dy, x)
-    if get_array_module(dy) is not numpy:
-        return reference.conv2d_backward_params(dy, x, weight_shape, stride, pad)
-    # the products dy cols^T in slices of output channels over the threads
+
+    def run(algorithm):
+        if algorithm == "winograd2":
+            return winograd.winograd_conv3x3_backward_params(dy, x)
+        return _im2col_conv2d_backward_params(dy, x, weight_shape, stride, pad)
+    return run(conv_choice.choose("backward_params", x, weight_shape, stride, pad, run))
+
+
+def _im2col_conv2d_backward_params(dy, x, weight_shape, stride, pad):
+    """The products dy cols^T in slices of output channels over the threads."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight_shape
     ho, wo = out_size(x.shape[2], kh, stride, pad), out_size(x.shape[3], kw, stride, pad)

@@ -13,20 +13,6 @@ from .into import relu_into
 from .winograd_schedule import WINOGRAD_GROUPS, chunk_map, result_dtype, row_groups, run_transforms
 from .workspace import recycled, scratch
 
-# Winograd trades GEMM work (about C*O per pixel) for transforms of the input and output
-# (about C + O per pixel): it pays off once both channel counts are at least this. The
-# first conv of an RGB network (C = 3) and its transpose stay on im2col.
-WINOGRAD_MIN_CHANNELS = 16
-
-
-def is_winograd_conv(weight_shape, stride, pad):
-    """True for the convs of every VGG (3x3 kernel, stride 1, pad 1: output size = input
-    size) with at least WINOGRAD_MIN_CHANNELS input and output channels."""
-    o, c, kh, kw = weight_shape
-    return ((kh, kw) == (3, 3) and stride == 1 and pad == 1
-            and min(o, c) >= WINOGRAD_MIN_CHANNELS)
-
-
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015). The output is cut into 2x2 tiles; tile t
 # reads a 4x4 patch d of the padded input (patches overlap by 2) and, for a 3x3 kernel g,
 #

@@ -4,7 +4,7 @@ F(2x2, 3x3) (:mod:`minicnn.functional.winograd`) needs 16 multiplies per 2x2 out
 tile and channel pair, 4 per output pixel; F(4x4, 3x3) needs 36 per 4x4 tile, 2.25 per
 pixel: 44% fewer GEMM FLOPs, paid for by larger transforms (6x6 instead of 4x4, with
 constant factors). It pays off where the GEMMs dominate, the layers with many channels
-and enough tiles for efficient GEMMs; the dispatcher (:func:`use_f4`) picks it by shape.
+and enough tiles for efficient GEMMs; :mod:`.conv_choice` decides where it runs.
 Its float32 rounding error is larger than F(2x2)'s (the transforms multiply by up to 8
 and divide by 24); docs/winograd.md gives the measured error.
 
@@ -34,23 +34,6 @@ from .workspace import recycled, scratch
 
 G4 = numpy.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-
-
-def use_f4(x_shape, weight_shape):
-    """F(4x4, 3x3) for this conv (x (N, C, H, W), weight (O, C, 3, 3))? Chosen by shape
-    alone from per-layer measurements (docs/winograd.md): where both channel counts are
-    large and there are enough 4x4 tiles for efficient GEMMs."""
-    n, c, h, w = x_shape
-    o = weight_shape[0]
-    th, tw = tiles4(h, w)
-    return min(c, o) >= F4_MIN_CHANNELS and n * th * tw >= F4_MIN_TILES
-
-
-# Chosen from per-layer measurements (docs/winograd.md): F(4x4) wins where both channel
-# counts are >= 256 and there are a few hundred 4x4 tiles; with fewer tiles its GEMMs are
-# too thin, and reading its 36 kernel matrices (F(2x2) has 16) costs more than it saves.
-F4_MIN_CHANNELS = 256
-F4_MIN_TILES = 256
 
 
 def _bt6(d, out, sums):

@@ -289,6 +289,48 @@ def test_dask_cluster_of_two_workers_gives_identical_records(tmp_path):
         json.loads((tmp_path / "here" / "summary.json").read_text())
 
 
+def test_measured_conv_algorithms_are_fixed_for_the_run_and_its_workers(tmp_path):
+    """Under the measuring policy the main process measures once and the run keeps the
+    table in conv_algorithms.json: the workers of a second run handed that table compute
+    the same records byte for byte, and a resume keeps it."""
+    pytest.importorskip("dask.distributed")
+    root, synsets, _ = make_box_folder(tmp_path, count=4)
+    args = ["--data", str(root), "--synsets", str(synsets), "--methods", "gradient,guided",
+            "--boxes", "label"]
+    env = dict(os.environ, MINICNN_CONV="measure")
+
+    def run_in(out, *extra):
+        return subprocess.run([sys.executable, TOOL, "localize", "--no-progress", *args,
+                               "--out", str(out), *extra], capture_output=True, text=True,
+                              timeout=300, env=env)
+    here = run_in(tmp_path / "here", "--limit", "2")
+    assert here.returncode == 0, here.stderr
+    table = json.loads((tmp_path / "here" / "conv_algorithms.json").read_text())
+    assert table["policy"] == "measure" and table["choices"]
+    assert set(table["choices"].values()) <= {"im2col", "winograd2", "winograd4"}
+    assert run_in(tmp_path / "here", "--resume").returncode == 0       # the other two
+    assert json.loads((tmp_path / "here" / "conv_algorithms.json").read_text()) == table
+    (tmp_path / "dask").mkdir()
+    (tmp_path / "dask" / "conv_algorithms.json").write_text(json.dumps(table))
+    dask = run_in(tmp_path / "dask", "--workers", "2", "--chunk-size", "1")
+    assert dask.returncode == 0, dask.stderr
+    assert (tmp_path / "dask" / "records.jsonl").read_bytes() == \
+        (tmp_path / "here" / "records.jsonl").read_bytes()
+
+
+def test_resume_refuses_a_damaged_conv_table(tmp_path):
+    root, synsets, _ = make_box_folder(tmp_path, count=2)
+    args = ["--data", str(root), "--synsets", str(synsets), "--methods", "gradient",
+            "--out", str(tmp_path / "o")]
+    assert evaluate(*args, "--limit", "1").returncode == 0
+    (tmp_path / "o" / "conv_algorithms.json").write_text('{"policy": "fastest"}')
+    before = (tmp_path / "o" / "records.jsonl").read_bytes()
+    r = evaluate(*args, "--resume")
+    assert r.returncode == 1 and "conv_algorithms.json: not the conv algorithms" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (tmp_path / "o" / "records.jsonl").read_bytes() == before
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--data", "{root}"], "needs --synsets"),
     (["--data", "{root}", "--synsets", "{few}"], "the model has 10 classes but the data names 4"),

@@ -8,18 +8,22 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn import functional as F
-from minicnn.functional import pool2x2, reference, winograd
+from minicnn.functional import conv_choice, pool2x2, reference
 from minicnn.layers import Conv2d, MaxPool2d
 from oracles import to_np
 
 def test_dispatch_rules():
-    big = winograd.WINOGRAD_MIN_CHANNELS
-    assert winograd.is_winograd_conv((big, big, 3, 3), 1, 1)
-    assert not winograd.is_winograd_conv((big, 3, 3, 3), 1, 1)       # RGB input: im2col
-    assert not winograd.is_winograd_conv((3, big, 3, 3), 1, 1)
-    assert not winograd.is_winograd_conv((big, big, 3, 3), 2, 1)
-    assert not winograd.is_winograd_conv((big, big, 3, 3), 1, 0)
-    assert not winograd.is_winograd_conv((big, big, 5, 5), 1, 1)
+    big = conv_choice.WINOGRAD_MIN_CHANNELS
+
+    def winograd_possible(weight_shape, stride, pad):
+        return len(conv_choice.candidates("forward", (1, weight_shape[1], 8, 8), weight_shape,
+                                          stride, pad)) > 1
+    assert winograd_possible((big, big, 3, 3), 1, 1)
+    assert not winograd_possible((big, 3, 3, 3), 1, 1)       # RGB input: im2col
+    assert not winograd_possible((3, big, 3, 3), 1, 1)
+    assert not winograd_possible((big, big, 3, 3), 2, 1)
+    assert not winograd_possible((big, big, 3, 3), 1, 0)
+    assert not winograd_possible((big, big, 5, 5), 1, 1)
     x = np.zeros((1, big, 4, 4), np.float32)
     assert F.use_winograd(x, (big, big, 3, 3), 1, 1)          # CPU: Winograd
     assert not F.use_winograd(x, (big, big, 3, 3), 2, 1)
@@ -33,7 +37,7 @@ def test_dispatch_rules():
 
 def test_dispatch_reaches_the_winograd_path_and_agrees(xp):
     """A conv wide enough for Winograd, through the public functions and the layer."""
-    k = winograd.WINOGRAD_MIN_CHANNELS
+    k = conv_choice.WINOGRAD_MIN_CHANNELS
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, k, 5, 6))
     weight, bias = rng.standard_normal((k, k, 3, 3)), rng.standard_normal(k)
@@ -76,7 +80,7 @@ def test_whole_net_on_the_fast_paths_equals_the_general_paths(rule, size, batch,
     float64, the outputs, signals at the input and parameter gradients of the same net
     run entirely on the general paths (im2col convs, whose NumPy outputs are channels-last
     too, and k*k pooling)."""
-    k = winograd.WINOGRAD_MIN_CHANNELS
+    k = conv_choice.WINOGRAD_MIN_CHANNELS
     net = minicnn.vgg_from_config([k, k, "M", k, k], num_classes=3, input_size=(size, size),
                                   fc_sizes=(5,), dropout=0.0, seed=seed)
     rng = np.random.default_rng(seed)
@@ -98,12 +102,8 @@ def test_whole_net_on_the_fast_paths_equals_the_general_paths(rule, size, batch,
 
     fast = run()
     assert F.is_channels_last(net["conv1_2"].forward(net["relu1_1"].cache["output"]))
-    original = F.use_winograd
-    try:
-        F.use_winograd = lambda *args: False
+    with conv_choice.policy("im2col"):
         general = run()
-    finally:
-        F.use_winograd = original
     np.testing.assert_allclose(fast[0], general[0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(fast[1], general[1], rtol=1e-9, atol=1e-9)
     for key, value in general[2].items():

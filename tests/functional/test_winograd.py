@@ -13,7 +13,7 @@ import oracles
 from minicnn.functional import reference, winograd
 from minicnn.layers import Conv2d
 from minicnn import functional
-from minicnn.functional import winograd_schedule
+from minicnn.functional import conv_choice, winograd_schedule
 from oracles import to_np
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -99,7 +99,7 @@ def test_winograd_mixed_dtypes_promote_like_the_general_path(xp):
 def test_conv_layer_sees_weight_changes_through_its_kernel_transform_memo(xp):
     """The layer remembers U between passes, but a replaced or in-place edited weight
     (or another input dtype) is always used."""
-    k = winograd.WINOGRAD_MIN_CHANNELS
+    k = conv_choice.WINOGRAD_MIN_CHANNELS
     rng = np.random.default_rng(7)
     conv = Conv2d(k, k, 3, 1, 1)
     conv.params = {"weight": xp.asarray(rng.standard_normal((k, k, 3, 3)).astype(np.float32)),

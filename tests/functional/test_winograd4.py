@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import oracles
 from minicnn.functional import reference, winograd, winograd4
 from minicnn import functional
-from minicnn.functional import winograd_kernels, winograd_schedule
+from minicnn.functional import conv_choice, winograd_kernels, winograd_schedule
 
 # float32: the F(4x4) transforms scale values by up to 8 and 1/24, so rounding grows with
 # the channel count; the bound is relative to the largest output (see docs/winograd.md)
@@ -74,9 +74,9 @@ def test_layers_dispatch_to_f4_by_shape_and_agree(monkeypatch):
     x = rng.standard_normal((2, 20, 9, 9)).astype(np.float64)
     weight = rng.standard_normal((24, 20, 3, 3))
     dy = rng.standard_normal((2, 24, 9, 9))
-    monkeypatch.setattr(winograd4, "F4_MIN_CHANNELS", 16)
-    monkeypatch.setattr(winograd4, "F4_MIN_TILES", 1)
-    assert winograd4.use_f4(x.shape, weight.shape)
+    monkeypatch.setattr(conv_choice, "F4_MIN_CHANNELS", 16)
+    monkeypatch.setattr(conv_choice, "F4_MIN_TILES", 1)
+    assert conv_choice.rule_choice("forward", x.shape, weight.shape, 1, 1) == "winograd4"
     calls = []
     real = winograd4.winograd4_conv3x3
     monkeypatch.setattr(winograd4, "winograd4_conv3x3", lambda *a: calls.append(1) or real(*a))
@@ -86,5 +86,5 @@ def test_layers_dispatch_to_f4_by_shape_and_agree(monkeypatch):
     np.testing.assert_allclose(y, reference.conv2d_forward(x, weight, None, 1, 1), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dx, reference.conv2d_backward_input(dy, weight, x.shape, 1, 1),
                                rtol=1e-10, atol=1e-10)
-    monkeypatch.setattr(winograd4, "F4_MIN_CHANNELS", 32)
-    assert not winograd4.use_f4(x.shape, weight.shape)
+    monkeypatch.setattr(conv_choice, "F4_MIN_CHANNELS", 32)
+    assert conv_choice.rule_choice("forward", x.shape, weight.shape, 1, 1) == "winograd2"
