@@ -10,7 +10,9 @@ split work by shape only, never by the thread count, so results do not depend on
 The thread count is the number of CPUs this process may use, or the environment
 variable MINICNN_THREADS when set; :func:`set_threads` changes it (1: everything runs
 serially in the calling thread). Whatever the count, the engine's BLAS calls run on one
-BLAS thread (:func:`blas_on_one_thread`), so results do not depend on it.
+BLAS thread (:func:`blas_on_one_thread`), so the same algorithms give the same results
+at any count. (Under the default conv policy, measuring, the count is part of what a
+conv's algorithm is chosen for: see minicnn/functional/conv_choice.py.)
 """
 import contextlib
 import contextvars
@@ -160,13 +162,23 @@ def parallel_map(function, items):
         helpers = [pool.submit(contextvars.copy_context().run, drain) for _ in range(count - 1)]
         contextvars.copy_context().run(drain)
         for helper in helpers:          # wait for all: no worker may outlive the call
-            helper.result()
+            # one not yet started has nothing left to take (the caller drained the items):
+            # cancelled, it cannot keep this call waiting behind a pool whose threads are
+            # busy elsewhere (another thread's items)
+            if not helper.cancel():
+                helper.result()
     finally:
         _leave_blas_limit()
     for error in errors:
         if error is not None:
             raise error
     return results
+
+
+def effective_threads():
+    """The threads a parallel_map called here would use: 1 inside a worker (its calls run
+    serially), else :func:`get_threads`."""
+    return 1 if getattr(_local, "inside", False) else get_threads()
 
 
 @contextlib.contextmanager

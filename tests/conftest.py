@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 # worker or two): under the default policy each process would time the conv algorithms
 # and might pick differently for a near tie. The suite runs the fixed shape rule; the
 # measuring policy has tests of its own (tests/functional/test_conv_choice.py).
-os.environ.setdefault("MINICNN_CONV", "rule")
-os.environ.setdefault("MINICNN_CONV_WISDOM", "off")     # and nothing written to ~/.cache
+os.environ["MINICNN_CONV"] = "rule"
+os.environ["MINICNN_CONV_WISDOM"] = "off"      # and nothing written to ~/.cache
 
 import minicnn  # noqa: E402
 

@@ -417,8 +417,13 @@ def conv_choice_rows(net, batch, size=224):
                                      ("backward_input", (batch, w[0], h, h)),
                                      ("backward_params", (batch, c, h, h))):
                 key = conv_choice.conv_key(direction, shape, w, np.float32)
-                row[direction] = chosen.get(f"{key} @{threads}t") or "rule: " + \
-                    conv_choice.rule_choice(direction, shape, w, 1, 1)
+                options = conv_choice.candidates(direction, shape, w, 1, 1)
+                policy = conv_choice.conv_policy()
+                if policy in options:                    # forced, and it applies here
+                    row[direction] = policy
+                else:
+                    row[direction] = chosen.get(f"{key} @{threads}t") or "rule: " + \
+                        conv_choice.rule_choice(direction, shape, w, 1, 1)
             rows.append(row)
             c = w[0]
         elif layer.kind in ("flatten", "global_avgpool"):

@@ -171,11 +171,24 @@ def conv2d_forward(x, weight, bias, stride=1, pad=0, kernels=None, relu=False):
         y = reference.conv2d_forward(x, weight, bias, stride, pad)
         return reference.relu_forward(y) if relu else y
 
-    def run(algorithm):
+    def run(algorithm, memo=kernels):
         if algorithm == "im2col":
             return _im2col_conv2d_forward(x, weight, bias, stride, pad, relu)
-        return winograd_conv2d_forward(x, weight, bias, kernels, relu, algorithm == "winograd4")
-    return run(conv_choice.choose("forward", x, weight.shape, stride, pad, run))
+        return winograd_conv2d_forward(x, weight, bias, memo, relu, algorithm == "winograd4")
+    chosen = conv_choice.choose("forward", x, weight.shape, stride, pad, _timing(run, kernels))
+    return run(chosen)
+
+
+def _timing(run, kernels):
+    """``run`` as the candidates are timed: each with a memo of its own, thrown away
+    after, so that a layer's memo keeps only the transforms of the algorithm chosen."""
+    memos = {}
+
+    def timed(algorithm):
+        if kernels is None:
+            return run(algorithm)
+        return run(algorithm, memos.setdefault(algorithm, KernelTransforms()))
+    return timed
 
 
 def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
@@ -212,11 +225,13 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
     if in_reference_mode() or get_array_module(dy) is not numpy:
         return reference.conv2d_backward_input(dy, weight, x_shape, stride, pad)
 
-    def run(algorithm):
+    def run(algorithm, memo=kernels):
         if algorithm == "im2col":
             return _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad)
-        return winograd_conv2d_backward_input(dy, weight, kernels, algorithm == "winograd4")
-    return run(conv_choice.choose("backward_input", dy, weight.shape, stride, pad, run))
+        return winograd_conv2d_backward_input(dy, weight, memo, algorithm == "winograd4")
+    chosen = conv_choice.choose("backward_input", dy, weight.shape, stride, pad,
+                                _timing(run, kernels))
+    return run(chosen)
 
 
 def _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad):

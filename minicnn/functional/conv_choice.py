@@ -46,6 +46,10 @@ POLICIES = ("measure", "rule") + ALGORITHMS
 DIRECTIONS = ("forward", "backward_input", "backward_params")
 # one warm-up call (scratch buffers, kernel transforms), then the best of these
 TIMED_CALLS = 2
+# a candidate whose warm-up call takes this many times the best time so far is dropped
+SKIP_SLOWER = 3.0
+# another algorithm replaces the rule's choice only when it is this much faster
+MARGIN = 0.05
 # a conv this small is not worth timing (the timing costs more than any choice saves)
 MEASURE_MIN_MACS = 1 << 22
 # F(2x2) / F(4x4) only pay off once both channel counts are this large (see winograd.py);
@@ -110,10 +114,11 @@ def conv_key(direction, x_shape, weight_shape, dtype):
 
 
 def _measured_key(key):
-    """The key of this process's measurements and the wisdom file: the conv's key and
-    minicnn's thread count, which changes what is fastest."""
-    from ..threads import get_threads
-    return f"{key} @{get_threads()}t"
+    """The key of this process's measurements and the wisdom file: the conv's key and the
+    threads it runs on (minicnn's count; 1 inside a worker thread, such as a training
+    shard, where it runs serially), which changes what is fastest."""
+    from ..threads import effective_threads
+    return f"{key} @{effective_threads()}t"
 
 
 def _tiles4(x_shape):
@@ -213,7 +218,8 @@ def choose(direction, x, weight_shape, stride, pad, run):
         measured = _measured_key(key)
         chosen = _table.get(measured)
         if chosen not in options:
-            chosen = _table[measured] = _fastest(options, run)
+            default = rule_choice(direction, x.shape, weight_shape, stride, pad)
+            chosen = _table[measured] = _fastest(options, run, default)
             _save_wisdom()
         if _recording.get() is not None:
             _recording.get()[key] = chosen
@@ -226,14 +232,20 @@ def _macs(x_shape, weight_shape):
     return n * h * w * o * c * kh * kw
 
 
-def _fastest(options, run):
-    """The candidate with the shortest best-of-TIMED_CALLS time (each warmed up once)."""
-    best, best_time = None, None
+def _fastest(options, run, default):
+    """The candidate with the shortest best-of-TIMED_CALLS time (each warmed up once; one
+    whose warm-up takes SKIP_SLOWER times the best so far is not timed further). Another
+    than ``default`` (the rule's choice) must beat it by MARGIN, so that a near tie, which
+    timing noise could decide either way, keeps the same choice from run to run."""
+    times = {}
     for algorithm in options:
-        run(algorithm)
-        elapsed = min(_timed(run, algorithm) for _ in range(TIMED_CALLS))
-        if best_time is None or elapsed < best_time:
-            best, best_time = algorithm, elapsed
+        warm_up = _timed(run, algorithm)
+        if times and warm_up > SKIP_SLOWER * min(times.values()):
+            continue
+        times[algorithm] = min(_timed(run, algorithm) for _ in range(TIMED_CALLS))
+    best = min(times, key=times.get)
+    if default in times and times[best] * (1 + MARGIN) > times[default]:
+        return default
     return best
 
 
@@ -271,15 +283,26 @@ def machine_tag():
     except OSError:
         import platform
         model = platform.processor() or model
-    blas = "unknown BLAS"
+    return f"{model} | {_numpy_blas()} | numpy {numpy.__version__}"
+
+
+def _numpy_blas():
+    """NumPy's own BLAS and the kernel it runs (other libraries, SciPy's OpenBLAS say, may
+    be loaded too, in an order that changes from run to run)."""
     try:
         from threadpoolctl import threadpool_info
-        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
-        if info:
-            blas = f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
     except ImportError:
-        pass
-    return f"{model} | {blas} | numpy {numpy.__version__}"
+        return "unknown BLAS"
+    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    found = sorted(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+                   for i in threadpool_info() if i.get("user_api") == "blas"
+                   and os.path.basename(os.path.dirname(i.get("filepath", ""))).startswith("numpy")
+                   and os.path.dirname(os.path.dirname(i.get("filepath", ""))) == numpy_dir)
+    if found:
+        return found[0]
+    every = sorted(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+                   for i in threadpool_info() if i.get("user_api") == "blas")
+    return " + ".join(every) or "unknown BLAS"
 
 
 def _load_wisdom():
@@ -291,14 +314,21 @@ def _load_wisdom():
     if path is None or path == _wisdom_loaded:
         return
     _wisdom_loaded = path
+    for key, algorithm in _read_wisdom(path).items():
+        _table.setdefault(key, algorithm)
+
+
+def _read_wisdom(path):
+    """{key: algorithm} of the wisdom file at ``path`` when it is sound and made on this
+    machine, else {}."""
     from ..outfolder import read_bounded
     try:
         data = json.loads(read_bounded(path, MAX_WISDOM_BYTES, follow_links=True))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return {}
     if isinstance(data, dict) and data.get("machine") == machine_tag():
-        for key, algorithm in _valid_table(data.get("choices")).items():
-            _table.setdefault(key, algorithm)
+        return _valid_table(data.get("choices"))
+    return {}
 
 
 def _save_wisdom():
@@ -308,7 +338,9 @@ def _save_wisdom():
     if path is None:
         return
     from ..io import atomic_write
-    text = json.dumps({"machine": machine_tag(), "choices": dict(sorted(_table.items()))},
+    # another process may have added choices since this one read the file: keep them
+    merged = {**_read_wisdom(path), **_table}
+    text = json.dumps({"machine": machine_tag(), "choices": dict(sorted(merged.items()))},
                       indent=1)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

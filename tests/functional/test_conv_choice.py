@@ -86,8 +86,8 @@ def test_measure_times_each_candidate_once_then_keeps_its_choice(monkeypatch):
     monkeypatch.setattr(conv_choice, "MEASURE_MIN_MACS", 0)
     timed = []
     real = conv_choice._fastest
-    monkeypatch.setattr(conv_choice, "_fastest",
-                        lambda options, run: timed.append(options) or real(options, run))
+    monkeypatch.setattr(conv_choice, "_fastest", lambda options, run, default:
+                        timed.append(options) or real(options, run, default))
     rng = np.random.default_rng(1)
     x, dy = rng.standard_normal((2, K, 8, 8)), rng.standard_normal((2, K, 8, 8))
     weight, bias = rng.standard_normal((K, K, 3, 3)), rng.standard_normal(K)
@@ -167,7 +167,7 @@ from minicnn.functional import conv_choice
 conv_choice.MEASURE_MIN_MACS = 0
 timed = []
 real = conv_choice._fastest
-conv_choice._fastest = lambda options, run: timed.append(1) or real(options, run)
+conv_choice._fastest = lambda options, run, default: timed.append(1) or real(options, run, default)
 x = np.zeros((1, 16, 8, 8), np.float32)
 F.conv2d_forward(x, np.zeros((16, 16, 3, 3), np.float32), None, 1, 1)
 print(json.dumps({"timed": len(timed), "choices": conv_choice.choices()}))
@@ -196,8 +196,8 @@ def test_wisdom_file_carries_the_choices_to_the_next_process(tmp_path):
 
 @pytest.mark.parametrize("content", [
     b"not json", b"[1, 2]", b'{"machine": "another machine", "choices": {}}',
-    b"x" * (conv_choice.MAX_WISDOM_BYTES + 1)],
-    ids=["garbage", "list", "other-machine", "too-large"])
+    b"x" * (conv_choice.MAX_WISDOM_BYTES + 1), b"[" * 200000],
+    ids=["garbage", "list", "other-machine", "too-large", "deeply-nested"])
 def test_unsound_wisdom_is_ignored_and_replaced(tmp_path, content):
     wisdom = tmp_path / "wisdom.json"
     wisdom.write_bytes(content)
@@ -228,3 +228,72 @@ def test_wisdom_that_is_not_a_regular_file_is_not_read(tmp_path):
     os.mkfifo(fifo)                       # opening it to read would block for ever
     result = child(fifo)
     assert result["timed"] == 1
+
+
+def test_a_near_tie_keeps_the_rules_choice(monkeypatch):
+    """Timing noise must not flip a choice from run to run: another algorithm replaces
+    the rule's only when it is MARGIN faster."""
+    clock = {"im2col": 1.0, "winograd2": 1.03, "winograd4": 2.0}
+    monkeypatch.setattr(conv_choice, "_timed", lambda run, algorithm: clock[algorithm])
+    assert conv_choice._fastest(conv_choice.ALGORITHMS, None, "winograd2") == "winograd2"
+    clock["im2col"] = 0.9
+    assert conv_choice._fastest(conv_choice.ALGORITHMS, None, "winograd2") == "im2col"
+
+
+def test_a_much_slower_candidate_is_not_timed_further(monkeypatch):
+    calls = []
+
+    def fake_timed(run, algorithm):
+        calls.append(algorithm)
+        return {"im2col": 1.0, "winograd2": 10.0, "winograd4": 0.5}[algorithm]
+    monkeypatch.setattr(conv_choice, "_timed", fake_timed)
+    assert conv_choice._fastest(conv_choice.ALGORITHMS, None, "im2col") == "winograd4"
+    assert calls.count("winograd2") == 1                 # its warm-up only
+    assert calls.count("im2col") == calls.count("winograd4") == 1 + conv_choice.TIMED_CALLS
+
+
+def test_measuring_leaves_only_the_chosen_transforms_in_a_layers_memo(monkeypatch):
+    """The candidates are timed with memos of their own: a Conv2d's memo afterwards holds
+    the kernel transform of the algorithm it runs, not of every one tried."""
+    from minicnn.layers import Conv2d
+    monkeypatch.setattr(conv_choice, "MEASURE_MIN_MACS", 0)
+    monkeypatch.setattr(conv_choice, "_fastest", lambda options, run, default:
+                        [run(a) for a in options] and "im2col")
+    conv = Conv2d(K, K, 3, 1, 1)
+    with conv_choice.policy("measure"):
+        conv.forward(np.random.default_rng(0).standard_normal((1, K, 8, 8)).astype(np.float32))
+    assert conv._kernels._transforms == {}               # im2col: no transform kept
+
+
+def test_measuring_while_another_thread_runs_convs_on_the_pool(monkeypatch, two_threads):
+    """A conv measured (under the lock, its work on the pool) while another thread's
+    parallel_map runs convs on the same pool: both finish (the pool's one helper thread
+    is blocked on the lock, so the measuring call must not wait for it)."""
+    import threading
+    import time
+    from minicnn.threads import parallel_map
+    monkeypatch.setattr(conv_choice, "MEASURE_MIN_MACS", 0)
+    rng = np.random.default_rng(0)
+    xa, wa = (rng.standard_normal((4, 64, 56, 56)).astype(np.float32),
+              rng.standard_normal((64, 64, 3, 3)).astype(np.float32))
+    xb, wb = (rng.standard_normal((2, 32, 32, 32)).astype(np.float32),
+              rng.standard_normal((32, 32, 3, 3)).astype(np.float32))
+    done = []
+
+    def other():
+        time.sleep(0.05)
+        with conv_choice.policy("measure"):       # a new thread starts in a new context
+            parallel_map(lambda i: F.conv2d_forward(xb, wb, None, 1, 1), range(2))
+        done.append("other")
+    def measuring():
+        with conv_choice.policy("measure"):
+            F.conv2d_forward(xa, wa, None, 1, 1)
+        done.append("measuring")
+    # both in daemon threads, so that a deadlock fails the test instead of hanging it
+    threads = [threading.Thread(target=f, daemon=True) for f in (measuring, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(done) == ["measuring", "other"], done
+    assert any(key.endswith("@1t") for key in conv_choice.choices())   # measured in a worker
