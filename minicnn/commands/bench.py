@@ -26,10 +26,10 @@ building the net, on Linux).
 Both children run as a library user runs them: no process-wide setting (minicnn reuses
 its own result and scratch arrays between passes, see minicnn.functional.workspace).
 Each minicnn child chooses its conv algorithms as the library does (MINICNN_CONV, by
-default "measure": the first call of each conv shape times im2col, Winograd F(2x2) and
-F(4x4), inside the untimed warm-up call); the table is followed by the algorithm each
-VGG16 conv used and by what that first call cost. --conv rule (or one algorithm) fixes
-them instead.
+default "rule", the fixed shape rule; with --conv measure the first call of each conv
+shape times im2col, Winograd F(2x2) and F(4x4), inside the untimed warm-up call); the
+table is followed by the algorithm each VGG16 conv used and by what the first call
+cost.
 
 Examples:
   python tools/bench.py                       # CPU, batch 1 and 8
@@ -101,11 +101,11 @@ def build_parser():
     p.add_argument("--profile", action="store_true",
                    help="instead: per-layer times of a VGG16 gradient pass at the first "
                         "--batch, each layer inside the pass and alone (minicnn only)")
-    p.add_argument("--conv", choices=("measure", "rule", "im2col", "winograd2", "winograd4"),
+    p.add_argument("--conv", choices=("rule", "measure", "im2col", "winograd2", "winograd4"),
                    default=None,
                    help="minicnn's conv algorithm policy in the children (default: "
-                        "MINICNN_CONV, else measure: each child times the candidates on its "
-                        "first calls; rule: the fixed shape rule; or one algorithm)")
+                        "MINICNN_CONV, else rule: the fixed shape rule; measure: each child "
+                        "times the candidates on its first calls; or one algorithm)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p

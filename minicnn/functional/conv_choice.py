@@ -1,24 +1,29 @@
-"""Which algorithm computes a conv: chosen by measuring the candidates on this machine.
+"""Which algorithm computes a conv: a fixed shape rule, or chosen by measuring the
+candidates on this machine.
 
 A 3x3, stride-1, pad-1 conv has three algorithms on the CPU: im2col + one GEMM, Winograd
 F(2x2, 3x3) and F(4x4, 3x3) (F(2x2) only for the weight gradient). Which is fastest
 depends on the shape, the batch, the direction and the processor (its cache, its memory
 bandwidth, the GEMM kernel its BLAS picks), so, as cuDNN's benchmark mode or FFTW's
-wisdom do, the dispatcher times them once per *key* (direction, input shape, weight
-shape, dtype) and keeps the fastest for the rest of the process.
+wisdom do, the dispatcher can time them once per *key* (direction, input shape, weight
+shape, dtype, threads) and keep the fastest for the rest of the process.
 
 The policy (``MINICNN_CONV`` in the environment, or :func:`conv_policy` /
 :func:`set_conv_policy`):
 
-- ``measure`` (the default): the first call of a key times each candidate (one warm-up
-  call, then the best of :data:`TIMED_CALLS`), a few times the cost of one call; later
+- ``rule`` (the default): the shape rule measured on this project's machine (F(2x2) for
+  the VGG convs, F(4x4) for the wide ones with enough tiles; :func:`rule_choice`). The
+  same choice on every machine, so results agree between machines bit for bit (given
+  the same BLAS kernel).
+- ``measure``: the first call of a key times each candidate (one warm-up
+  call, then the best of :data:`TIMED_ROUNDS` calls taken in turn), a dozen or so calls; later
   calls look the key up. The choices are remembered in a small JSON file per machine
   (``~/.cache/minicnn/conv-wisdom-<machine>.json``, or the file ``MINICNN_CONV_WISDOM``
   names; ``off``: none), read at the first measurement and written atomically after
   each, so later processes on this machine start with them and agree with each other.
-- ``rule``: the shape rule measured on this project's machine (F(2x2) for the VGG convs,
-  F(4x4) for the wide ones with enough tiles; :func:`rule_choice`). The same choice on
-  every machine: for results that must agree between machines bit for bit.
+  Not the default: on this project's machine (a shared 2-core virtual machine whose
+  timings drift by tens of percent) the choices it measured made the VGG16 pass slower
+  than the rule (README, "Which conv algorithm").
 - ``im2col``, ``winograd2``, ``winograd4``: that algorithm wherever it applies (the rule
   elsewhere): for tests, study and reproducible benchmarks.
 
@@ -42,14 +47,16 @@ import numpy
 from ..backend import get_array_module
 
 ALGORITHMS = ("im2col", "winograd2", "winograd4")
-POLICIES = ("measure", "rule") + ALGORITHMS
+POLICIES = ("rule", "measure") + ALGORITHMS
 DIRECTIONS = ("forward", "backward_input", "backward_params")
-# one warm-up call (scratch buffers, kernel transforms), then the best of these
-TIMED_CALLS = 2
-# a candidate whose warm-up call takes this many times the best time so far is dropped
+# one warm-up call each (scratch buffers, kernel transforms), then this many rounds of
+# one timed call each, the candidates in turn
+TIMED_ROUNDS = 4
+# a candidate whose warm-up call takes this many times the fastest warm-up is dropped
 SKIP_SLOWER = 3.0
-# another algorithm replaces the rule's choice only when it is this much faster
-MARGIN = 0.05
+# another algorithm replaces the rule's choice only when it is this much faster: single
+# timings on a shared machine vary by tens of percent
+MARGIN = 0.15
 # a conv this small is not worth timing (the timing costs more than any choice saves)
 MEASURE_MIN_MACS = 1 << 22
 # F(2x2) / F(4x4) only pay off once both channel counts are this large (see winograd.py);
@@ -76,19 +83,19 @@ class ConvPolicyError(ValueError):
 
 def conv_policy():
     """The policy in force: a :func:`policy` block's, else set_conv_policy's, else
-    MINICNN_CONV, else "measure"."""
+    MINICNN_CONV, else "rule"."""
     if _policy_block.get() is not None:
         return _policy_block.get()
     if _policy is not None:
         return _policy
-    text = os.environ.get("MINICNN_CONV", "").strip() or "measure"
+    text = os.environ.get("MINICNN_CONV", "").strip() or "rule"
     if text not in POLICIES:
         raise ConvPolicyError(f"MINICNN_CONV must be one of {', '.join(POLICIES)}, got {text!r}")
     return text
 
 
 def set_conv_policy(policy):
-    """Set the policy for this process (None: back to MINICNN_CONV / "measure")."""
+    """Set the policy for this process (None: back to MINICNN_CONV / "rule")."""
     global _policy
     if policy is not None and policy not in POLICIES:
         raise ConvPolicyError(f"conv policy must be one of {', '.join(POLICIES)}, got {policy!r}")
@@ -233,16 +240,19 @@ def _macs(x_shape, weight_shape):
 
 
 def _fastest(options, run, default):
-    """The candidate with the shortest best-of-TIMED_CALLS time (each warmed up once; one
-    whose warm-up takes SKIP_SLOWER times the best so far is not timed further). Another
-    than ``default`` (the rule's choice) must beat it by MARGIN, so that a near tie, which
-    timing noise could decide either way, keeps the same choice from run to run."""
-    times = {}
-    for algorithm in options:
-        warm_up = _timed(run, algorithm)
-        if times and warm_up > SKIP_SLOWER * min(times.values()):
-            continue
-        times[algorithm] = min(_timed(run, algorithm) for _ in range(TIMED_CALLS))
+    """The candidate with the shortest best time over TIMED_ROUNDS rounds, each round
+    timing every candidate once in turn (so that the machine's drift, which on a shared
+    virtual machine is tens of percent within seconds, falls on all of them alike); each
+    is warmed up once first, and one whose warm-up takes SKIP_SLOWER times the fastest
+    warm-up is not timed. Another than ``default`` (the rule's choice) must beat it by
+    MARGIN, so that a near tie keeps the same choice from run to run."""
+    warm = {algorithm: _timed(run, algorithm) for algorithm in options}
+    kept = [a for a in options if warm[a] <= SKIP_SLOWER * min(warm.values())]
+    times = {a: float("inf") for a in kept}
+    for _ in range(TIMED_ROUNDS):
+        for algorithm in kept:
+            times[algorithm] = min(times[algorithm], _timed(run, algorithm))
+    _evict.clear()                  # the eviction buffer is not kept between measurements
     best = min(times, key=times.get)
     if default in times and times[best] * (1 + MARGIN) > times[default]:
         return default
@@ -250,9 +260,25 @@ def _fastest(options, run, default):
 
 
 def _timed(run, algorithm):
+    """Seconds of one call, started with cold caches: inside a pass a conv's weights and
+    input come from memory (the layers before have filled the caches), so a candidate
+    timed on a warm repeat of itself looks faster than it runs there."""
+    _evict_caches()
     start = time.perf_counter()
     run(algorithm)
     return time.perf_counter() - start
+
+
+# more than the last-level cache of today's processors (32-256 MiB): written through once
+# before each timed call
+EVICT_BYTES = 1 << 26
+_evict = []
+
+
+def _evict_caches():
+    if not _evict:
+        _evict.append(numpy.zeros(EVICT_BYTES // 4, numpy.float32))
+    _evict[0] += 1.0
 
 
 # ----------------------------------------------------------------------------- wisdom file
