@@ -176,3 +176,18 @@ def test_a_symlinked_run_file_is_refused_and_its_target_untouched(trained, tmp_p
     line = one_line(train(tmp_path, data, "--epochs", "2"))
     assert "symbolic link" in line
     assert outside.read_text() == "precious\n"
+
+
+def test_fine_tuning_keeps_or_replaces_the_models_dropout(trained, tmp_path):
+    """--init keeps the model's dropout rate unless --dropout is given."""
+    import minicnn
+    first, data = trained
+    rates = {}
+    for name, extra in (("kept", []), ("given", ["--dropout", "0.2"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        r = train(folder, data, "--init", str(first / "m.h5"), *extra)
+        assert r.returncode == 0, r.stderr
+        net = minicnn.load(folder / "m.h5")
+        rates[name] = [layer.p for _, layer in net if layer.kind == "dropout"]
+    assert rates == {"kept": [0.5], "given": [0.2]}

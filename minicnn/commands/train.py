@@ -53,7 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--config", default=DEFAULT_CONFIG, type=config_type,
                    help="conv widths, M (2x2 max-pool) and G (global max-pool), comma separated")
     p.add_argument("--fc", default="256", type=sizes_type, help="hidden fully connected sizes, comma separated")
-    p.add_argument("--dropout", type=cli.unit_interval_open, default=0.5, help="dropout after each hidden fc")
+    p.add_argument("--dropout", type=cli.unit_interval_open, default=None,
+                   help="dropout after each hidden fc (default: 0.5; with --init, the "
+                        "model's own unless given)")
     p.add_argument("--epochs", type=cli.positive_int, default=8, help="passes over the training items")
     p.add_argument("--train-size", type=cli.positive_int, default=60000,
                    help="canvases per epoch (each a fresh rendering of a training item)")
@@ -248,6 +250,10 @@ def _start(args, gen):
         return net, meta, start, velocity
     if args.init:
         net = minicnn.load(args.init)
+        if args.dropout is not None:      # fine-tuning with another dropout rate
+            for _, layer in net:
+                if layer.kind == "dropout":
+                    layer.p = args.dropout
         meta = {k: v for k, v in net.meta.items() if k in ("class_names", "preprocessing")}
         meta["init"] = {"model": os.path.basename(args.init),
                         "training": net.meta.get("training")}
@@ -260,7 +266,8 @@ def _start(args, gen):
     net = minicnn.vgg_from_config(parse_config(args.config), num_classes=10,
                                   input_size=(64, 64),
                                   fc_sizes=[int(v) for v in args.fc.split(",") if v],
-                                  dropout=args.dropout, seed=args.seed, meta=meta)
+                                  dropout=0.5 if args.dropout is None else args.dropout,
+                                  seed=args.seed, meta=meta)
     last = net[net.names[-1]]
     last.params["weight"] = (np.random.default_rng([args.seed, 1]).standard_normal(
         last.params["weight"].shape) * args.final_init_std).astype(np.float32)
