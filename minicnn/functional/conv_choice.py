@@ -52,7 +52,7 @@ DIRECTIONS = ("forward", "backward_input", "backward_params")
 # one warm-up call each (scratch buffers, kernel transforms), then this many rounds of
 # one timed call each, the candidates in turn
 TIMED_ROUNDS = 4
-# a candidate whose warm-up call takes this many times the fastest warm-up is dropped
+# a candidate whose first timed call takes this many times the fastest one's is dropped
 SKIP_SLOWER = 3.0
 # another algorithm replaces the rule's choice only when it is this much faster: single
 # timings on a shared machine vary by tens of percent
@@ -242,19 +242,22 @@ def _macs(x_shape, weight_shape):
 def _fastest(options, run, default):
     """The candidate with the shortest best time over TIMED_ROUNDS rounds, each round
     timing every candidate once in turn (so that the machine's drift, which on a shared
-    virtual machine is tens of percent within seconds, falls on all of them alike); each
-    is warmed up once first, and one whose warm-up takes SKIP_SLOWER times the fastest
-    warm-up is not timed. Another than ``default`` (the rule's choice) must beat it by
-    MARGIN, so that a near tie keeps the same choice from run to run."""
-    warm = {algorithm: _timed(run, algorithm) for algorithm in options}
-    kept = [a for a in options if warm[a] <= SKIP_SLOWER * min(warm.values())]
-    times = {a: float("inf") for a in kept}
-    for _ in range(TIMED_ROUNDS):
+    virtual machine is tens of percent within seconds, falls on all of them alike). Each
+    is warmed up first, untimed: a warm-up computes the Winograd kernel transforms (100
+    ms for a 512x512 conv), which later calls reuse. One whose first timed call takes
+    SKIP_SLOWER times the fastest first call is not timed again. Another than
+    ``default`` (the rule's choice) must beat it by MARGIN, so that a near tie keeps the
+    same choice from run to run."""
+    for algorithm in options:
+        run(algorithm)
+    times = {a: _timed(run, a) for a in options}
+    kept = [a for a in options if times[a] <= SKIP_SLOWER * min(times.values())]
+    for _ in range(TIMED_ROUNDS - 1):
         for algorithm in kept:
             times[algorithm] = min(times[algorithm], _timed(run, algorithm))
     _evict.clear()                  # the eviction buffer is not kept between measurements
-    best = min(times, key=times.get)
-    if default in times and times[best] * (1 + MARGIN) > times[default]:
+    best = min(kept, key=times.get)
+    if default in kept and times[best] * (1 + MARGIN) > times[default]:
         return default
     return best
 
