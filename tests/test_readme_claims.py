@@ -72,3 +72,28 @@ def test_the_shipped_models_accuracy():
     accuracy = float(claimed(r"cluttered Fashion-MNIST \(([0-9.]+)% test accuracy"))
     net = minicnn.load(assets.default_model())
     assert round(100 * net.meta["training"]["test_accuracy"], 2) == accuracy
+
+
+def test_the_class_objective_table(tmp_path):
+    """The README's class-objective table (mean S_c, P_c, other scores, strongest other
+    score per objective) is what its printed command gives (about 35 s)."""
+    import json
+    import subprocess
+    import sys
+    command = claimed(r"\n    (python3 tools/evaluate.py class-objective --out eval-objective)\n")
+    rows = dict((name, numbers) for name, *numbers in re.findall(
+        r"\n\| (score S_c \(the paper\)|softmax P_c|log P_c) \| ([-0-9.]+) \| ([-0-9.]+) \| "
+        r"([-0-9.]+) \| ([-0-9.]+) \|", README))
+    assert len(rows) == 3, rows
+    out = tmp_path / "eval-objective"
+    r = subprocess.run([sys.executable, *command.split()[1:-1], str(out), "--no-progress"],
+                       cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    mean = json.loads((out / "class_objective.json").read_text())["mean"]
+    for name, objective in (("score S_c (the paper)", "score"), ("softmax P_c", "softmax"),
+                            ("log P_c", "log-softmax")):
+        m = mean[objective]
+        made = [f"{m['S_c']:.2f}", f"{m['P_c']:.3f}", f"{m['others_mean']:.2f}",
+                f"{m['others_max']:.2f}"]
+        assert made == list(rows[name]), (name, made, rows[name])
