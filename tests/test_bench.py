@@ -44,3 +44,23 @@ def test_bench_photos_table_in_gradient_passes(tmp_path):
     for row in rows:
         seconds, ratio, peak = (float(v) for v in row.strip("| ").split(" | ")[1:])
         assert seconds > 0 and ratio > 0 and peak > 0
+
+
+def test_conv_choice_lines_say_what_was_measured():
+    """The bench's conv-algorithm lines: under the rule no 'timed' wording; under
+    measuring, the unmeasured convs marked, and disagreeing children said."""
+    from minicnn.commands.bench import conv_choice_lines
+    row = {"layer": "conv5_1", "forward": "winograd2", "backward_input": "im2col"}
+    rows = [{"workload": "VGG16 gradient", "batch": 1, "ours_ms": 100.0}]
+    rule = {"conv_choices": {"batch 1": [{"policy": "rule", "rows": [row]}]},
+            "first_call_ms": {"batch 1": {"gradient": 200.0}}, "rows": rows}
+    text = "\n".join(conv_choice_lines(rule))
+    assert "conv5_1 F2/im2col" in text and "timed" not in text and "rule: '" not in text
+    assert "gradient 200 ms (2.0x a later call)" in text
+    other = dict(row, forward="im2col")
+    measured = {"conv_choices": {"batch 1": [{"policy": "measure", "rows": [row]},
+                                             {"policy": "measure", "rows": [other]}]},
+                "first_call_ms": {"batch 1": {"gradient": 200.0}}, "rows": rows}
+    text = "\n".join(conv_choice_lines(measured))
+    assert "'rule: ' where not measured" in text and "(choices timed there)" in text
+    assert "chose differently" in text

@@ -265,15 +265,17 @@ def conv_choice_lines(results):
             f"{r['layer']} {SHORT.get(r['forward'], r['forward'])}/"
             f"{SHORT.get(r['backward_input'], r['backward_input'])}" for r in first["rows"])
         same = all(c["rows"] == first["rows"] for c in children)
+        unmeasured = ", 'rule: ' where not measured" if first["policy"] == "measure" else ""
         lines.append(f"conv algorithms, {batch} (policy {first['policy']}; forward/transposed; "
-                     f"F2 = Winograd F(2x2), F4 = F(4x4), 'rule: ' where not measured): {row}"
+                     f"F2 = Winograd F(2x2), F4 = F(4x4){unmeasured}): {row}"
                      + ("" if same else " (the rounds' children chose differently: "
                         "see the JSON)"))
         calls = results.get("first_call_ms", {}).get(batch, {})
         if calls:
             ours = {r["workload"].removeprefix("VGG16 "): r["ours_ms"] for r in results["rows"]
                     if r["batch"] == int(batch.split()[-1]) and r["workload"].startswith("VGG16")}
-            lines.append(f"first call, {batch} (choices timed there): " + ", ".join(
+            timed = " (choices timed there)" if first["policy"] == "measure" else ""
+            lines.append(f"first call, {batch}{timed}: " + ", ".join(
                 f"{name} {ms:.0f} ms ({ms / ours[name]:.1f}x a later call)"
                 for name, ms in calls.items() if name in ours))
     return lines

@@ -421,7 +421,9 @@ def conv_choice_rows(net, batch, size=224):
                 policy = conv_choice.conv_policy()
                 if policy in options:                    # forced, and it applies here
                     row[direction] = policy
-                else:
+                elif policy != "measure":                # the rule (also where forced
+                    row[direction] = conv_choice.rule_choice(direction, shape, w, 1, 1)
+                else:                                    # does not apply)
                     row[direction] = chosen.get(f"{key} @{threads}t") or "rule: " + \
                         conv_choice.rule_choice(direction, shape, w, 1, 1)
             rows.append(row)
