@@ -11,8 +11,8 @@ The thread count is the number of CPUs this process may use, or the environment
 variable MINICNN_THREADS when set; :func:`set_threads` changes it (1: everything runs
 serially in the calling thread). Whatever the count, the engine's BLAS calls run on one
 BLAS thread (:func:`blas_on_one_thread`), so the same algorithms give the same results
-at any count. (Under the default conv policy, measuring, the count is part of what a
-conv's algorithm is chosen for: see minicnn/functional/conv_choice.py.)
+at any count. (Under the measuring conv policy, not the default, the count is part of
+what a conv's algorithm is chosen for: see minicnn/functional/conv_choice.py.)
 """
 import contextlib
 import contextvars

@@ -16,7 +16,7 @@ import minicnn
 from minicnn import assets
 from minicnn.backend import get_array_module, to_numpy
 from minicnn.summary import summarize, totals
-from minicnn.threads import get_threads, set_threads
+from minicnn.threads import set_threads
 from minicnn.training import DataParallel
 
 from minicnn.commands.train import DEFAULT_CONFIG, parse_config
@@ -385,7 +385,7 @@ def engine_child(spec):
         out["scores"] = scores.astype(np.float64).ravel().tolist()
         if torch is None and device == "cpu":
             out["first_call_s"] = first
-            out["conv"] = conv_choice_rows(minicnn.vgg16(), batch)
+            out["conv"] = conv_choice_rows(net, batch)
     else:                                             # the small model's training step
         small, name = small_model()
         small.to("cuda" if device == "cuda" and torch is None else "cpu")
@@ -400,12 +400,10 @@ def engine_child(spec):
 
 
 def conv_choice_rows(net, batch, size=224):
-    """The conv algorithm this process uses for each conv of ``net`` at ``batch``:
-    {"policy", "rows": [{layer, forward, backward_input, backward_params}]} ("rule" where
-    nothing was measured: a small conv, or another policy)."""
+    """The conv algorithm this process uses for each conv of ``net`` at ``batch``
+    (:func:`conv_choice.decided`): {"policy", "rows": [{layer, forward, backward_input,
+    backward_params}]} ("rule: ..." where the measuring policy has not measured one)."""
     from minicnn.functional import conv_choice
-    chosen = conv_choice.choices()
-    threads = get_threads()
     rows, c, h = [], net.input_shape[0], size
     for name, layer in net:
         if layer.kind == "maxpool2d":
@@ -416,16 +414,9 @@ def conv_choice_rows(net, batch, size=224):
             for direction, shape in (("forward", (batch, c, h, h)),
                                      ("backward_input", (batch, w[0], h, h)),
                                      ("backward_params", (batch, c, h, h))):
-                key = conv_choice.conv_key(direction, shape, w, np.float32)
-                options = conv_choice.candidates(direction, shape, w, 1, 1)
-                policy = conv_choice.conv_policy()
-                if policy in options:                    # forced, and it applies here
-                    row[direction] = policy
-                elif policy != "measure":                # the rule (also where forced
-                    row[direction] = conv_choice.rule_choice(direction, shape, w, 1, 1)
-                else:                                    # does not apply)
-                    row[direction] = chosen.get(f"{key} @{threads}t") or "rule: " + \
-                        conv_choice.rule_choice(direction, shape, w, 1, 1)
+                chosen, _ = conv_choice.decided(direction, shape, w, np.float32, 1, 1)
+                row[direction] = chosen or "rule: " + conv_choice.rule_choice(
+                    direction, shape, w, 1, 1)                   # not measured
             rows.append(row)
             c = w[0]
         elif layer.kind in ("flatten", "global_avgpool"):

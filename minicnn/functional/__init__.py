@@ -8,8 +8,8 @@ per operation.
 - :mod:`.winograd`: Winograd F(2x2, 3x3) for the 3x3, stride-1, pad-1 convs of a VGG
   (forward, transposed conv, weight gradient); docs/winograd.md derives it.
 - :mod:`.winograd4`: Winograd F(4x4, 3x3) for the forward and transposed conv.
-- :mod:`.conv_choice`: which of im2col, F(2x2) and F(4x4) computes a conv: measured on
-  this machine per shape (or a fixed rule, or one forced algorithm).
+- :mod:`.conv_choice`: which of im2col, F(2x2) and F(4x4) computes a conv: a fixed shape
+  rule (the default), measured per shape on this machine, or one forced algorithm.
 - :mod:`.winograd_schedule`: how both cut a conv into chunks over the threads;
   :mod:`.winograd_kernels`: their kernel transforms and the memo a Conv2d keeps.
 - :mod:`.pool2x2`: 2x2, stride-2 max-pool and unpooling by four strided views.
@@ -127,7 +127,7 @@ def relu_backward(dy, relu_output, rule, out=None):
 
 # ----------------------------------------------------------------------------- conv
 # Which algorithm computes a conv (im2col + GEMM, Winograd F(2x2) or F(4x4)) is chosen per
-# shape by :mod:`.conv_choice`: measured on this machine by default.
+# shape by :mod:`.conv_choice`: a fixed shape rule by default, or measured on this machine.
 
 def use_winograd(x, weight_shape, stride, pad):
     """Whether a Winograd algorithm can compute this conv here: a 3x3, stride-1, pad-1 conv

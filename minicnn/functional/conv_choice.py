@@ -81,6 +81,22 @@ class ConvPolicyError(ValueError):
     """A bad MINICNN_CONV value or policy name."""
 
 
+def _checked(name, what="conv policy"):
+    if name not in POLICIES:
+        raise ConvPolicyError(f"{what} must be one of {', '.join(POLICIES)}, got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def _within(variable, value):
+    """``variable`` (a ContextVar) set to ``value`` for the block."""
+    token = variable.set(value)
+    try:
+        yield value
+    finally:
+        variable.reset(token)
+
+
 def conv_policy():
     """The policy in force: a :func:`policy` block's, else set_conv_policy's, else
     MINICNN_CONV, else "rule"."""
@@ -88,30 +104,18 @@ def conv_policy():
         return _policy_block.get()
     if _policy is not None:
         return _policy
-    text = os.environ.get("MINICNN_CONV", "").strip() or "rule"
-    if text not in POLICIES:
-        raise ConvPolicyError(f"MINICNN_CONV must be one of {', '.join(POLICIES)}, got {text!r}")
-    return text
+    return _checked(os.environ.get("MINICNN_CONV", "").strip() or "rule", "MINICNN_CONV")
 
 
 def set_conv_policy(policy):
     """Set the policy for this process (None: back to MINICNN_CONV / "rule")."""
     global _policy
-    if policy is not None and policy not in POLICIES:
-        raise ConvPolicyError(f"conv policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    _policy = policy
+    _policy = None if policy is None else _checked(policy)
 
 
-@contextlib.contextmanager
 def policy(name):
     """Run a block under another policy (this thread and the pool threads it starts)."""
-    if name not in POLICIES:
-        raise ConvPolicyError(f"conv policy must be one of {', '.join(POLICIES)}, got {name!r}")
-    token = _policy_block.set(name)
-    try:
-        yield
-    finally:
-        _policy_block.reset(token)
+    return _within(_policy_block, _checked(name))
 
 
 def conv_key(direction, x_shape, weight_shape, dtype):
@@ -164,15 +168,10 @@ def choices():
         return dict(_table)
 
 
-@contextlib.contextmanager
 def frozen(table):
     """Within the block (this thread and minicnn's pool threads it starts), choices come
     from ``table`` ({key: algorithm}); keys not in it take the rule; nothing is timed."""
-    token = _frozen.set(_valid_table(table))
-    try:
-        yield
-    finally:
-        _frozen.reset(token)
+    return _within(_frozen, _valid_table(table))
 
 
 def frozen_table():
@@ -180,16 +179,10 @@ def frozen_table():
     return _frozen.get()
 
 
-@contextlib.contextmanager
 def recording():
     """Yields a dict that collects {key: algorithm} of every measured conv call in the
     block (whether measured now or looked up), e.g. to hand a run's choices to others."""
-    table = {}
-    token = _recording.set(table)
-    try:
-        yield table
-    finally:
-        _recording.reset(token)
+    return _within(_recording, {})
 
 
 def _valid_table(table):
@@ -200,36 +193,47 @@ def _valid_table(table):
             if isinstance(k, str) and len(k) < 300 and v in ALGORITHMS}
 
 
-def choose(direction, x, weight_shape, stride, pad, run):
-    """The algorithm for this call. ``run(algorithm)`` computes the conv with it (used
-    only to time the candidates, its results thrown away)."""
-    if get_array_module(x) is not numpy:
-        return "im2col"
-    options = candidates(direction, x.shape, weight_shape, stride, pad)
+def decided(direction, x_shape, weight_shape, dtype, stride, pad):
+    """(algorithm, key) for a CPU conv without timing anything: the algorithm this
+    process runs it with, None where the measuring policy has yet to measure it; the key
+    when the measuring policy decides this conv, else None."""
+    options = candidates(direction, x_shape, weight_shape, stride, pad)
     if len(options) == 1:
-        return options[0]
-    key = conv_key(direction, x.shape, weight_shape, x.dtype)
+        return options[0], None
+    rule = rule_choice(direction, x_shape, weight_shape, stride, pad)
+    key = conv_key(direction, x_shape, weight_shape, dtype)
     table = frozen_table()
     if table is not None:
-        chosen = table.get(key)
-        return chosen if chosen in options else rule_choice(direction, x.shape, weight_shape,
-                                                              stride, pad)
+        return (table[key] if table.get(key) in options else rule), None
     name = conv_policy()
     if name in ALGORITHMS:
-        return name if name in options else rule_choice(direction, x.shape, weight_shape,
-                                                        stride, pad)
-    if name == "rule" or _macs(x.shape, weight_shape) < MEASURE_MIN_MACS:
-        return rule_choice(direction, x.shape, weight_shape, stride, pad)
-    with _lock:        # one measurement at a time: two would disturb each other's timings
-        _load_wisdom()
-        measured = _measured_key(key)
-        chosen = _table.get(measured)
-        if chosen not in options:
-            default = rule_choice(direction, x.shape, weight_shape, stride, pad)
-            chosen = _table[measured] = _fastest(options, run, default)
-            _save_wisdom()
-        if _recording.get() is not None:
-            _recording.get()[key] = chosen
+        return (name if name in options else rule), None
+    if name == "rule" or _macs(x_shape, weight_shape) < MEASURE_MIN_MACS:
+        return rule, None
+    chosen = _table.get(_measured_key(key))
+    return (chosen if chosen in options else None), key
+
+
+def choose(direction, x, weight_shape, stride, pad, run):
+    """The algorithm for this call (see :func:`decided`), measured now when the measuring
+    policy has not yet. ``run(algorithm)`` computes the conv with it (used only to time
+    the candidates, its results thrown away)."""
+    if get_array_module(x) is not numpy:
+        return "im2col"
+    chosen, key = decided(direction, x.shape, weight_shape, x.dtype, stride, pad)
+    if key is None:
+        return chosen
+    if chosen is None:
+        with _lock:    # one measurement at a time: two would disturb each other's timings
+            _load_wisdom()
+            chosen, _ = decided(direction, x.shape, weight_shape, x.dtype, stride, pad)
+            if chosen is None:       # not in the wisdom file, nor from another thread
+                default = rule_choice(direction, x.shape, weight_shape, stride, pad)
+                chosen = _table[_measured_key(key)] = _fastest(
+                    candidates(direction, x.shape, weight_shape, stride, pad), run, default)
+                _save_wisdom()
+    if _recording.get() is not None:
+        _recording.get()[key] = chosen
     return chosen
 
 
@@ -322,16 +326,16 @@ def _numpy_blas():
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown BLAS"
-    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
-    found = sorted(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-                   for i in threadpool_info() if i.get("user_api") == "blas"
-                   and os.path.basename(os.path.dirname(i.get("filepath", ""))).startswith("numpy")
-                   and os.path.dirname(os.path.dirname(i.get("filepath", ""))) == numpy_dir)
-    if found:
-        return found[0]
-    every = sorted(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-                   for i in threadpool_info() if i.get("user_api") == "blas")
-    return " + ".join(every) or "unknown BLAS"
+    site = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    blas = {}                                       # description -> NumPy's own?
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            folder = os.path.dirname(info.get("filepath", ""))
+            text = f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
+            blas[text] = blas.get(text, False) or (
+                os.path.basename(folder).startswith("numpy") and os.path.dirname(folder) == site)
+    own = sorted(text for text, numpys in blas.items() if numpys)
+    return own[0] if own else " + ".join(sorted(blas)) or "unknown BLAS"
 
 
 def _load_wisdom():
@@ -366,6 +370,7 @@ def _save_wisdom():
     path = wisdom_path()
     if path is None:
         return
+    from pathlib import Path
     from ..io import atomic_write
     # another process may have added choices since this one read the file: keep them
     merged = {**_read_wisdom(path), **_table}
@@ -373,6 +378,6 @@ def _save_wisdom():
                       indent=1)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write(path, lambda tmp: open(tmp, "w").write(text + "\n"))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
     except (OSError, ValueError):
         pass
