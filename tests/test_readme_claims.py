@@ -23,7 +23,7 @@ def claimed(pattern):
 
 
 def test_the_shipped_samples_boxes():
-    """'over all 20 the mean IoU is 0.63 and 13/20 boxes have IoU >= 0.5'."""
+    """'over all 20 the mean IoU is 0.61 and 11/20 boxes have IoU >= 0.5'."""
     from minicnn.commands.localize import iou
     from minicnn.viz import localize_map, saliency
     from minicnn.viz.inputs import load_view
@@ -42,8 +42,8 @@ def test_the_shipped_samples_boxes():
 
 
 def test_the_zero_image_of_the_shipped_model():
-    """'30 of the shipped model's 32 conv1_1 biases are negative and the class-score
-    gradient is below 0.016 per pixel'."""
+    """'24 of the shipped model's 32 conv1_1 biases are negative and the class-score
+    gradient is below 0.019 per pixel'."""
     negative, total = map(int, claimed(r"(\d+) of the shipped model's (\d+) conv1_1 biases are negative"))
     bound = float(claimed(r"class-score gradient is below ([0-9.]+) per pixel"))
     net = minicnn.load(assets.default_model())
@@ -68,7 +68,7 @@ def test_the_zero_image_of_the_shipped_model():
 
 
 def test_the_shipped_models_accuracy():
-    """'(85.95% test accuracy, ...' is what the model file records of its training."""
+    """'(90.00% test accuracy, ...' is what the model file records of its training."""
     accuracy = float(claimed(r"cluttered Fashion-MNIST \(([0-9.]+)% test accuracy"))
     net = minicnn.load(assets.default_model())
     assert round(100 * net.meta["training"]["test_accuracy"], 2) == accuracy

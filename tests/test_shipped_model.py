@@ -38,10 +38,10 @@ def test_shipped_samples_match_their_index():
 
 
 def test_shipped_model_classifies_the_samples(net):
-    """The samples are fresh test canvases; at the model's measured accuracy (85.95%) a
-    score of 14/20 or better is expected (binomial tail below 14: about 1.6%)."""
+    """The samples are fresh test canvases; at the model's measured accuracy (90.00%) a
+    score of 15/20 or better is expected (binomial tail below 15: about 1.1%)."""
     entries = assets.samples()
     x = np.stack([net.preprocess(minicnn.load_image(e["file"])) for e in entries])
     predicted = net.forward(x).argmax(axis=1)
     labels = np.array([e["label"] for e in entries])
-    assert (predicted == labels).sum() >= 14, list(zip(predicted.tolist(), labels.tolist()))
+    assert (predicted == labels).sum() >= 15, list(zip(predicted.tolist(), labels.tolist()))

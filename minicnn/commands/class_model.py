@@ -21,7 +21,7 @@ Examples:
     python tools/class_model.py                               # all classes, shipped model
     python tools/class_model.py --class Sneaker "Ankle boot" 3 --steps 500 --npy cm.npy
     python tools/class_model.py --jitter 0 --blur-every 0 --init-noise 0 --raw-step   # the paper's
-        # bare procedure; on the shipped model it starts slowly (gradient < 0.016 at zero)
+        # bare procedure; on the shipped model it starts slowly (gradient < 0.019 at zero)
 Python: minicnn.viz.class_model(net, classes) -> ClassModel, with these defaults
 (minicnn.viz.ClassModelSettings; change any: class_model(net, classes, steps=50)).
 """
@@ -75,7 +75,7 @@ def build_parser():
                         "units), drawn per class from (--seed, class). 0 is the paper's exact "
                         "start, but the gradient at the zero image can be (nearly) zero: "
                         "where the first-layer biases are negative their ReLUs are off there "
-                        "(30 of the shipped model's 32)")
+                        "(24 of the shipped model's 32)")
     p.add_argument("--seed", type=cli.nonneg_int, default=0, help="seed of the jitter and start noise")
     p.add_argument("--display", choices=("rescale", "clip"), default="rescale",
                    help="rescale each tile's min..max to 0-255 (the paper) or clip to 0-255")

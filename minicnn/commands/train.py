@@ -33,9 +33,10 @@ from minicnn.io import atomic_write
 from minicnn.outfolder import FolderLock, open_append, regular_or_absent
 from minicnn.preprocess import Preprocessing
 from minicnn.threads import get_threads, set_threads
-from minicnn.training import SGD, DataParallel, learning_rate, predict, train_step
+from minicnn.training import (SGD, DataParallel, learning_rate, predict,
+                              softmax_cross_entropy, train_step)
 
-DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,M"
+DEFAULT_CONFIG = "32,M,64,M,128,128,M,256,256,M"
 
 
 def parse_args(argv=None):
@@ -330,8 +331,10 @@ def _train(args, argv):
     test_x_rgb, test_y = _test_canvases(args, test_images, test_labels)
 
     def evaluate(count):
+        """(accuracy, mean cross-entropy) on the first ``count`` test canvases."""
         scores = predict(net, prep.array_to_input(test_x_rgb[:count]))
-        return float((scores.argmax(1) == test_y[:count]).mean())
+        loss, _ = softmax_cross_entropy(scores, test_y[:count])
+        return float((scores.argmax(1) == test_y[:count]).mean()), loss
 
     log = io.TextIOWrapper(open_append(os.path.join(args.run_dir, "log.jsonl")))
     dropouts = [[layer for _, layer in shard_net if layer.kind == "dropout"]
@@ -363,7 +366,7 @@ def _train(args, argv):
                       "train_loss": run_loss / run_seen, "train_acc": run_correct / run_seen,
                       "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
             if end_of_epoch:
-                record["test_acc_subset"] = evaluate(args.eval_size)
+                record["test_acc_subset"], record["test_loss_subset"] = evaluate(args.eval_size)
                 bar.write(f"epoch {record['epoch']:.0f}: test accuracy on {args.eval_size} "
                           f"canvases {record['test_acc_subset']:.4f}")
             save_checkpoint(args.run_dir, net, optimizer, step + 1, meta)
@@ -372,7 +375,7 @@ def _train(args, argv):
             run_loss, run_correct, run_seen = 0.0, 0, 0
     bar.close()
     pool.close()
-    _save_model(args, argv, net, meta, parallel, evaluate(len(test_y)), total_steps, len(test_y))
+    _save_model(args, argv, net, meta, parallel, evaluate(len(test_y))[0], total_steps, len(test_y))
     log.close()
     lock.release()
     return 0

@@ -176,7 +176,7 @@ def _rule_method(rule):
 
 def default_gradcam_layer(net):
     """The last ReLU that follows a conv before the net leaves space (flatten or global
-    pooling): ``relu5_3`` in VGG16, ``relu4_1`` in the shipped model."""
+    pooling): ``relu5_3`` in VGG16, ``relu4_2`` in the shipped model."""
     found = None
     previous = None
     for name, layer in net:

@@ -119,7 +119,7 @@ def test_layer_grid_and_unit_match_the_api(server, shipped_net):
 
 def test_fully_connected_units_and_the_tool_default_layer(server):
     info = http(server.url, "/api/model").json()
-    assert info["default_layer"] == "relu4_1"
+    assert info["default_layer"] == "relu4_2"
     unit = http(server.url, f"/api/unit?image={SNEAKER}&layer=fc7&unit=7").json()
     assert unit["position"] == [] and unit["receptive_field"] == [0, 0, 64, 64]
 
