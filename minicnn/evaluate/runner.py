@@ -424,7 +424,7 @@ def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=No
     chunks = _chunks(pending, max(1, int(chunk_size)))
     bar = tqdm(total=total, initial=total - len(pending), unit="img", desc=desc,
                disable=not progress, file=out, dynamic_ncols=True)
-    client = cluster = None
+    client = cluster = results = None
     distributed = bool(workers or scheduler is not None)
     try:
         if pending:
@@ -448,6 +448,11 @@ def run(job, source, store, limit=None, chunk_size=8, workers=None, scheduler=No
                 next_chunk += 1
     finally:
         bar.close()
+        if results is not None:
+            # cancel the outstanding futures now, while the client runs: left to the
+            # garbage collector, the generator's cleanup met a closed event loop and
+            # printed a traceback after Ctrl-C
+            results.close()
         if client is not None:
             client.close()
         if cluster is not None:
