@@ -25,7 +25,11 @@ STAGES = [WEIGHTS / "training" / f"stage{k}.jsonl" for k in (1, 2, 3)]
 def read_log(path):
     """The log's records, in order; one clear line when a line is not a training record."""
     records = []
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SystemExit(f"make_training_curve.py: cannot read {path}: {exc.strerror}")
+    with f:
         for number, line in enumerate(f, 1):
             try:
                 record = json.loads(line)
