@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from minicnn.io import atomic_write  # noqa: E402
+
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 STAGES = [WEIGHTS / "training" / f"stage{k}.jsonl" for k in (1, 2, 3)]
 
@@ -53,30 +55,29 @@ def main(argv=None):
     p.add_argument("--out", default=str(WEIGHTS / "training_curve.png"))
     args = p.parse_args(argv)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    offset = 0.0
+    offset, labelled = 0.0, set()
+
+    def series(ax, points, style, colour, label):
+        """One stage's (epoch, value) points; the legend names each kind once."""
+        if points:           # test values exist only at an epoch's end (test loss: newer logs)
+            ax.plot(*zip(*points), style, color=colour, ms=3.5, lw=1.2,
+                    label=None if label in labelled else label)
+            labelled.add(label)
+
     for k, path in enumerate(args.logs, 1):
         records = read_log(path)
-        epochs = [offset + r["epoch"] for r in records]
-        tested = [(offset + r["epoch"], r["test_acc_subset"]) for r in records
-                  if "test_acc_subset" in r]
-        label = (lambda name: name if k == 1 else None)
-        ax_loss.plot(epochs, [r["train_loss"] for r in records], color="C0", lw=1.2,
-                     label=label("training loss (dropout on)"))
-        ax_acc.plot(epochs, [r["train_acc"] for r in records], color="C0", lw=1.2,
-                    label=label("training accuracy (dropout on)"))
-        ax_acc.plot(*zip(*tested), "o-", color="C3", ms=3.5, lw=1.2,
-                    label=label("test accuracy, first 2,000 test canvases"))
-        test_loss = [(offset + r["epoch"], r["test_loss_subset"]) for r in records
-                     if "test_loss_subset" in r]
-        if test_loss:   # logged by tools/train.py since the shipped model was trained
-            ax_loss.plot(*zip(*test_loss), "o-", color="C3", ms=3.5, lw=1.2,
-                         label=label("test loss, first 2,000 test canvases"))
+        at = (lambda key: [(offset + r["epoch"], r[key]) for r in records if key in r])
+        series(ax_loss, at("train_loss"), "-", "C0", "training loss (dropout on)")
+        series(ax_loss, at("test_loss_subset"), "o-", "C3", "test loss, first 2,000 test canvases")
+        series(ax_acc, at("train_acc"), "-", "C0", "training accuracy (dropout on)")
+        series(ax_acc, at("test_acc_subset"), "o-", "C3",
+               "test accuracy, first 2,000 test canvases")
         for ax in (ax_loss, ax_acc):
             if offset:
                 ax.axvline(offset, color="0.6", ls=":", lw=1)
             ax.text(offset + 0.2, 0.02, f"stage {k}", transform=ax.get_xaxis_transform(),
                     color="0.4", fontsize=8)
-        offset = epochs[-1]
+        offset += records[-1]["epoch"]
     ax_loss.set(xlabel="epoch (60,000 fresh canvases each)", ylabel="cross-entropy",
                 title="loss")
     ax_acc.set(xlabel="epoch (60,000 fresh canvases each)", ylabel="top-1 accuracy",
@@ -85,7 +86,10 @@ def main(argv=None):
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right" if ax is ax_loss else "lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out)
+    try:            # whole or not at all: a failed write leaves no half-written PNG
+        atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png"))
+    except OSError as exc:
+        raise SystemExit(f"make_training_curve.py: cannot write {args.out}: {exc.strerror}")
     print(f"wrote {args.out}")
     return 0
 
