@@ -1,4 +1,6 @@
 """The benchmark's report names what chose the BLAS kernel."""
+import pytest
+
 from minicnn.commands.bench import blas_kernel_note
 
 AVX512 = "AMD EPYC, AVX-512, 2 CPUs"
@@ -64,3 +66,34 @@ def test_conv_choice_lines_say_what_was_measured():
     text = "\n".join(conv_choice_lines(measured))
     assert "'rule: ' where not measured" in text and "(choices timed there)" in text
     assert "chose differently" in text
+
+
+def test_profile_floors_count_each_layers_multiplies_and_bytes():
+    """--profile's floors on a tiny net, counted by hand: an RGB conv (im2col: 9
+    multiplies a pixel and channel pair; reads its weight), a ReLU, a pool (one switch
+    byte a window), a wide conv (F(2x2): 16 per 2x2 tile; reads its 16-matrix
+    transform), a linear layer. Rates of 1e9 make a floor of B bytes B / 1e6 ms."""
+    from minicnn.commands.bench_children import layer_floors
+    from minicnn.functional import conv_choice
+    from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+    layers = [("c1", Conv2d(3, 16, 3, 1, 1)), ("r1", ReLU()), ("p1", MaxPool2d(2)),
+              ("c2", Conv2d(16, 16, 3, 1, 1)), ("f", Flatten()), ("l", Linear(256, 10))]
+    shapes = [(2, 16, 8, 8), (2, 16, 8, 8), (2, 16, 4, 4), (2, 16, 4, 4), (2, 256), (2, 10)]
+    with conv_choice.policy("rule"):
+        rows = dict(zip([n for n, _ in layers],
+                        layer_floors(layers, (2, 3, 8, 8), shapes, 1e9, 1e9)))
+    approx = lambda v: pytest.approx(v, rel=1e-12)
+    # conv 3 -> 16 at 8x8, batch 2: 9 * 2*64 * 3*16 multiplies
+    assert rows["c1"]["forward_gemm_ms"] == approx(2 * 9 * 128 * 48 / 1e6)
+    assert rows["c1"]["forward_memory_ms"] == approx((4 * 2 * 3 * 64 + 4 * 2 * 16 * 64
+                                                      + 4 * 9 * 48) / 1e6)
+    assert rows["r1"]["forward_memory_ms"] is None                 # inside the conv
+    assert rows["r1"]["backward_memory_ms"] == approx(3 * 4 * 2 * 16 * 64 / 1e6)
+    assert rows["p1"]["forward_memory_ms"] == approx((8192 + 2048 + 512) / 1e6)
+    assert rows["p1"]["forward_gemm_ms"] is None
+    # conv 16 -> 16 at 4x4: 2 * 2x2 tiles of 16 multiplies per channel pair
+    assert rows["c2"]["forward_gemm_ms"] == approx(2 * 16 * 8 * 256 / 1e6)
+    assert rows["c2"]["backward_memory_ms"] == approx((2048 + 2048 + 4 * 16 * 256) / 1e6)
+    assert rows["f"] == dict.fromkeys(rows["f"])                    # no floor at all
+    assert rows["l"]["backward_gemm_ms"] == approx(2 * 2 * 2560 / 1e6)
+    assert rows["l"]["forward_memory_ms"] == approx((2048 + 80 + 4 * 2560) / 1e6)

@@ -61,20 +61,40 @@ def print_profile(args):
     lines = [f"processor: {processor()}", f"BLAS: {blas}; minicnn threads {threads}",
              f"VGG16 gradient pass, batch {batch}: per layer, medians of {args.repeats} "
              "(inside the pass: the pass run layer by layer; alone: the same call repeated)",
-             "", "| layer | forward in pass ms | forward alone ms | backward in pass ms | "
-             "backward alone ms |", "|---|---|---|---|---|"]
+             "floor: the larger of the layer's GEMM multiply-adds at the GEMM rate and the "
+             "bytes it must move at the memory copy rate (G / M: which one); x floor: "
+             "in pass / floor",
+             "", "| layer | forward in pass ms | forward alone ms | floor ms | x floor | "
+             "backward in pass ms | backward alone ms | floor ms | x floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['layer']} | {r['forward_pass_ms']:.1f} | {r['forward_alone_ms']:.1f}"
-                     f" | {r['backward_pass_ms']:.1f} | {r['backward_alone_ms']:.1f} |")
-    total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "layer"}
-    lines.append(f"| total | {total['forward_pass_ms']:.1f} | {total['forward_alone_ms']:.1f} | "
-                 f"{total['backward_pass_ms']:.1f} | {total['backward_alone_ms']:.1f} |")
+        cells = [r["layer"]]
+        for d in ("forward", "backward"):
+            cells += [f"{r[d + '_pass_ms']:.1f}", f"{r[d + '_alone_ms']:.1f}",
+                      *floor_cells(r, d)]
+        lines.append("| " + " | ".join(cells) + " |")
+    total = {k: sum(r[k] or 0 for r in rows) for k in rows[0] if k != "layer"}
+    cells = ["total"]
+    for d in ("forward", "backward"):
+        floor = sum(max(r[d + "_gemm_ms"] or 0, r[d + "_memory_ms"] or 0) for r in rows)
+        cells += [f"{total[d + '_pass_ms']:.1f}", f"{total[d + '_alone_ms']:.1f}",
+                  f"{floor:.1f}", f"{total[d + '_pass_ms'] / floor:.1f}"]
+    lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
     if args.out:
         atomic_write(Path(args.out).with_suffix(".md"),
                      lambda tmp: Path(tmp).write_text(text + "\n"))
     return 0
+
+
+def floor_cells(row, direction):
+    """The floor and in-pass / floor cells of one direction of a profile row."""
+    gemm, memory = row[direction + "_gemm_ms"], row[direction + "_memory_ms"]
+    if gemm is None and memory is None:
+        return ["-", "-"]
+    floor, which = max((gemm or 0, "G"), (memory or 0, "M"))
+    return [f"{floor:.2f} {which}", f"{row[direction + '_pass_ms'] / floor:.1f}"]
 
 
 # ------------------------------------------------------------------ main

@@ -16,7 +16,7 @@ import minicnn
 from minicnn import assets
 from minicnn.backend import get_array_module, to_numpy
 from minicnn.summary import summarize, totals
-from minicnn.threads import set_threads
+from minicnn.threads import set_threads, split
 from minicnn.training import DataParallel
 
 from minicnn.commands.train import DEFAULT_CONFIG, parse_config
@@ -471,7 +471,83 @@ def profile_child(batch, repeats, threads):
                      "backward_pass_ms": 1e3 * float(np.median(inside[name][1][1:])),
                      "backward_alone_ms": 1e3 * float(np.median(backward_alone))})
         h = out
+    floors = layer_floors(layers, x.shape, [o.shape for o in outputs], *machine_rates())
+    for row, floor in zip(rows, floors):
+        row.update(floor)
     return rows
+
+
+def machine_rates():
+    """(GEMM FLOP/s, memory bytes/s) of this process: the bench's GEMM shape with the
+    BLAS's threads (as the BLAS limit), and a 256 MiB copy cut over minicnn's threads,
+    counting the bytes read and written (medians of 5 after a warm-up each)."""
+    from minicnn.threads import get_threads, parallel_map
+    gemm, flops = gemm_runner("cpu")
+    gemm_s = float(np.median(timed_calls(gemm, 5)))
+    src = np.ones(1 << 26, dtype=np.float32)        # 256 MiB: far beyond any cache
+    dst = np.empty_like(src)
+    bounds = [(s.start, s.stop) for s in split(src.size, 4 * get_threads())]
+    copy_s = float(np.median(timed_calls(
+        lambda: parallel_map(lambda b: np.copyto(dst[b[0]:b[1]], src[b[0]:b[1]]), bounds), 5)))
+    return flops / gemm_s, 2 * src.nbytes / copy_s
+
+
+def conv_multiplies(algorithm, weight_shape, out_shape):
+    """Multiplies of one conv's GEMMs with ``algorithm``: weight (O, C, kh, kw), output
+    (N, O, Ho, Wo) (Winograd: 16 or 36 per 2x2 or 4x4 tile and channel pair)."""
+    o, c, kh, kw = weight_shape
+    n, _, ho, wo = out_shape
+    if algorithm == "winograd2":
+        return 16 * n * -(-ho // 2) * -(-wo // 2) * c * o
+    if algorithm == "winograd4":
+        return 36 * n * -(-ho // 4) * -(-wo // 4) * c * o
+    return kh * kw * n * ho * wo * c * o
+
+
+def layer_floors(layers, input_shape, output_shapes, gemm_rate, memory_rate):
+    """Per layer of a float32 gradient pass (no parameter gradients), the least time its
+    work can take on this machine: its GEMMs' multiply-adds at ``gemm_rate`` (FLOP/s), and
+    the bytes it must move at ``memory_rate`` (bytes/s; both from :func:`machine_rates`).
+    Forward: read the input and the parameters as the GEMMs read them (a Winograd conv:
+    its kernel transform), write the output; backward: read the incoming signal and the
+    parameters, or what the forward kept (a ReLU's output, a pool's switches), write the
+    outgoing signal. A conv's ReLU runs inside it, so a ReLU's forward has no floor.
+    layers: [(name, layer)]; shapes (N, ...). -> [{forward_gemm_ms, forward_memory_ms,
+    backward_gemm_ms, backward_memory_ms}] (None where a floor does not apply)."""
+    from minicnn.functional import conv_choice
+    floors, shape = [], tuple(input_shape)
+    for (_, layer), out_shape in zip(layers, output_shapes):
+        size_in, size_out = 4 * int(np.prod(shape)), 4 * int(np.prod(out_shape))
+        row = dict.fromkeys(("forward_gemm_ms", "forward_memory_ms", "backward_gemm_ms",
+                             "backward_memory_ms"))
+        if layer.kind == "conv2d":
+            w = tuple(layer.params["weight"].shape)
+            for direction, key, signal in (("forward", "forward", shape),
+                                           ("backward_input", "backward", out_shape)):
+                algorithm, _ = conv_choice.decided(direction, signal, w, np.float32,
+                                                   layer.stride, layer.pad)
+                algorithm = algorithm or conv_choice.rule_choice(direction, signal, w,
+                                                                 layer.stride, layer.pad)
+                # the kernel as the GEMMs read it: its transform, or the weight itself
+                per_pair = {"winograd2": 16, "winograd4": 36}.get(algorithm, w[2] * w[3])
+                multiplies = conv_multiplies(algorithm, w, out_shape)
+                moved = size_in + size_out + 4 * per_pair * w[0] * w[1]
+                row[key + "_gemm_ms"] = 1e3 * 2 * multiplies / gemm_rate
+                row[key + "_memory_ms"] = 1e3 * moved / memory_rate
+        elif layer.kind == "linear":
+            weight = int(np.prod(layer.params["weight"].shape))
+            for key in ("forward", "backward"):
+                row[key + "_gemm_ms"] = 1e3 * 2 * weight * shape[0] / gemm_rate
+                row[key + "_memory_ms"] = 1e3 * (size_in + size_out + 4 * weight) / memory_rate
+        elif layer.kind == "maxpool2d":
+            switches = size_out // 4                              # one byte a window
+            row["forward_memory_ms"] = row["backward_memory_ms"] = (
+                1e3 * (size_in + size_out + switches) / memory_rate)
+        elif layer.kind == "relu":                        # signal and output in, signal out
+            row["backward_memory_ms"] = 1e3 * 3 * size_in / memory_rate
+        floors.append(row)
+        shape = tuple(out_shape)
+    return floors
 
 
 def run_child(spec):

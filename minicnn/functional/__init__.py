@@ -75,6 +75,9 @@ def in_reference_mode():
 # leaves OpenBLAS's threads spinning after it returns, taking the cores from minicnn's
 # threads in the layers that follow.
 CPU_PARTS = 4
+# An im2col GEMM cut into slices of positions needs this many rows a slice to be
+# efficient; with fewer (VGG16's conv5 at batch 1: 49 a slice) it is cut by channels.
+IM2COL_MIN_ROWS = 128
 # Elementwise passes (ReLU, pooling) over fewer elements than this run in the caller:
 # handing them to threads costs more than it saves.
 ELEMENTWISE_MIN = 1 << 18
@@ -192,8 +195,11 @@ def _timing(run, kernels):
 
 
 def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
-    """im2col + GEMM in slabs of output rows over the threads (rows [a, b) read padded
-    rows [a*stride, (b-1)*stride + kh)); channels-last output."""
+    """im2col + GEMM over the threads, channels-last output: in slabs of output rows
+    (rows [a, b) read padded rows [a*stride, (b-1)*stride + kh)), or, when a slab would
+    give the GEMM fewer than IM2COL_MIN_ROWS rows (a deep layer at a small batch), with
+    the columns of the whole image and the GEMM in slices of output channels: thin
+    slabs would each pack the whole weight for a few dozen rows."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     ho, wo = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
@@ -201,6 +207,23 @@ def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
     dtype = numpy.result_type(x, weight, *(() if bias is None else (bias,)))
     y = recycled((n, ho, wo, o), dtype, x)                  # channels-last
     w2t = weight.reshape(o, c * kh * kw).T                  # (CKK, O)
+
+    def finish(out, s=slice(None)):
+        if bias is not None:
+            out += bias[s]
+        if relu:
+            relu_into(out, out)
+
+    if n * wo * -(-ho // CPU_PARTS) < IM2COL_MIN_ROWS:
+        cols = scratch("im2col.cols", (n, c, kh, kw, ho, wo), x.dtype, x)
+        cols_t = im2col_into(xpad, kh, kw, stride, 0, cols).transpose(0, 2, 1)  # (N, L, CKK)
+        y3 = y.reshape(n, ho * wo, o)
+
+        def channels(s):
+            numpy.matmul(cols_t, w2t[:, s], out=y3[:, :, s])
+            finish(y3[:, :, s], s)
+        parallel_map(channels, split(o, CPU_PARTS))
+        return y.transpose(0, 3, 1, 2)
 
     def slab(i):
         # the columns of output rows [a, b) times W^T: (N, L, CKK) @ (CKK, O) is the
@@ -211,10 +234,7 @@ def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
         im2col_into(rows, kh, kw, stride, 0, cols)
         out = y[:, s].reshape(n, -1, o)                     # a view: rows are contiguous
         numpy.matmul(cols.reshape(n, c * kh * kw, -1).transpose(0, 2, 1), w2t, out=out)
-        if bias is not None:
-            out += bias
-        if relu:
-            relu_into(out, out)
+        finish(out)
     _slabs(slab, ho, 2)
     return y.transpose(0, 3, 1, 2)
 
@@ -235,14 +255,20 @@ def conv2d_backward_input(dy, weight, x_shape, stride=1, pad=0, kernels=None):
 
 
 def _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad):
-    """The columns W^T dy in slices of positions over the threads, then col2im."""
+    """The columns W^T dy over the threads, then col2im: in slices of positions, or, when
+    a slice would give the GEMM fewer than IM2COL_MIN_ROWS positions, in slices of the
+    columns' rows (each then packs only its part of the weight)."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight.shape
     dy3 = dy.reshape(n, o, -1)
     w2t = weight.reshape(o, c * kh * kw).T
     cols = numpy.empty((n, c * kh * kw, dy3.shape[2]), dtype=numpy.result_type(dy, weight))
-    parallel_map(lambda s: numpy.matmul(w2t, dy3[:, :, s], out=cols[:, :, s]),
-                 split(dy3.shape[2], CPU_PARTS))
+    if n * -(-dy3.shape[2] // CPU_PARTS) < IM2COL_MIN_ROWS:
+        parallel_map(lambda s: numpy.matmul(w2t[s], dy3, out=cols[:, s]),
+                     split(c * kh * kw, CPU_PARTS))
+    else:
+        parallel_map(lambda s: numpy.matmul(w2t, dy3[:, :, s], out=cols[:, :, s]),
+                     split(dy3.shape[2], CPU_PARTS))
     return reference.col2im(cols, x_shape, kh, kw, stride, pad)
 
 
