@@ -120,7 +120,10 @@ def build_parser():
                                  "(extension of NAME ignored)")
     p.add_argument("--profile", action="store_true",
                    help="instead: per-layer times of a VGG16 gradient pass at the first "
-                        "--batch, each layer inside the pass and alone (minicnn only)")
+                        "--batch, each layer inside the pass and alone, beside its floor: "
+                        "its GEMM multiplies at the measured GEMM rate or the bytes it "
+                        "must move at the measured copy rate, whichever is larger "
+                        "(minicnn only)")
     p.add_argument("--conv", choices=("rule", "measure", "im2col", "winograd2", "winograd4"),
                    default=None,
                    help="minicnn's conv algorithm policy in the children (default: "

@@ -78,6 +78,9 @@ CPU_PARTS = 4
 # An im2col GEMM cut into slices of positions needs this many rows a slice to be
 # efficient; with fewer (VGG16's conv5 at batch 1: 49 a slice) it is cut by channels.
 IM2COL_MIN_ROWS = 128
+# ... and its output is written in chunks of about this many elements (1 MiB in float32),
+# so that adding the bias and rectifying run on values still in cache.
+IM2COL_CHUNK = 1 << 18
 # Elementwise passes (ReLU, pooling) over fewer elements than this run in the caller:
 # handing them to threads costs more than it saves.
 ELEMENTWISE_MIN = 1 << 18
@@ -225,17 +228,23 @@ def _im2col_conv2d_forward(x, weight, bias, stride, pad, relu):
         parallel_map(channels, split(o, CPU_PARTS))
         return y.transpose(0, 3, 1, 2)
 
-    def slab(i):
+    def chunk(s):
         # the columns of output rows [a, b) times W^T: (N, L, CKK) @ (CKK, O) is the
         # channels-last output itself, written in place
-        s = i[2]
         rows = xpad[:, :, s.start * stride:(s.stop - 1) * stride + kh]
         cols = scratch("im2col.cols", (n, c, kh, kw, s.stop - s.start, wo), x.dtype, x)
         im2col_into(rows, kh, kw, stride, 0, cols)
         out = y[:, s].reshape(n, -1, o)                     # a view: rows are contiguous
         numpy.matmul(cols.reshape(n, c * kh * kw, -1).transpose(0, 2, 1), w2t, out=out)
         finish(out)
-    _slabs(slab, ho, 2)
+
+    # each slab of rows in chunks whose output stays in cache for the bias and the ReLU
+    step = max(-(-IM2COL_MIN_ROWS // (n * wo)), IM2COL_CHUNK // (n * wo * o))
+
+    def slab(s):
+        for r0 in range(s.start, s.stop, step):
+            chunk(slice(r0, min(s.stop, r0 + step)))
+    parallel_map(slab, split(ho, CPU_PARTS))
     return y.transpose(0, 3, 1, 2)
 
 
@@ -260,7 +269,11 @@ def _im2col_conv2d_backward_input(dy, weight, x_shape, stride, pad):
     columns' rows (each then packs only its part of the weight)."""
     n, o = dy.shape[:2]
     _, c, kh, kw = weight.shape
-    dy3 = dy.reshape(n, o, -1)
+    dy_last = dy.transpose(0, 2, 3, 1)
+    if dy_last.flags.c_contiguous:      # channels-last memory: (N, O, L) as a view, no copy
+        dy3 = dy_last.reshape(n, -1, o).transpose(0, 2, 1)
+    else:
+        dy3 = dy.reshape(n, o, -1)
     w2t = weight.reshape(o, c * kh * kw).T
     cols = numpy.empty((n, c * kh * kw, dy3.shape[2]), dtype=numpy.result_type(dy, weight))
     if n * -(-dy3.shape[2] // CPU_PARTS) < IM2COL_MIN_ROWS:

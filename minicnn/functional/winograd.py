@@ -169,7 +169,6 @@ def winograd_input(ph, r0, r1, out=None):
 
     Patch column q of tile column t is padded column 2t + q: phase q % 2, tile column
     t + q // 2 (likewise for rows)."""
-    xp = get_array_module(ph)
     n, tw, c = ph.shape[2], ph.shape[4] - 1, ph.shape[5]
     rows = r1 - r0
     ph = ph[:, :, :, r0:r1 + 1]
@@ -186,7 +185,6 @@ def winograd_output(m, out, bias=None, relu=False):
     the channels-last (N, 2*rows, 2*tw, O) output), Y = A^T M A per tile, plus bias (O,)
     when given (added through M[5], which reaches all four outputs of a tile); max(Y, 0)
     with ``relu``, in the copy that writes the output (no pass of its own)."""
-    xp = get_array_module(m)
     n, rows, _, tw, _, o = out.shape
     m = m.reshape(4, 4, n, rows, tw, o)
     if bias is not None:
@@ -210,7 +208,6 @@ def winograd_conv3x3(x, u, bias=None, relu=False):
     """3x3, stride 1, pad 1 conv: x (N, C, H, W), U (16, O, C) from :func:`winograd_weight`
     (or :func:`winograd_weight_flipped`) -> (N, O, H, W), a view of a channels-last buffer
     (rectified with ``relu``)."""
-    xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
     dtype = result_dtype(x, u)

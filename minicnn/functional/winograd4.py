@@ -120,7 +120,6 @@ def input_phases4(x, th, tw):
     One strided pass over x; every later transform step reads rows of contiguous
     (column, channel) values. The result is this thread's "phases4" scratch slot
     (:mod:`.workspace`): valid until its next call."""
-    xp = get_array_module(x)
     n, c, h, w = x.shape
     rows = 4 * th + 2
     out = scratch("phases4", (4, n, rows, tw + 1, c), x.dtype, x)
@@ -147,7 +146,6 @@ def winograd4_input(cph, r0, r1, out=None):
 
     Patch column j of tile column t is padded column 4t + j: phase j % 4, tile column
     t + j // 4; patch row i of tile row t is padded row 4t + i."""
-    xp = get_array_module(cph)
     n, tw, c = cph.shape[1], cph.shape[3] - 1, cph.shape[4]
     rows = r1 - r0
     src = cph[:, :, 4 * r0:4 * r1 + 2]
@@ -167,7 +165,6 @@ def winograd4_output(m, out, bias=None, relu=False):
     channels-last (N, 4*rows, 4*tw, O) output), Y = A^T M A per tile, plus bias (O,)
     when given (added through M[6+1]: column 1 of A^T is all ones, so it reaches all 16
     outputs of a tile); rectified (max(Y, 0)) with ``relu``, while still in cache."""
-    xp = get_array_module(m)
     n, rows, _, tw, _, o = out.shape
     m = m.reshape(6, 6, n, rows, tw, o)
     if bias is not None:
@@ -187,7 +184,6 @@ def winograd4_conv3x3(x, u, bias=None, relu=False):
     :func:`winograd4_weight` -> (N, O, H, W), a view of a channels-last buffer (rectified
     with ``relu``), scheduled over the CPU threads by
     :func:`minicnn.functional.winograd_schedule.run_transforms`."""
-    xp = get_array_module(x)
     n, c, h, w = x.shape
     o = u.shape[1]
     dtype = result_dtype(x, u)

@@ -30,9 +30,14 @@ def test_the_cases_cover_both_cuts():
     assert {few_rows(s, st, p, True) for s, _, st, p in CASES} == {True, False}
 
 
+@pytest.mark.parametrize("chunk", [None, 64])
 @pytest.mark.parametrize("shape, out_channels, stride, pad", CASES)
-def test_im2col_forward_and_transposed_conv_equal_the_reference(shape, out_channels, stride, pad):
-    rng = np.random.default_rng(sum(shape) + out_channels)
+def test_im2col_forward_and_transposed_conv_equal_the_reference(shape, out_channels, stride, pad,
+                                                                chunk, monkeypatch):
+    """With chunk=64 output elements, each slab of rows runs in several chunks."""
+    if chunk is not None:
+        monkeypatch.setattr(F, "IM2COL_CHUNK", chunk)
+    rng = np.random.default_rng(sum(shape) + out_channels + (chunk or 0))   # no stale buffers
     x = rng.standard_normal(shape)
     weight = rng.standard_normal((out_channels, shape[1], 3, 3))
     bias = rng.standard_normal(out_channels)
