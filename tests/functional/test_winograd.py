@@ -120,3 +120,27 @@ def test_conv_layer_sees_weight_changes_through_its_kernel_transform_memo(xp):
     conv.params["weight"] = conv.params["weight"] * 2   # replaced
     check(x)
     check(x.astype(np.float64))                      # float64 input: float64 transform
+
+
+def test_the_memo_compares_weights_bit_for_bit():
+    """A NaN weight is the same weight (its transform is kept); -0.0 written over 0.0 is
+    an edit (the transform is made again); a non-contiguous weight is compared too."""
+    from minicnn.functional.winograd_kernels import KernelTransforms
+    k = conv_choice.WINOGRAD_MIN_CHANNELS
+    weight = np.random.default_rng(8).standard_normal((k, k, 3, 3)).astype(np.float32)
+    weight[1, 2, 0, 0] = np.nan
+    weight[2, 1, 1, 1] = 0.0
+    memo = KernelTransforms()
+    u = memo.get(weight, np.float32)
+    assert memo.get(weight, np.float32) is u                     # NaN: the same bits
+    weight[2, 1, 1, 1] = -0.0
+    u2 = memo.get(weight, np.float32)
+    assert u2 is not u and memo.get(weight, np.float32) is u2
+    weight[3, 3, 2, 2] += 1.0                                      # one ordinary edit
+    u3 = memo.get(weight, np.float32)
+    assert u3 is not u2 and memo.get(weight, np.float32) is u3
+    strided = np.ascontiguousarray(np.swapaxes(weight, 0, 1)).swapaxes(0, 1)
+    u4 = memo.get(strided, np.float32)                            # another array: new
+    assert memo.get(strided, np.float32) is u4
+    strided[0, 5, 1, 0] *= -2
+    assert memo.get(strided, np.float32) is not u4
