@@ -69,8 +69,10 @@ def test_conv2d_adjoint_identity(backend, setup):
 
 # ----------------------------------------------------------------------------- Linear
 
-@given(n=st.integers(1, 4), i=st.integers(1, 7), o=st.integers(1, 7), seed=st.integers(0, 2**32 - 1))
+@given(n=st.sampled_from([1, 2, 3, 4, 31, 32, 33, 40]), i=st.integers(1, 7), o=st.integers(1, 7),
+       seed=st.integers(0, 2**32 - 1))
 def test_linear_layer_against_naive_and_adjoint(backend, n, i, o, seed):
+    """Batches on both sides of LINEAR_TRANSPOSED_MAX (the forward as (W x^T)^T)."""
     rng = np.random.default_rng(seed)
     layer = Linear(i, o)
     W, b = rng.standard_normal((o, i)), rng.standard_normal(o)

@@ -81,6 +81,9 @@ IM2COL_MIN_ROWS = 128
 # ... and its output is written in chunks of about this many elements (1 MiB in float32),
 # so that adding the bias and rectifying run on values still in cache.
 IM2COL_CHUNK = 1 << 18
+# A linear layer's forward with 2 to this many examples computes (W x^T)^T (see
+# linear_forward); with one, NumPy makes it a matrix-vector product either way.
+LINEAR_TRANSPOSED_MAX = 32
 # Elementwise passes (ReLU, pooling) over fewer elements than this run in the caller:
 # handing them to threads costs more than it saves.
 ELEMENTWISE_MIN = 1 << 18
@@ -324,10 +327,18 @@ def linear_forward(x, weight, bias):
     """y = x W^T + b: x (N, in), weight (out, in), bias (out,) -> (N, out)."""
     if not (_linear_on_cpu(x, weight) and getattr(bias, "shape", None) == weight.shape[:1]):
         return reference.linear_forward(x, weight, bias)
-    y = recycled((x.shape[0], weight.shape[0]), numpy.result_type(x, weight, bias), x)
+    n = x.shape[0]
+    y = recycled((n, weight.shape[0]), numpy.result_type(x, weight, bias), x)
 
     def part(s):
-        numpy.matmul(x, weight[s].T, out=y[:, s])
+        if 1 < n <= LINEAR_TRANSPOSED_MAX:
+            # (W x^T)^T: with a few examples OpenBLAS's AVX-512 kernel runs the product
+            # with the weight as the left operand 1.3-1.5x faster (VGG16 fc6 at batch 8)
+            yt = scratch("linear.yt", (s.stop - s.start, n), y.dtype, y)
+            numpy.matmul(weight[s], x.T, out=yt)
+            y[:, s] = yt.T
+        else:
+            numpy.matmul(x, weight[s].T, out=y[:, s])
         y[:, s] += bias[s]
 
     parallel_map(part, split(weight.shape[0], CPU_PARTS))
