@@ -78,9 +78,9 @@ CPU_PARTS = 4
 # An im2col GEMM cut into slices of positions needs this many rows a slice to be
 # efficient; with fewer (VGG16's conv5 at batch 1: 49 a slice) it is cut by channels.
 IM2COL_MIN_ROWS = 128
-# ... and its output is written in chunks of about this many elements (1 MiB in float32),
+# ... and its output is written in chunks of about this many elements (4 MiB in float32),
 # so that adding the bias and rectifying run on values still in cache.
-IM2COL_CHUNK = 1 << 18
+IM2COL_CHUNK = 1 << 20
 # A linear layer's forward with 2 to this many examples computes (W x^T)^T (see
 # linear_forward); with one, NumPy makes it a matrix-vector product either way.
 LINEAR_TRANSPOSED_MAX = 32
