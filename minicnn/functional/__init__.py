@@ -333,7 +333,7 @@ def linear_forward(x, weight, bias):
     def part(s):
         if 1 < n <= LINEAR_TRANSPOSED_MAX:
             # (W x^T)^T: with a few examples OpenBLAS's AVX-512 kernel runs the product
-            # with the weight as the left operand 1.3-1.5x faster (VGG16 fc6 at batch 8)
+            # faster with the weight as the left operand (README, "Per layer")
             yt = scratch("linear.yt", (s.stop - s.start, n), y.dtype, y)
             numpy.matmul(weight[s], x.T, out=yt)
             y[:, s] = yt.T

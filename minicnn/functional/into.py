@@ -8,10 +8,10 @@ from ..backend import get_array_module
 from .reference import _window, check_rule, out_size, pad_spatial
 
 
-# NumPy's maximum against a 0-d zero runs a scalar loop, 2-4x slower than against an
-# array of zeros (SIMD); so the zero operand is an array whose innermost axes (in the
-# memory order of the data) run over at least this many contiguous zeros, the others
-# with stride 0: the loop then runs contiguous rows of data and zeros alike.
+# NumPy's maximum against a 0-d zero runs a scalar loop, several times slower than
+# against an array of zeros (SIMD); so the zero operand is an array whose innermost
+# axes (in the memory order of the data) run over at least this many contiguous zeros,
+# the others with stride 0: the loop then runs contiguous rows of data and zeros alike.
 ZERO_ROW = 4096
 ZERO_ROW_MAX = 1 << 16           # elements: no zero buffer as large as the data itself
 _zero_rows = {}                # (dtype, shape, strides) -> zeros

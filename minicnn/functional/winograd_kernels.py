@@ -65,8 +65,8 @@ class KernelTransforms:
     def _same_values(self, weight):
         """The remembered values equal ``weight``'s bit for bit (a NaN weight is the same
         weight; -0.0 and 0.0 are not), compared as unsigned integers in slices over the
-        threads. This reads the weight and its copy on every call (VGG16 on the CPU:
-        about 4 ms a pass direction), the price of seeing in-place edits."""
+        threads. This reads the weight and its copy on every call (its cost: README,
+        "Per layer"), the price of seeing in-place edits."""
         xp = get_array_module(weight)
         weight = xp.ascontiguousarray(weight)      # the copy is C-contiguous already
         size = 8 if weight.nbytes % 8 == 0 else weight.itemsize
