@@ -154,9 +154,9 @@ def winograd4_input(cph, r0, r1, out=None):
     _bt6([src[j % 4, :, :, j // 4:j // 4 + tw] for j in range(6)], cols, sums)
     if out is None:
         out = scratch("chunk2", (6, 6, n, rows, tw, c), cph.dtype, cph)
-    sums = scratch("chunk3", (2, n, rows, tw, c), cph.dtype, cph)
-    for l in range(6):                                              # then along the rows
-        _bt6([cols[l, :, i:i + 4 * rows - 3:4] for i in range(6)], out[:, l], sums)
+    # then along the rows, the six columns l at once (fewer, longer NumPy calls)
+    sums = scratch("chunk3", (2, 6, n, rows, tw, c), cph.dtype, cph)
+    _bt6([cols[:, :, i:i + 4 * rows - 3:4] for i in range(6)], out, sums)
     return out.reshape(36, n * rows * tw, c)
 
 
@@ -169,12 +169,13 @@ def winograd4_output(m, out, bias=None, relu=False):
     m = m.reshape(6, 6, n, rows, tw, o)
     if bias is not None:
         m[1, 1] += bias
-    half = scratch("chunk2", (4, 6, n, rows, tw, o), m.dtype, m)  # A^T, rows
-    sums = scratch("chunk3", (2, n, rows, tw, o), m.dtype, m)
-    for l in range(6):
-        _at6(m[:, l], half[:, l], sums)
-    for a in range(4):                                              # then along the columns
-        _at6(half[a], [out[:, :, a, :, b] for b in range(4)], sums)
+    half = scratch("chunk2", (4, 6, n, rows, tw, o), m.dtype, m)  # A^T, rows: all l at once
+    sums = scratch("chunk3", (2, 6, n, rows, tw, o), m.dtype, m)
+    _at6(m, half, sums)
+    # then along the columns, all rows a at once, into out[:, :, a, :, b]
+    sums = scratch("chunk3", (2, n, rows, 4, tw, o), m.dtype, m)
+    _at6([half[:, l].transpose(1, 2, 0, 3, 4) for l in range(6)],
+         [out[:, :, :, :, b] for b in range(4)], sums)
     if relu:
         relu_into(out, out)
 
