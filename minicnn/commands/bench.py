@@ -73,12 +73,12 @@ def print_profile(args):
             cells += [f"{r[d + '_pass_ms']:.1f}", f"{r[d + '_alone_ms']:.1f}",
                       *floor_cells(r, d)]
         lines.append("| " + " | ".join(cells) + " |")
-    total = {k: sum(r[k] or 0 for r in rows) for k in rows[0] if k != "layer"}
     cells = ["total"]
     for d in ("forward", "backward"):
-        floor = sum(max(r[d + "_gemm_ms"] or 0, r[d + "_memory_ms"] or 0) for r in rows)
-        cells += [f"{total[d + '_pass_ms']:.1f}", f"{total[d + '_alone_ms']:.1f}",
-                  f"{floor:.1f}", f"{total[d + '_pass_ms'] / floor:.1f}"]
+        in_pass = sum(r[d + "_pass_ms"] for r in rows)
+        floor = sum(layer_floor(r, d)[0] for r in rows)
+        cells += [f"{in_pass:.1f}", f"{sum(r[d + '_alone_ms'] for r in rows):.1f}",
+                  f"{floor:.1f}", f"{in_pass / floor:.1f}"]
     lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
@@ -88,12 +88,20 @@ def print_profile(args):
     return 0
 
 
-def floor_cells(row, direction):
-    """The floor and in-pass / floor cells of one direction of a profile row."""
+def layer_floor(row, direction):
+    """(floor ms, "G" or "M": which floor is the larger) of one direction of a profile
+    row; (0, None) where the layer has no floor."""
     gemm, memory = row[direction + "_gemm_ms"], row[direction + "_memory_ms"]
     if gemm is None and memory is None:
+        return 0, None
+    return max((gemm or 0, "G"), (memory or 0, "M"))
+
+
+def floor_cells(row, direction):
+    """The floor and in-pass / floor cells of one direction of a profile row."""
+    floor, which = layer_floor(row, direction)
+    if which is None:
         return ["-", "-"]
-    floor, which = max((gemm or 0, "G"), (memory or 0, "M"))
     return [f"{floor:.2f} {which}", f"{row[direction + '_pass_ms'] / floor:.1f}"]
 
 

@@ -399,6 +399,17 @@ def engine_child(spec):
     return out
 
 
+def conv_algorithm(direction, x_shape, weight_shape, stride, pad):
+    """(algorithm, decided) for a float32 CPU conv in this process: the algorithm it
+    runs with (:func:`conv_choice.decided`), or the rule's choice, decided False, where
+    the measuring policy has not measured it yet."""
+    from minicnn.functional import conv_choice
+    chosen, _ = conv_choice.decided(direction, x_shape, weight_shape, np.float32, stride, pad)
+    if chosen:
+        return chosen, True
+    return conv_choice.rule_choice(direction, x_shape, weight_shape, stride, pad), False
+
+
 def conv_choice_rows(net, batch, size=224):
     """The conv algorithm this process uses for each conv of ``net`` at ``batch``
     (:func:`conv_choice.decided`): {"policy", "rows": [{layer, forward, backward_input,
@@ -414,9 +425,8 @@ def conv_choice_rows(net, batch, size=224):
             for direction, shape in (("forward", (batch, c, h, h)),
                                      ("backward_input", (batch, w[0], h, h)),
                                      ("backward_params", (batch, c, h, h))):
-                chosen, _ = conv_choice.decided(direction, shape, w, np.float32, 1, 1)
-                row[direction] = chosen or "rule: " + conv_choice.rule_choice(
-                    direction, shape, w, 1, 1)                   # not measured
+                algorithm, decided = conv_algorithm(direction, shape, w, 1, 1)
+                row[direction] = algorithm if decided else "rule: " + algorithm
             rows.append(row)
             c = w[0]
         elif layer.kind in ("flatten", "global_avgpool"):
@@ -514,7 +524,6 @@ def layer_floors(layers, input_shape, output_shapes, gemm_rate, memory_rate):
     outgoing signal. A conv's ReLU runs inside it, so a ReLU's forward has no floor.
     layers: [(name, layer)]; shapes (N, ...). -> [{forward_gemm_ms, forward_memory_ms,
     backward_gemm_ms, backward_memory_ms}] (None where a floor does not apply)."""
-    from minicnn.functional import conv_choice
     floors, shape = [], tuple(input_shape)
     for (_, layer), out_shape in zip(layers, output_shapes):
         size_in, size_out = 4 * int(np.prod(shape)), 4 * int(np.prod(out_shape))
@@ -524,10 +533,7 @@ def layer_floors(layers, input_shape, output_shapes, gemm_rate, memory_rate):
             w = tuple(layer.params["weight"].shape)
             for direction, key, signal in (("forward", "forward", shape),
                                            ("backward_input", "backward", out_shape)):
-                algorithm, _ = conv_choice.decided(direction, signal, w, np.float32,
-                                                   layer.stride, layer.pad)
-                algorithm = algorithm or conv_choice.rule_choice(direction, signal, w,
-                                                                 layer.stride, layer.pad)
+                algorithm, _ = conv_algorithm(direction, signal, w, layer.stride, layer.pad)
                 # the kernel as the GEMMs read it: its transform, or the weight itself
                 per_pair = {"winograd2": 16, "winograd4": 36}.get(algorithm, w[2] * w[3])
                 multiplies = conv_multiplies(algorithm, w, out_shape)

@@ -34,9 +34,10 @@ def zero_operand(x):
             strides[axis] = span * x.itemsize
             span *= x.shape[axis]
         if span == 1:                        # one axis longer than ZERO_ROW_MAX: scalar
-            return xp.zeros((), dtype=x.dtype)
-        buffer = numpy.zeros(max(span, 1), dtype=x.dtype)
-        zeros = numpy.ndarray(x.shape, x.dtype, buffer, strides=strides)
+            zeros = numpy.zeros((), dtype=x.dtype)
+        else:
+            buffer = numpy.zeros(max(span, 1), dtype=x.dtype)    # span 0: an empty axis
+            zeros = numpy.ndarray(x.shape, x.dtype, buffer, strides=strides)
         zeros.flags.writeable = False
         if len(_zero_rows) >= 128:
             _zero_rows.clear()
